@@ -5,3 +5,4 @@ from .plotting import (animate_reverse, imshow, plot_class_grid, plot_forward_1d
                        plot_noising_grid, plot_pixel_histogram, plot_real_vs_generated, plot_reverse_strip,
                        show_images)
 from .runtime import PROFILES, RunProfile, get_device, get_profile, seed_everything, set_profile
+from .checkpoints import CheckpointError, load_pretrained, pretrained_available
