@@ -1,0 +1,222 @@
+"""Train the course's pretrained checkpoints (the fast path).
+
+    python -m tutorial_utils.train --model unet_digit6 --steps 2500
+    python -m tutorial_utils.train --model unet_cond --steps 5000 --resume
+
+What it does (see docs/CHECKPOINTS.md):
+  * MNIST as one tensor on the device (``load_mnist_tensors`` + ``TensorBatches``), channels_last;
+  * the loss is ``solutions.p_losses`` (Algorithm 1, one source of truth);
+  * AdamW, linear warmup then cosine decay of the learning rate, gradient clipping;
+  * an exponential moving average (EMA) of the weights; the EMA weights are what is saved;
+  * seeded; a resume state (model, EMA, optimizer, step, RNG, data position) is written every
+    ``--save-every`` steps under ``runs/train_<model>/`` and ``--resume`` continues from it;
+  * writes ``<out>/<model>.pt`` and ``<out>/<model>.json`` through ``save_checkpoint``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import CHECKPOINT_DIR, COURSE_ROOT, PRETRAINED, build_model, save_checkpoint
+from .data import TensorBatches, load_mnist_tensors
+
+RUNS_DIR = COURSE_ROOT / "runs"
+
+# The recipe the shipped checkpoints were trained with (overridable on the command line).
+DEFAULTS = {
+    "unet_digit6": {"steps": 2500, "digits": [6]},
+    "unet_cond": {"steps": 5000, "digits": None},
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tutorial_utils.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, choices=sorted(PRETRAINED))
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
+    p.add_argument("--min-lr-ratio", type=float, default=0.02, help="final lr as a fraction of --lr")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights (0 disables)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--out", default=str(CHECKPOINT_DIR), help="folder for <model>.pt and <model>.json")
+    p.add_argument("--run-dir", default=None, help="resume state folder (default runs/train_<model>)")
+    p.add_argument("--save-every", type=int, default=250, help="write the resume state every N steps")
+    p.add_argument("--resume", action="store_true", help="continue from the resume state")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke tests)")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
+    """Linear warmup to ``peak`` over ``warmup`` steps, then cosine decay to ``min_ratio * peak``."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def ema_update(ema_params, params, decay: float) -> None:
+    torch._foreach_mul_(ema_params, decay)
+    torch._foreach_add_(ema_params, params, alpha=1 - decay)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from .runtime import get_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = get_device(args.device)
+    name = args.model
+    steps = args.steps or DEFAULTS[name]["steps"]
+    digits = DEFAULTS[name]["digits"]
+    conditional = name == "unet_cond"
+    run_dir = Path(args.run_dir) if args.run_dir else RUNS_DIR / f"train_{name}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "resume.pt"
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    torch.manual_seed(args.seed)
+    x, y = load_mnist_tensors(train=True, digits=digits, device=device, limit=args.limit)
+    x = x.contiguous(memory_format=fmt)
+    batches = TensorBatches(x, y, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    model = build_model(PRETRAINED[name]).to(device).to(memory_format=fmt).train()
+    ema_model = copy.deepcopy(model).eval()
+    for p in ema_model.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    params = [p for p in model.parameters()]
+    ema_params = [p for p in ema_model.parameters()]
+
+    step, losses = 0, []
+    epoch_gen_state = batches.generator.get_state()   # generator state at the start of the current epoch
+    batch_in_epoch = 0
+    if args.resume:
+        if not state_path.is_file():
+            print(f"error: --resume but no resume state at {state_path}; run without --resume to start.",
+                  file=sys.stderr)
+            return 2
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st["model"] != name:
+            print(f"error: {state_path} is a resume state for {st['model']}, not {name}.", file=sys.stderr)
+            return 2
+        model.load_state_dict(st["model_state"])
+        ema_model.load_state_dict(st["ema_state"])
+        opt.load_state_dict(st["opt_state"])
+        step, losses = st["step"], st["losses"]
+        epoch_gen_state, batch_in_epoch = st["epoch_gen_state"], st["batch_in_epoch"]
+        torch.set_rng_state(st["torch_rng"])
+        if device.type == "cuda" and st.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(st["cuda_rng"], device)
+        steps = st["total_steps"] if args.steps is None else steps
+        print(f"resumed {name} at step {step}/{steps} from {state_path}")
+
+    def save_state():
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"model": name, "model_state": model.state_dict(), "ema_state": ema_model.state_dict(),
+                    "opt_state": opt.state_dict(), "step": step, "total_steps": steps, "losses": losses,
+                    "epoch_gen_state": epoch_gen_state, "batch_in_epoch": batch_in_epoch,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "args": vars(args)}, tmp)
+        os.replace(tmp, state_path)
+
+    def epoch_iter():
+        nonlocal epoch_gen_state, batch_in_epoch
+        while True:
+            batches.generator.set_state(epoch_gen_state)
+            it = iter(batches)
+            for _ in range(batch_in_epoch):          # resume mid-epoch: skip what was already used
+                next(it)
+            for xb, yb in it:
+                batch_in_epoch += 1
+                yield xb, yb
+            epoch_gen_state = batches.generator.get_state()
+            batch_in_epoch = 0
+
+    print(f"training {name}: {PRETRAINED[name]['class']}(**{PRETRAINED[name]['kwargs']}) on {x.shape[0]} images, "
+          f"{steps} steps of batch {args.batch_size}, lr {args.lr} (warmup {args.warmup}, cosine), "
+          f"EMA {args.ema}, device {_device_name(device)}", flush=True)
+    from solutions import p_losses
+
+    t0 = time.time()
+    run_loss = torch.zeros((), device=device)
+    n_run = 0
+    bar = tqdm(total=steps, initial=step, desc=name, disable=args.no_progress, mininterval=5)
+    data = epoch_iter()
+    while step < steps:
+        xb, yb = next(data)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, args.lr, args.warmup, args.min_lr_ratio)
+        t = torch.randint(0, 1000, (xb.shape[0],), device=device)
+        loss = p_losses(model, xb, t, y=yb if conditional else None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
+        opt.step()
+        if args.ema:
+            decay = min(args.ema, (1 + step) / (10 + step))    # short EMA warmup so early weights fade fast
+            ema_update(ema_params, params, decay)
+        step += 1
+        run_loss += loss.detach()
+        n_run += 1
+        if step % 50 == 0 or step == steps:                   # sync with the device only now and then
+            mean = (run_loss / n_run).item()
+            losses.append((step, mean))
+            run_loss.zero_()
+            n_run = 0
+            bar.set_postfix(loss=f"{mean:.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
+        bar.update(1)
+        if step % args.save_every == 0 and step < steps:
+            save_state()
+    bar.close()
+    wall = time.time() - t0
+    final = ema_model if args.ema else model
+    final = final.to(memory_format=torch.contiguous_format)
+    tail = [l for s, l in losses[-10:]]
+    meta = {
+        "recipe": {"steps": steps, "batch_size": args.batch_size, "optimizer": "AdamW", "lr": args.lr,
+                   "weight_decay": args.weight_decay, "schedule": f"linear warmup {args.warmup} steps + cosine "
+                   f"to {args.min_lr_ratio}x", "grad_clip": args.grad_clip, "ema": args.ema, "seed": args.seed,
+                   "channels_last": args.channels_last, "data": PRETRAINED[name]["data"],
+                   "n_images": int(x.shape[0]), "diffusion": "linear beta 1e-4..0.02, T=1000, loss solutions.p_losses",
+                   "weights": "EMA" if args.ema else "raw"},
+        "steps": step,
+        "final_loss": round(sum(tail) / max(1, len(tail)), 5),
+        "loss_curve": [[s, round(l, 5)] for s, l in losses[::max(1, len(losses) // 60)]],
+        "device": _device_name(device),
+        "train_seconds_this_run": round(wall, 1),
+        "command": "python -m tutorial_utils.train " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    save_state()
+    pt, js = save_checkpoint(final, name, meta, directory=args.out)
+    print(f"saved {pt} and {js}: {step} steps, final loss {meta['final_loss']}, {wall:.0f} s this run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
