@@ -1,0 +1,201 @@
+"""Pretrained checkpoints: the error paths of load_pretrained, and that the shipped weights work."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import solutions
+from tutorial_utils import CheckpointError, load_pretrained, pretrained_available
+from tutorial_utils.checkpoints import CHECKPOINT_DIR, PRETRAINED, file_sha256, save_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fresh(tmp_path, name="unet_digit6", model=None, seed=0):
+    torch.manual_seed(seed)
+    model = model if model is not None else solutions.Unet(ch=32)
+    pt, js = save_checkpoint(model, name, {"steps": 0, "recipe": {"note": "test"}}, directory=tmp_path)
+    return model, pt, js
+
+
+# ------------------------------------------------------------------ save / load round trip
+def test_round_trip_weights_only_and_eval_mode(tmp_path):
+    model, pt, js = _fresh(tmp_path)
+    state = torch.load(pt, weights_only=True)                  # plain tensors only
+    assert set(state) == set(model.state_dict())
+    meta = json.loads(js.read_text())
+    assert meta["architecture"] == {"class": "Unet", "kwargs": {"ch": 32}}
+    assert meta["sha256"] == file_sha256(pt)
+    for key in ("versions", "date", "n_parameters"):
+        assert key in meta
+    loaded = load_pretrained("unet_digit6", directory=tmp_path)
+    assert isinstance(loaded, solutions.Unet) and not loaded.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_round_trip_conditional(tmp_path):
+    model, _, _ = _fresh(tmp_path, "unet_cond", solutions.UNet_cond(ch=32, n_classes=10))
+    loaded = load_pretrained("unet_cond", directory=tmp_path)
+    assert isinstance(loaded, solutions.UNet_cond)
+    assert torch.equal(loaded.class_emb.weight, model.class_emb.weight)
+
+
+# ------------------------------------------------------------------ error paths
+def test_unknown_name(tmp_path):
+    with pytest.raises(CheckpointError, match="unet_digit6"):
+        load_pretrained("unet_digit7", directory=tmp_path)
+
+
+@pytest.mark.parametrize("missing", [".pt", ".json"])
+def test_missing_file_says_which_and_how_to_make_it(tmp_path, missing):
+    _, pt, js = _fresh(tmp_path)
+    gone = pt if missing == ".pt" else js
+    gone.unlink()
+    assert not pretrained_available("unet_digit6", directory=tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained("unet_digit6", directory=tmp_path)
+    msg = str(info.value)
+    assert str(gone) in msg and "does not exist" in msg
+    assert "python -m tutorial_utils.train --model unet_digit6" in msg
+
+
+def test_truncated_file_fails_the_hash_check(tmp_path):
+    _, pt, _ = _fresh(tmp_path)
+    data = pt.read_bytes()
+    pt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_pretrained("unet_digit6", directory=tmp_path)
+
+
+def test_truncated_file_with_matching_hash_is_reported_as_unreadable(tmp_path):
+    _, pt, js = _fresh(tmp_path)
+    data = pt.read_bytes()
+    pt.write_bytes(data[: len(data) // 2])
+    meta = json.loads(js.read_text())
+    meta["sha256"] = file_sha256(pt)                              # hash "fixed", file still broken
+    js.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_pretrained("unet_digit6", directory=tmp_path)
+
+
+def test_flipped_byte_is_a_hash_mismatch(tmp_path):
+    _, pt, js = _fresh(tmp_path)
+    data = bytearray(pt.read_bytes())
+    data[-100] ^= 0xFF
+    pt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained("unet_digit6", directory=tmp_path)
+    msg = str(info.value)
+    assert "sha256" in msg and "git checkout -- checkpoints/" in msg
+
+
+def test_other_width_is_reported_with_shapes(tmp_path):
+    # a Unet(ch=16) state dict saved under the name of the ch=32 model, metadata claiming ch=32
+    _fresh(tmp_path, model=solutions.Unet(ch=16))
+    js = tmp_path / "unet_digit6.json"
+    meta = json.loads(js.read_text())
+    meta["architecture"] = {"class": "Unet", "kwargs": {"ch": 32}}
+    js.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained("unet_digit6", directory=tmp_path)
+    msg = str(info.value)
+    assert "another architecture" in msg
+    assert "init_conv.weight: expected shape (32, 1, 3, 3), found (16, 1, 3, 3)" in msg
+
+
+def test_other_class_is_reported_with_keys(tmp_path):
+    # the conditional model's weights under the unconditional name: one key too many
+    _fresh(tmp_path, model=solutions.UNet_cond(ch=32, n_classes=10))
+    js = tmp_path / "unet_digit6.json"
+    meta = json.loads(js.read_text())
+    meta["architecture"] = {"class": "Unet", "kwargs": {"ch": 32}}
+    js.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): class_emb.weight"):
+        load_pretrained("unet_digit6", directory=tmp_path)
+
+
+def test_metadata_for_another_architecture(tmp_path):
+    _fresh(tmp_path, model=solutions.Unet(ch=16))                # json honestly says Unet with ch=16
+    js = tmp_path / "unet_digit6.json"
+    meta = json.loads(js.read_text())
+    meta["architecture"]["kwargs"] = {"ch": 16}
+    js.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_pretrained("unet_digit6", directory=tmp_path)
+
+
+def test_broken_metadata(tmp_path):
+    _, _, js = _fresh(tmp_path)
+    js.write_text("{ not json")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_pretrained("unet_digit6", directory=tmp_path)
+
+
+# ------------------------------------------------------------------ the shipped checkpoints
+def _shipped(name):
+    return pytest.mark.skipif(not pretrained_available(name),
+                              reason=f"checkpoints/{name}.pt is not committed yet "
+                                     f"(python -m tutorial_utils.train --model {name})")
+
+
+def _classifier():
+    path = REPO / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("bench_common", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, mod.load_classifier()
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_metadata_is_complete(name):
+    if not pretrained_available(name):
+        pytest.skip(f"checkpoints/{name}.pt is not committed yet")
+    meta = json.loads((CHECKPOINT_DIR / f"{name}.json").read_text())
+    assert meta["architecture"]["class"] == PRETRAINED[name]["class"]
+    for key in ("recipe", "steps", "final_loss", "versions", "device", "sha256", "date"):
+        assert key in meta, key
+    assert meta["steps"] >= 1000
+    assert (CHECKPOINT_DIR / f"{name}.pt").stat().st_size < 4_000_000     # fp32 ~1.7 MB, small enough for git
+
+
+@_shipped("unet_digit6")
+def test_shipped_digit6_samples_sixes():
+    """The full 1000-step sampler on 4 images gives clean sixes, not noise."""
+    model = load_pretrained("unet_digit6")
+    x = solutions.p_sample_loop_DDPM(model, (4, 1, 28, 28), progress=False, seed=0)
+    assert x.shape == (4, 1, 28, 28) and torch.isfinite(x).all()
+    assert x.min() > -1.6 and x.max() < 1.6                        # in range (noise would spread to ±4)
+    near_ends = ((x - 1).abs() < 0.25) | ((x + 1).abs() < 0.25)
+    assert near_ends.float().mean() > 0.8                          # bimodal: background and stroke
+    ink = (x > 0).float().mean()
+    assert 0.05 < ink < 0.4                                        # a stroke, not a blank or full square
+    mod, clf = _classifier()
+    pred, _ = mod.classify(clf, x)
+    assert (pred == 6).sum() >= 3, pred.tolist()
+
+
+@_shipped("unet_cond")
+def test_shipped_conditional_model_uses_the_label():
+    """Cheap check without sampling: on real test digits, the noise prediction is good, and better
+    with the true label than with a wrong one (the label carries information)."""
+    from tutorial_utils.data import load_mnist_tensors
+
+    model = load_pretrained("unet_cond")
+    x0, y = load_mnist_tensors(train=False, limit=256)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(x0.shape, generator=g)
+    with torch.inference_mode():
+        t = torch.full((x0.shape[0],), 200)
+        mse = ((model(solutions.q_sample(x0, t, noise), t, y) - noise) ** 2).mean()
+        assert mse < 0.1                                            # an untrained net gives ~1
+        t = torch.full((x0.shape[0],), 800)
+        xt = solutions.q_sample(x0, t, noise)
+        right = ((model(xt, t, y) - noise) ** 2).mean()
+        wrong = ((model(xt, t, (y + 1) % 10) - noise) ** 2).mean()
+    assert right < 0.95 * wrong, (right.item(), wrong.item())

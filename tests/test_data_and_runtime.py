@@ -1,0 +1,126 @@
+"""MNIST loading (real files), the data-folder resolution and its error path, run profiles, plots."""
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from tutorial_utils import (DatasetNotFoundError, PROFILES, get_dataloaders, get_profile, load_mnist_tensors,
+                            mnist_dataset, resolve_data_root, set_profile)
+from tutorial_utils import data as data_mod
+from tutorial_utils import plotting
+
+
+def test_full_mnist_is_read_from_the_configured_folder():
+    assert os.environ.get("DDPM_DATA_DIR"), "the test suite expects DDPM_DATA_DIR (./course test sets it)"
+    train, test = mnist_dataset(train=True), mnist_dataset(train=False)
+    assert len(train) == 60000 and len(test) == 10000
+    x, label = train[0]
+    assert x.shape == (1, 28, 28) and x.dtype == torch.float32
+    assert x.min().item() == -1.0 and x.max().item() == 1.0
+    assert label == 5  # the first training digit of MNIST is a 5
+
+
+def test_digit_subset_holds_exactly_that_digit():
+    x, y = load_mnist_tensors(train=True, digits=[6])
+    full_y = load_mnist_tensors(train=True)[1]
+    assert x.shape == (int((full_y == 6).sum()), 1, 28, 28) == (5918, 1, 28, 28)
+    assert (y == 6).all()
+    sub = mnist_dataset(train=False, digits=[6])
+    assert len(sub) == 958 and all(sub[i][1] == 6 for i in range(0, 958, 97))
+
+
+def test_fast_path_tensors_equal_the_seed_transform():
+    ds = mnist_dataset(train=False)
+    x, y = load_mnist_tensors(train=False, limit=50)
+    for i in range(0, 50, 7):
+        torch.testing.assert_close(x[i], ds[i][0], rtol=0, atol=1e-6)
+        assert y[i].item() == ds[i][1]
+
+
+def test_dataloaders_batches():
+    train_loader, test_loader = get_dataloaders(batch_size=64, digits=[6])
+    xb, yb = next(iter(train_loader))
+    assert xb.shape == (64, 1, 28, 28) and (yb == 6).all()
+    assert len(train_loader) == 5918 // 64
+
+
+def test_resolution_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("DDPM_DATA_DIR", str(tmp_path / "from_env"))
+    assert resolve_data_root(tmp_path / "explicit") == (tmp_path / "explicit").resolve()
+    assert resolve_data_root() == (tmp_path / "from_env").resolve()
+    monkeypatch.delenv("DDPM_DATA_DIR")
+    assert resolve_data_root() == data_mod.COURSE_ROOT / "data"
+
+
+def test_missing_data_error_names_folder_and_both_fixes(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError) as err:
+        mnist_dataset(root=empty, download=False)
+    msg = str(err.value)
+    assert str(empty / "MNIST" / "raw") in msg
+    assert "DDPM_DATA_DIR" in msg and "internet" in msg
+    assert isinstance(err.value, FileNotFoundError)
+    assert list(empty.iterdir()) == [] or all(p.is_dir() for p in empty.rglob("*"))  # nothing half-written
+
+
+def test_missing_data_error_when_download_fails(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data_mod.datasets.MNIST, "download", offline)
+    with pytest.raises(DatasetNotFoundError, match="download failed.*network is unreachable"):
+        load_mnist_tensors(root=tmp_path, download=True)
+
+
+def test_bad_digit_is_rejected():
+    with pytest.raises(ValueError, match="between 0 and 9"):
+        load_mnist_tensors(digits=[12])
+
+
+def test_profile_switch(monkeypatch):
+    monkeypatch.setenv("DDPM_PROFILE", "full")
+    assert get_profile() is PROFILES["full"] and get_profile().epochs_digit6 == 400
+    assert PROFILES["full"].epochs_cond == 100 and PROFILES["full"].timesteps == 1000
+    monkeypatch.setenv("DDPM_PROFILE", "fast")
+    assert get_profile().name == "fast"
+    assert set_profile("full").name == "full"
+    set_profile(None)
+    monkeypatch.setenv("DDPM_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="not a profile"):
+        get_profile()
+    monkeypatch.delenv("DDPM_PROFILE")
+    assert get_profile().name == ("full" if torch.cuda.is_available() else "fast")
+    with pytest.raises(ValueError, match="unknown profile"):
+        set_profile("slow")
+
+
+def test_every_figure_helper_draws(tmp_path):
+    import matplotlib.pyplot as plt
+    from solutions import forward_diffuse_1d, q_sample
+
+    x = torch.rand(10, 1, 28, 28) * 2 - 1
+    labels = torch.arange(10)
+    figs = [
+        plotting.show_images(x, nrow=5).figure,
+        plotting.plot_forward_1d(forward_diffuse_1d(torch.randn(500), 0.05, 20)),
+        plotting.plot_noising_grid(x[:2], [25, 999], q_sample),
+        plotting.plot_pixel_histogram(torch.randn(1000)),
+        plotting.plot_class_grid(x, labels),
+        plotting.plot_real_vs_generated(x, x),
+        plotting.plot_reverse_strip([(t, x) for t in (10, 5, 0)]),
+        plotting.plot_losses([1.0] * 100),
+    ]
+    for i, fig in enumerate(figs):
+        assert fig.axes, f"figure {i} has no axes"
+        fig.savefig(tmp_path / f"{i}.png")
+    assert len(figs[1].axes[0].lines) >= 1  # the N(0, 1) overlay
+    assert len(figs[2].axes) == 3            # x_0 + two timesteps
+    assert len(figs[4].axes) == 10           # one row per class
+    anim = plotting.animate_reverse([(t, x) for t in (10, 5, 0)])
+    assert "<img" in anim.to_jshtml() or "frames" in anim.to_jshtml()
+    plt.close("all")

@@ -1,0 +1,271 @@
+"""nbgrader plug-ins used by ``python -m tutorial_utils.instructor autograde``.
+
+``GuardedExecute`` replaces nbgrader's ``Execute`` preprocessor so that one bad submission can never
+stop the batch or hide what the student got right:
+
+* every code cell gets at most ``timeout`` seconds and the whole notebook at most
+  ``notebook_timeout`` seconds; a cell that runs too long is stopped, marked with a readable error,
+  and grading continues;
+* when the kernel dies (``os._exit``, a segfault, running out of memory) or hangs, a fresh kernel is
+  started, the cells before the failing one are re-run (outputs discarded) and grading continues
+  after it;
+* outputs are capped per cell (``max_output_chars`` of text, ``max_output_bytes`` in all) while they
+  stream in, so a submission printing gigabytes cannot fill the grader's memory, the gradebook or
+  the feedback;
+* the kernel runs in the bubblewrap sandbox (:class:`tutorial_utils.sandbox.SandboxKernelManager`);
+* everything that happened is written, in plain words, in a "Grader notes" cell at the top of the
+  autograded notebook (and so in the feedback) and in ``<course>/notes/`` for the grade export.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat.v4 import new_markdown_cell, new_output
+from nbgrader.preprocessors import Execute
+from traitlets import Integer, Type
+
+from .sandbox import SandboxKernelManager
+
+NOTES_ENV = "DDPM_GRADING_NOTES_DIR"
+NOTES_MARK = "ddpm_grader_notes"
+
+__all__ = ["GuardedExecute", "NOTES_ENV", "NOTES_MARK", "notes_path"]
+
+
+def notes_path(notes_dir: str, assignment: str, student: str, kind: str) -> str:
+    return os.path.join(notes_dir, assignment, f"{student}.{kind}.json")
+
+
+def _error_output(ename: str, text: str):
+    return new_output("error", ename=ename, evalue=text, traceback=[f"\x1b[0;31m{ename}\x1b[0m: {text}"])
+
+
+def _size(out) -> int:
+    if out.get("output_type") == "stream":
+        return len(out.get("text", ""))
+    if out.get("output_type") == "error":
+        return sum(len(x) for x in out.get("traceback", [])) + len(out.get("evalue", ""))
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in out.get("data", {}).values())
+
+
+class GuardedExecute(Execute):
+    """nbgrader's Execute, hardened for untrusted and broken submissions (see the module docstring)."""
+
+    timeout = Integer(120, help="Seconds one code cell may run before it is stopped.").tag(config=True)
+    notebook_timeout = Integer(900, help="Seconds all cells of one notebook may take together.").tag(config=True)
+    max_output_chars = Integer(20_000, help="Text output kept per cell; the rest is cut.").tag(config=True)
+    max_output_bytes = Integer(2_000_000, help="All outputs (images included) kept per cell.").tag(config=True)
+    max_restarts = Integer(4, help="Kernel restarts allowed per notebook before the rest is skipped.").tag(config=True)
+    kernel_manager_class = Type(SandboxKernelManager, config=True,
+                                help="Kernel manager; the default confines the kernel with bubblewrap.")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ driving the notebook
+    def preprocess(self, nb, resources=None, km=None):
+        self._notes: list[str] = []
+        self._bad: set[int] = set()
+        self._restarts = 0
+        self._deadline = time.monotonic() + self.notebook_timeout
+        self._cell_timeout = self.timeout
+        self._truncated: set[int] = set()
+        self._out_size: dict[int, int] = {}
+        self._gave_up = False
+        self.interrupt_on_timeout = False          # a timeout raises CellTimeoutError; we restart instead
+        self.raise_on_iopub_timeout = False
+        try:
+            nb, resources = super().preprocess(nb, resources, km)
+        except Exception as e:                     # kernel could not even start: grade what is there (nothing ran)
+            self.log.error("execution failed: %s", e)
+            self._notes.append(f"The notebook could not be executed ({type(e).__name__}: {str(e)[:300]}).")
+        self._finish(nb, resources)
+        return nb, resources
+
+    def _get_timeout(self, cell):
+        return max(1, int(self._cell_timeout))
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return cell, resources
+        label = self._label(cell, index)
+        if self._gave_up:
+            cell.outputs = [_error_output("NotRun", "not run: the kernel failed too many times in this notebook.")]
+            return cell, resources
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 1:
+            cell.outputs = [_error_output("NotebookTimeout",
+                                          f"not run: the notebook used up its {self.notebook_timeout} s time budget.")]
+            if not any("time budget" in n for n in self._notes):
+                self._notes.append(f"The notebook used up its {self.notebook_timeout} s time budget; "
+                                   f"{label} and the cells after it were not run.")
+            return cell, resources
+        self._cell_timeout = min(self.timeout, remaining)
+        self._out_size[index] = 0
+        try:
+            cell = self.execute_cell(cell, index, store_history=True)
+        except CellTimeoutError:
+            limit = int(self._cell_timeout)
+            why = (f"stopped: this cell ran longer than {limit} s (an endless loop?)"
+                   if limit >= self.timeout else f"stopped: the notebook used up its {self.notebook_timeout} s time budget")
+            cell.outputs.append(_error_output("CellTimeout", why + ". The cells after it were still graded."))
+            self._notes.append(f"{label} was stopped after {limit} s; the kernel was restarted and the cells "
+                               "before it were re-run, so the rest of the notebook could be graded.")
+            self._bad.add(index)
+            self._recover(index)
+        except DeadKernelError:
+            cell.outputs.append(_error_output(
+                "KernelDied", "the Python kernel died while running this cell (os._exit, a crash, or running out "
+                "of memory). A new kernel was started and the cells after this one were still graded."))
+            self._notes.append(f"The kernel died in {label}; a new kernel was started, the cells before it were "
+                               "re-run and the rest of the notebook was graded.")
+            self._bad.add(index)
+            self._recover(index)
+        except Exception as e:                     # anything else nbclient raises: never abort the batch
+            cell.outputs.append(_error_output(type(e).__name__, f"the grader could not run this cell: {str(e)[:500]}"))
+            self._notes.append(f"{label} could not be run ({type(e).__name__}).")
+            self._bad.add(index)
+            self._recover(index)
+        if index in self._truncated:
+            self._notes.append(f"The output of {label} was longer than the grader keeps and was cut.")
+        return cell, self.resources
+
+    def _label(self, cell, index):
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        return f"cell {index + 1}" + (f" (`{gid}`)" if gid else "")
+
+    # ------------------------------------------------------------------ kernel recovery
+    async def _async_fresh_kernel(self):
+        km, kc = self.km, self.kc
+        self.kc = None
+        try:
+            if kc is not None:
+                kc.stop_channels()
+        except Exception:
+            pass
+        if km is not None:
+            try:
+                await km.shutdown_kernel(now=True)
+            except Exception:
+                pass
+            try:
+                await km.cleanup_resources()
+            except Exception:
+                pass
+        self.km = self.create_kernel_manager()
+        await self.async_start_new_kernel()
+        await self.async_start_new_kernel_client()
+
+    def _recover(self, failed_index: int):
+        """New kernel, then re-run the code cells before ``failed_index`` (not the failed ones)."""
+        while True:
+            self._restarts += 1
+            if self._restarts > self.max_restarts:
+                self._gave_up = True
+                self._notes.append(f"The kernel failed {self.max_restarts} times; the remaining cells were not run.")
+                return
+            try:
+                run_sync(self._async_fresh_kernel)()
+            except Exception as e:
+                self._gave_up = True
+                self._notes.append(f"A new kernel could not be started ({type(e).__name__}); the remaining cells "
+                                   "were not run.")
+                return
+            replay_failed = None
+            for j in range(failed_index):
+                original = self.nb.cells[j]
+                if original.cell_type != "code" or not original.source.strip() or j in self._bad:
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 1:
+                    return
+                self._cell_timeout = min(self.timeout, remaining)
+                scratch = copy.deepcopy(original)
+                try:
+                    self.execute_cell(scratch, j, store_history=False)
+                except Exception:
+                    replay_failed = j
+                    break
+                finally:
+                    self.nb.cells[j] = original
+            if replay_failed is None:
+                return
+            self._bad.add(replay_failed)
+            self._notes.append(f"{self._label(self.nb.cells[replay_failed], replay_failed)} failed again while "
+                               "re-running; it was skipped.")
+
+    # ------------------------------------------------------------------ output caps
+    def output(self, outs, msg, display_id, cell_index):
+        before = len(outs)
+        result = super().output(outs, msg, display_id, cell_index)
+        if len(outs) > before:
+            out = outs[-1]
+            used = self._out_size.get(cell_index, 0)
+            size = _size(out)
+            is_text = out.get("output_type") == "stream"
+            limit = self.max_output_chars if is_text else self.max_output_bytes
+            text_used = sum(len(o.get("text", "")) for o in outs[:-1] if o.get("output_type") == "stream")
+            if is_text and text_used + size > self.max_output_chars:
+                keep = max(0, self.max_output_chars - text_used)
+                outs.pop()
+                if keep:
+                    out["text"] = out["text"][:keep]
+                    outs.append(out)
+                self._mark_truncated(outs, cell_index)
+            elif not is_text and out.get("output_type") != "error" and used + size > limit:
+                outs.pop()
+                self._mark_truncated(outs, cell_index)
+            else:
+                self._out_size[cell_index] = used + size
+        return result
+
+    def _mark_truncated(self, outs, cell_index):
+        if cell_index not in self._truncated:
+            self._truncated.add(cell_index)
+            outs.append(new_output("stream", name="stderr",
+                                   text=f"\n[grader: output cut here; at most {self.max_output_chars:,} characters "
+                                        "of text per cell are kept]\n"))
+
+    # ------------------------------------------------------------------ notes
+    def _finish(self, nb, resources):
+        meta = (resources or {}).get("nbgrader", {})
+        student, assignment, notebook = meta.get("student"), meta.get("assignment"), meta.get("notebook")
+        notes_dir = os.environ.get(NOTES_ENV)
+        collected = []
+        if notes_dir and student and assignment:
+            try:
+                with open(notes_path(notes_dir, assignment, student, "collect")) as f:
+                    collected = json.load(f).get(notebook, [])
+            except (OSError, ValueError):
+                collected = []
+        for i, cell in enumerate(nb.cells):
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
+            if cell.cell_type == "code" and cell.source.startswith("# This cell (id:") and \
+                    not any(gid in c and "missing" in c for c in collected):
+                collected.append(f"The graded test cell `{gid}` was missing; the original was put back and run.")
+        notes = list(dict.fromkeys(collected + self._notes))
+        if notes_dir and student and assignment:
+            os.makedirs(os.path.join(notes_dir, assignment), exist_ok=True)
+            path = notes_path(notes_dir, assignment, student, "autograde")
+            try:
+                with open(path) as f:
+                    saved = json.load(f)
+            except (OSError, ValueError):
+                saved = {}
+            saved[notebook] = notes
+            with open(path, "w") as f:
+                json.dump(saved, f, indent=1)
+        nb.cells = [c for c in nb.cells if not c.metadata.get(NOTES_MARK)]
+        text = ("**Grader notes** (automatic):\n\n" + "\n".join(f"- {n}" for n in notes)) if notes else \
+            "**Grader notes** (automatic): the notebook ran without problems."
+        cell = new_markdown_cell(text)
+        cell.metadata[NOTES_MARK] = True
+        if nb.get("nbformat_minor", 5) < 5:
+            cell.pop("id", None)
+        nb.cells.insert(0, cell)

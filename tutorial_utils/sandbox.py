@@ -1,0 +1,237 @@
+"""Run untrusted notebook code (students' submissions) inside a bubblewrap sandbox.
+
+Only the *kernel* is confined: nbgrader itself (which writes the gradebook and the autograded
+notebooks) runs normally, and the Jupyter kernel that executes the student's cells is started as
+
+    bwrap --unshare-all (no network) --ro-bind / / ... hidden paths ... --bind SCRATCH CWD -- prlimit ... python -m ipykernel_launcher
+
+``SandboxKernelManager`` is a drop-in ``AsyncKernelManager`` (nbclient's ``kernel_manager_class``):
+
+* the kernel talks to nbgrader over ZeroMQ *ipc* sockets (files in a private temp dir), so it needs
+  no network namespace at all;
+* the kernel's working directory is a throw-away **copy** of the student's autograded folder, mounted
+  at the same path: the student's code can write "into its folder" but nothing it writes (files,
+  symlinks) ever reaches the real autograded folder that nbgrader reads and writes;
+* everything else is read-only, and the paths in :data:`HIDE` (plus the grading course directory and
+  the source notebooks) are replaced by empty tmpfs mounts;
+* ``prlimit`` caps address space, file size and core dumps; per-cell and per-notebook time limits are
+  applied by the grader (``tutorial_utils.instructor.GuardedExecute``).
+
+Settings come from environment variables so that they reach the nbgrader subprocess unchanged:
+``DDPM_SANDBOX`` (``bwrap`` | ``off``), ``DDPM_SANDBOX_HIDE`` / ``DDPM_SANDBOX_RO`` (os.pathsep
+separated extra paths to hide / keep readable), ``DDPM_SANDBOX_MEM_MB``, ``DDPM_SANDBOX_FSIZE_MB``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Unicode
+
+COURSE_ROOT = Path(__file__).resolve().parent.parent
+
+# Hidden from student code by default (replaced by empty tmpfs).  /run holds sockets such as docker's.
+HIDE = ["/root", "/home", "/run", "/var/run", "/mnt", "/media", "/srv", "/opt/conda/pkgs", "/var/lib/docker"]
+
+ENV_MODE = "DDPM_SANDBOX"
+ENV_HIDE = "DDPM_SANDBOX_HIDE"
+ENV_RO = "DDPM_SANDBOX_RO"
+ENV_MEM = "DDPM_SANDBOX_MEM_MB"
+ENV_FSIZE = "DDPM_SANDBOX_FSIZE_MB"
+ENV_TMP = "DDPM_SANDBOX_TMP_MB"
+
+DEFAULT_MEM_MB = 8192          # address-space cap of the kernel (PyTorch on CPU needs ~2-3 GB of it)
+DEFAULT_FSIZE_MB = 256         # largest file the student code may write
+DEFAULT_TMP_MB = 512           # size of the private /tmp (RAM-backed)
+
+__all__ = ["SandboxKernelManager", "bwrap_available", "probe", "sandbox_command"]
+
+
+def _env_paths(name: str) -> list[str]:
+    return [p for p in os.environ.get(name, "").split(os.pathsep) if p]
+
+
+def _is_under(path: str, parent: str) -> bool:
+    path, parent = os.path.normpath(path), os.path.normpath(parent)
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def required_paths() -> list[str]:
+    """What the kernel must be able to read: the Python installation, the venv, the course code, MNIST."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+             str(COURSE_ROOT)}
+    data = os.environ.get("DDPM_DATA_DIR")
+    if data:
+        paths.add(data)
+    paths.update(_env_paths(ENV_RO))
+    return sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+
+
+def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
+                    hide_inside: list[str] | None = None, env: dict | None = None) -> list[str]:
+    """The bwrap argv that runs ``inner`` with ``scratch`` mounted (read-write) at ``workdir``.
+
+    ``private`` is a directory that stays writable (the kernel's connection file and ipc sockets).
+    ``hide_inside`` are paths inside the readable set that must still be hidden (the course directory
+    with every submission and the gradebook, the source notebooks, ...).
+    """
+    mem = int(os.environ.get(ENV_MEM, DEFAULT_MEM_MB))
+    fsize = int(os.environ.get(ENV_FSIZE, DEFAULT_FSIZE_MB))
+    tmp_mb = int(os.environ.get(ENV_TMP, DEFAULT_TMP_MB))
+    cmd = ["bwrap", "--unshare-all", "--unshare-user-try", "--die-with-parent", "--cap-drop", "ALL",
+           "--hostname", "grader",
+           "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    required = required_paths()
+    hidden = [p for p in HIDE + _env_paths(ENV_HIDE) if os.path.lexists(p)]
+    for h in hidden:
+        real = os.path.realpath(h)
+        if _is_under(real, "/tmp") or os.path.islink(h):
+            continue
+        cmd += ["--tmpfs", real]
+        for r in required:                      # put back what lives under a hidden path (e.g. ~/.pyenv)
+            if _is_under(r, real) and r != real:
+                cmd += ["--ro-bind", r, r]
+    for h in hide_inside or []:
+        if os.path.exists(h) and not _is_under(os.path.realpath(h), "/tmp"):
+            cmd += ["--tmpfs", os.path.realpath(h)]
+    cmd += ["--bind", private, private, "--bind", scratch, workdir, "--chdir", workdir]
+    for k, v in (env or {}).items():
+        cmd += ["--setenv", k, v]
+    limits = ["prlimit", f"--as={mem * 1024 * 1024}", f"--fsize={fsize * 1024 * 1024}", "--core=0", "--"]
+    return cmd + ["--"] + limits + inner
+
+
+def bwrap_available() -> str | None:
+    """None when bwrap works here, else a sentence saying why not."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (apt-get install -y bubblewrap)"
+    if shutil.which("prlimit") is None:
+        return "prlimit (util-linux) is not installed"
+    try:
+        r = subprocess.run(["bwrap", "--unshare-all", "--unshare-user-try", "--die-with-parent", "--ro-bind", "/", "/",
+                            "--dev", "/dev", "--proc", "/proc", "--", "true"], capture_output=True, text=True, timeout=30)
+    except Exception as e:  # pragma: no cover - depends on the host
+        return f"bwrap could not be started: {e}"
+    if r.returncode != 0:
+        return f"bwrap cannot create a sandbox here: {r.stderr.strip()}"
+    return None
+
+
+def probe(workdir: str | None = None) -> dict:
+    """Run a few escape attempts inside the sandbox and report what happened (used by ``instructor doctor``)."""
+    code = r"""
+import json, os, socket
+r = {}
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=3); r["network"] = "REACHABLE"
+except OSError as e:
+    r["network"] = f"blocked ({e.__class__.__name__})"
+for p in ["/etc/ddpm-sandbox-probe", os.path.expanduser("~/ddpm-sandbox-probe"), "%(outside)s/ddpm-sandbox-probe"]:
+    try:
+        open(p, "w").write("x"); r["write " + p] = "WRITABLE"
+    except OSError as e:
+        r["write " + p] = f"blocked ({e.__class__.__name__})"
+open("own_folder_probe.txt", "w").write("x"); r["write own folder"] = "ok"
+r["hidden /root"] = os.listdir("/root") if os.path.isdir("/root") else []
+print(json.dumps(r))
+"""
+    with tempfile.TemporaryDirectory(prefix="ddpm-probe-") as tmp:
+        work = workdir or os.path.join(tmp, "work")
+        os.makedirs(work, exist_ok=True)
+        scratch = os.path.join(tmp, "scratch")
+        os.makedirs(scratch)
+        outside = str(COURSE_ROOT)
+        cmd = sandbox_command([sys.executable, "-c", code % {"outside": outside}], work, scratch, tmp)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return {"error": r.stderr.strip()[-2000:]}
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        out["real folder untouched"] = not os.path.exists(os.path.join(work, "own_folder_probe.txt"))
+        return out
+
+
+def _copy_regular_files(src: str, dst: str) -> None:
+    """Copy the student's folder into the scratch dir: regular files and folders only, never links."""
+    for root, dirs, files in os.walk(src, followlinks=False):
+        rel = os.path.relpath(root, src)
+        target = os.path.join(dst, rel) if rel != "." else dst
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            s = os.path.join(root, name)
+            if os.path.islink(s) or not os.path.isfile(s):
+                continue
+            shutil.copyfile(s, os.path.join(target, name))
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels run inside bubblewrap (see the module docstring)."""
+
+    hide_inside_env = Unicode("DDPM_SANDBOX_HIDE_INSIDE")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._private = tempfile.mkdtemp(prefix="ddpm-k-", dir="/tmp")   # short: unix socket paths <= 107 chars
+        os.chmod(self._private, 0o700)
+        self.transport = "ipc"
+        self.ip = os.path.join(self._private, "s")
+        self.connection_file = os.path.join(self._private, "kernel.json")
+
+    @property
+    def sandboxed(self) -> bool:
+        return os.environ.get(ENV_MODE, "bwrap") != "off"
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        extra_arguments = list(extra_arguments or [])
+        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file] + extra_arguments
+        if not self.sandboxed:
+            return inner
+        cwd = (self._launch_args or {}).get("cwd") or os.getcwd()
+        cwd = os.path.realpath(cwd)
+        scratch = os.path.join(self._private, "work")
+        if os.path.exists(scratch):
+            shutil.rmtree(scratch, ignore_errors=True)
+        _copy_regular_files(cwd, scratch)
+        hide_inside = _env_paths(self.hide_inside_env)
+        env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/.mpl", "XDG_CACHE_HOME": "/tmp/.cache",
+               "JUPYTER_RUNTIME_DIR": self._private, "IPYTHONDIR": "/tmp/.ipython"}
+        return sandbox_command(inner, cwd, scratch, self._private, hide_inside=hide_inside, env=env)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        # the kernel's own stdout/stderr (not the notebook outputs) could be flooded: discard them
+        kw["stdout"] = subprocess.DEVNULL
+        kw["stderr"] = subprocess.DEVNULL
+        return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_interrupt_kernel(self):
+        # SIGINT to the process group would also stop bwrap (and so kill the kernel): ask the kernel itself
+        if self.has_kernel:
+            msg = self.session.msg("interrupt_request", content={})
+            self._connect_control_socket()
+            self.session.send(self._control_socket, msg)
+
+    interrupt_kernel = _async_interrupt_kernel
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(self._private, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
+
+    def __del__(self):
+        try:
+            shutil.rmtree(self._private, ignore_errors=True)
+        except Exception:
+            pass
+
+
+if __name__ == "__main__":  # python -m tutorial_utils.sandbox : print the probe
+    why = bwrap_available()
+    print(why or json.dumps(probe(), indent=2))
