@@ -177,12 +177,23 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
+def _infer_kwargs(model: nn.Module) -> dict:
+    """Constructor kwargs of a course UNet, read off its layers (ch, and n_classes for UNet_cond)."""
+    kwargs = {}
+    if hasattr(model, "init_conv"):
+        kwargs["ch"] = model.init_conv.out_channels
+    if hasattr(model, "class_emb"):
+        kwargs["n_classes"] = model.class_emb.num_embeddings
+    return kwargs
+
+
 def save_checkpoint(model: nn.Module, name: str, metadata: dict | None = None,
                     directory: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """Write ``<dir>/<name>.pt`` (fp32 CPU state_dict, contiguous plain tensors) and ``<dir>/<name>.json``.
 
-    ``metadata`` is merged into the json (recipe, steps, final_loss, device, ...); architecture,
-    versions, date and the sha256 of the .pt are filled in here.  Returns the two paths.
+    ``metadata`` is merged into the json (recipe, steps, final_loss, device, ...); architecture (class
+    and ``ch``/``n_classes`` read off the model; pass ``"architecture"`` in ``metadata`` for other
+    models), versions, date and the sha256 of the .pt are filled in here.  Returns the two paths.
     """
     pt, meta_path = checkpoint_paths(name, directory)
     pt.parent.mkdir(parents=True, exist_ok=True)
@@ -191,9 +202,8 @@ def save_checkpoint(model: nn.Module, name: str, metadata: dict | None = None,
     tmp = pt.with_suffix(".pt.tmp")
     torch.save(state, tmp)
     os.replace(tmp, pt)
-    kwargs = dict(PRETRAINED[name]["kwargs"]) if name in PRETRAINED else {}
     meta = {"name": name,
-            "architecture": {"class": type(model).__name__, "kwargs": kwargs},
+            "architecture": {"class": type(model).__name__, "kwargs": _infer_kwargs(model)},
             "n_parameters": sum(p.numel() for p in model.parameters())}
     meta.update(metadata or {})
     meta.setdefault("versions", _versions())
