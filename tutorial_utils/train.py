@@ -6,6 +6,7 @@
 What it does (see docs/CHECKPOINTS.md):
   * MNIST as one tensor on the device (``load_mnist_tensors`` + ``TensorBatches``), channels_last;
   * the loss is ``solutions.p_losses`` (Algorithm 1, one source of truth);
+  * bf16 autocast (``--amp bf16``, the default; weights, optimizer state and EMA stay fp32);
   * AdamW, linear warmup then cosine decay of the learning rate, gradient clipping;
   * an exponential moving average (EMA) of the weights; the EMA weights are what is saved;
   * seeded; a resume state (model, EMA, optimizer, step, RNG, data position) is written every
@@ -53,7 +54,11 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last memory format (default: on for CUDA; off on CPU, where it measured slower)")
+    p.add_argument("--amp", choices=["bf16", "none"], default="bf16",
+                   help="bf16 autocast for the forward pass (weights, optimizer and EMA stay fp32); "
+                        "halves the step time on CPUs with AVX512-BF16/AMX and on recent GPUs")
     p.add_argument("--out", default=str(CHECKPOINT_DIR), help="folder for <model>.pt and <model>.json")
     p.add_argument("--run-dir", default=None, help="resume state folder (default runs/train_<model>)")
     p.add_argument("--save-every", type=int, default=250, help="write the resume state every N steps")
@@ -97,7 +102,10 @@ def main(argv=None) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else RUNS_DIR / f"train_{name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "resume.pt"
+    if args.channels_last is None:
+        args.channels_last = device.type == "cuda"
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
 
     torch.manual_seed(args.seed)
     x, y = load_mnist_tensors(train=True, digits=digits, device=device, limit=args.limit)
@@ -159,7 +167,7 @@ def main(argv=None) -> int:
 
     print(f"training {name}: {PRETRAINED[name]['class']}(**{PRETRAINED[name]['kwargs']}) on {x.shape[0]} images, "
           f"{steps} steps of batch {args.batch_size}, lr {args.lr} (warmup {args.warmup}, cosine), "
-          f"EMA {args.ema}, device {_device_name(device)}", flush=True)
+          f"EMA {args.ema}, amp {args.amp}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
     from solutions import p_losses
 
     t0 = time.time()
@@ -172,7 +180,8 @@ def main(argv=None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, args.lr, args.warmup, args.min_lr_ratio)
         t = torch.randint(0, 1000, (xb.shape[0],), device=device)
-        loss = p_losses(model, xb, t, y=yb if conditional else None)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = p_losses(model, xb, t, y=yb if conditional else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip:
@@ -202,7 +211,7 @@ def main(argv=None) -> int:
         "recipe": {"steps": steps, "batch_size": args.batch_size, "optimizer": "AdamW", "lr": args.lr,
                    "weight_decay": args.weight_decay, "schedule": f"linear warmup {args.warmup} steps + cosine "
                    f"to {args.min_lr_ratio}x", "grad_clip": args.grad_clip, "ema": args.ema, "seed": args.seed,
-                   "channels_last": args.channels_last, "data": PRETRAINED[name]["data"],
+                   "channels_last": args.channels_last, "amp": args.amp + (" autocast" if args.amp != "none" else ""), "data": PRETRAINED[name]["data"],
                    "n_images": int(x.shape[0]), "diffusion": "linear beta 1e-4..0.02, T=1000, loss solutions.p_losses",
                    "weights": "EMA" if args.ema else "raw"},
         "steps": step,
