@@ -31,14 +31,11 @@ from traitlets import Integer, Type
 
 from .sandbox import SandboxKernelManager
 
-NOTES_ENV = "DDPM_GRADING_NOTES_DIR"
+from .instructor import NOTES_ENV, notes_path
+
 NOTES_MARK = "ddpm_grader_notes"
 
 __all__ = ["GuardedExecute", "NOTES_ENV", "NOTES_MARK", "notes_path"]
-
-
-def notes_path(notes_dir: str, assignment: str, student: str, kind: str) -> str:
-    return os.path.join(notes_dir, assignment, f"{student}.{kind}.json")
 
 
 def _error_output(ename: str, text: str):
@@ -78,8 +75,14 @@ class GuardedExecute(Execute):
         self._truncated: set[int] = set()
         self._out_size: dict[int, int] = {}
         self._gave_up = False
+        self._t0 = time.monotonic()
         self.interrupt_on_timeout = False          # a timeout raises CellTimeoutError; we restart instead
         self.raise_on_iopub_timeout = False
+        # nbgrader gives a graded cell full marks when it has no error output: a cell the grader never gets
+        # to (the kernel would not start, the batch was stopped, ...) must therefore carry an error.
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.source.strip():
+                cell.outputs = [_error_output("NotRun", "this cell was not run by the grader.")]
         try:
             nb, resources = super().preprocess(nb, resources, km)
         except Exception as e:                     # kernel could not even start: grade what is there (nothing ran)
@@ -259,6 +262,7 @@ class GuardedExecute(Execute):
             except (OSError, ValueError):
                 saved = {}
             saved[notebook] = notes
+            saved.setdefault("_seconds", {})[notebook] = round(time.monotonic() - self._t0, 1)
             with open(path, "w") as f:
                 json.dump(saved, f, indent=1)
         nb.cells = [c for c in nb.cells if not c.metadata.get(NOTES_MARK)]

@@ -102,6 +102,9 @@ def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
         if os.path.exists(h) and not _is_under(os.path.realpath(h), "/tmp"):
             cmd += ["--tmpfs", os.path.realpath(h)]
     cmd += ["--bind", private, private, "--bind", scratch, workdir, "--chdir", workdir]
+    # ipykernel watches JPY_PARENT_PID, which means nothing inside the new pid namespace (--die-with-parent
+    # does that job instead)
+    cmd += ["--unsetenv", "JPY_PARENT_PID"]
     for k, v in (env or {}).items():
         cmd += ["--setenv", k, v]
     limits = ["prlimit", f"--as={mem * 1024 * 1024}", f"--fsize={fsize * 1024 * 1024}", "--core=0", "--"]
