@@ -80,7 +80,7 @@ def main():
         fd_floor = frechet_distance(f_real, f_test[ref_mask_test])
         real_acc = (classify(clf, x_train[real_idx])[0] == y_train[real_idx]).float().mean().item()
         res = {"model": name, "n_samples": n, "sampling_seconds": round(secs, 1), "threads": args.threads,
-               "sampler": "1000-step DDPM ancestral sampler (solutions), fp32",
+               "sampler": f"{args.sample_steps}-step DDPM ancestral sampler (solutions), fp32",
                "checkpoint_steps": meta.get("steps"), "checkpoint_sha256": meta.get("sha256"),
                "frechet_distance": round(fd, 3), "frechet_floor_real_train": round(fd_floor, 3),
                "fd_reference": "MNIST test 6s" if name == "unet_digit6" else "MNIST test set (all 10k)",

@@ -13,7 +13,10 @@ Sampling (seconds for 32 images, 1000 steps): the seed's per-step loop (extract 
 torch.no_grad, a CPU copy of x_t kept every step, contiguous layout) against
 ``solutions.p_sample_loop_DDPM`` (inference_mode, channels_last).  Only ``--sample-steps`` steps are
 timed, with the same per-step cost as the full chain, and scaled to 1000 (said in the output).
-``--extras`` also times bf16 autocast and ``torch.compile`` variants of the course path (not defaults).
+The course side is timed as the notebooks run it (fp32, channels_last), in NCHW, and with bf16
+autocast (what ``python -m tutorial_utils.train`` uses; opt-in for sampling:
+``with torch.autocast("cpu", dtype=torch.bfloat16): p_sample_loop_DDPM(...)``).
+``--extras`` also times a ``torch.compile`` variant of the sampler.  Writes benchmarks/speed.json.
 
 Both sides run in the same process with the same thread count, alternating, and the best of
 ``--repeats`` timings is kept, to damp noise from other jobs on a shared machine.
@@ -22,18 +25,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import time
 
 import torch
 
-from common import machine, set_data_env
+from common import BENCH_DIR, machine, set_data_env
 
 IMG = (1, 28, 28)
 
 
+_CPU = {}
+
+
 def _timed(fn) -> float:
-    t0 = time.perf_counter()
+    """Wall seconds of ``fn()``; the process CPU seconds go to ``_CPU['last']`` (robust on a shared machine)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
+    _CPU["last"] = time.process_time() - c0
     return time.perf_counter() - t0
 
 
@@ -63,7 +72,8 @@ def seed_training(model, loader, steps, device):
 def course_training(model, batches, steps, autocast=False):
     from solutions import train
 
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    device = next(model.parameters()).device
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with ctx:
         return train(model, batches, epochs=10 ** 6, max_steps=steps, progress=False, seed=None)
 
@@ -111,7 +121,8 @@ def course_sampling(model, n_images, steps, autocast=False):
 
     sched = Schedule.linear(1000)
     sched = Schedule(sched.betas[:steps])
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    device = next(model.parameters()).device
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with ctx:
         return p_sample_loop_DDPM(model, (n_images, *IMG), schedule=sched, progress=False)
 
@@ -151,19 +162,24 @@ def main():
     x, y = holder["xy"]
     x = x.contiguous(memory_format=torch.channels_last)
     batches = TensorBatches(x, y, batch_size=bs, seed=0)
+    batches_nchw = TensorBatches(x.contiguous(), y, batch_size=bs, seed=0)
     print(f"data setup (one-time): seed DataLoader {t_seed_data:.2f} s, course tensor load {t_course_data:.2f} s")
 
-    variants_train = {"seed": lambda n: seed_training(fresh(False).train(), loader, n, device),
-                      "course": lambda n: course_training(fresh(True), batches, n)}
-    variants_sample = {"seed": lambda n: seed_sampling(fresh(False).eval(), args.n_images, n, device),
-                       "course": lambda n: course_sampling(fresh(True).eval(), args.n_images, n)}
+    variants_train = {
+        "seed": lambda n: seed_training(fresh(False).train(), loader, n, device),
+        "course fp32 channels_last": lambda n: course_training(fresh(True), batches, n),
+        "course fp32 NCHW": lambda n: course_training(fresh(False), batches_nchw, n),
+        "course bf16 autocast NCHW": lambda n: course_training(fresh(False), batches_nchw, n, autocast=True),
+    }
+    variants_sample = {
+        "seed": lambda n: seed_sampling(fresh(False).eval(), args.n_images, n, device),
+        "course fp32 channels_last": lambda n: course_sampling(fresh(True).eval(), args.n_images, n),
+        "course fp32 NCHW": lambda n: course_sampling(fresh(False).eval(), args.n_images, n),
+        "course bf16 autocast NCHW": lambda n: course_sampling(fresh(False).eval(), args.n_images, n, autocast=True),
+    }
     if args.extras:
-        variants_train["course+bf16 autocast"] = lambda n: course_training(fresh(True), batches, n, autocast=True)
-        variants_sample["course+bf16 autocast"] = lambda n: course_sampling(fresh(True).eval(), args.n_images, n,
-                                                                             autocast=True)
-
         def compiled_sampling(n):
-            m = torch.compile(fresh(True).eval())
+            m = torch.compile(fresh(False).eval())
             course_sampling(m, args.n_images, 3)                 # compile outside the timing
             return _timed(lambda: course_sampling(m, args.n_images, n))
         variants_sample["course+torch.compile"] = compiled_sampling
@@ -173,25 +189,41 @@ def main():
         f(2)
     best_train = {k: float("inf") for k in variants_train}
     best_sample = {k: float("inf") for k in variants_sample}
+    cpu_train = {k: float("inf") for k in variants_train}
+    cpu_sample = {k: float("inf") for k in variants_sample}
     for _ in range(args.repeats):
         for k, f in variants_train.items():
             best_train[k] = min(best_train[k], _timed(lambda: f(args.train_steps)))
+            cpu_train[k] = min(cpu_train[k], _CPU["last"])
         for k, f in variants_sample.items():
             if k == "course+torch.compile":
                 best_sample[k] = min(best_sample[k], f(args.sample_steps))
             else:
                 best_sample[k] = min(best_sample[k], _timed(lambda: f(args.sample_steps)))
+            cpu_sample[k] = min(cpu_sample[k], _CPU["last"])
 
     print(f"\ntraining, Unet(ch=32) on the 6s, batch {bs}, {args.train_steps} steps, {args.threads} thread(s):")
     ips = {k: args.train_steps * bs / v for k, v in best_train.items()}
     for k, v in ips.items():
-        print(f"  {k:24s} {v:8.1f} images/s   ({best_train[k] / args.train_steps:.3f} s/step)   "
-              f"speed-up {v / ips['seed']:.2f}x")
+        print(f"  {k:28s} {v:8.1f} images/s   ({best_train[k] / args.train_steps:.3f} s/step)   "
+              f"speed-up {v / ips['seed']:.2f}x   (CPU time: {cpu_train['seed'] / cpu_train[k]:.2f}x)")
     scale = 1000 / args.sample_steps
     print(f"\nsampling {args.n_images} images, 1000 steps (timed {args.sample_steps} steps, x{scale:g}):")
     for k, v in best_sample.items():
-        print(f"  {k:24s} {v * scale:8.1f} s   ({v / args.sample_steps * 1000:.1f} ms/step)   "
-              f"speed-up {best_sample['seed'] / v:.2f}x")
+        print(f"  {k:28s} {v * scale:8.1f} s   ({v / args.sample_steps * 1000:.1f} ms/step)   "
+              f"speed-up {best_sample['seed'] / v:.2f}x   (CPU time: {cpu_sample['seed'] / cpu_sample[k]:.2f}x)")
+    out = {"machine": machine(), "threads": args.threads, "device": str(device),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "train": {"batch_size": bs, "steps_timed": args.train_steps,
+                     "images_per_s": {k: round(v, 1) for k, v in ips.items()},
+                     "speedup": {k: round(v / ips["seed"], 2) for k, v in ips.items()},
+                     "speedup_cpu_time": {k: round(cpu_train["seed"] / v, 2) for k, v in cpu_train.items()}},
+           "sample": {"n_images": args.n_images, "steps_timed": args.sample_steps, "extrapolated_to": 1000,
+                      "seconds_1000_steps": {k: round(v * scale, 1) for k, v in best_sample.items()},
+                      "speedup": {k: round(best_sample["seed"] / v, 2) for k, v in best_sample.items()},
+                      "speedup_cpu_time": {k: round(cpu_sample["seed"] / v, 2) for k, v in cpu_sample.items()}},
+           "data_setup_s": {"seed DataLoader": round(t_seed_data, 2), "course tensor": round(t_course_data, 2)}}
+    (BENCH_DIR / "speed.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
