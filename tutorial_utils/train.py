@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     params = [p for p in model.parameters()]
     ema_params = [p for p in ema_model.parameters()]
 
-    step, losses = 0, []
+    step, losses, seconds_before = 0, [], 0.0
     epoch_gen_state = batches.generator.get_state()   # generator state at the start of the current epoch
     batch_in_epoch = 0
     if args.resume:
@@ -135,6 +135,7 @@ def main(argv=None) -> int:
         ema_model.load_state_dict(st["ema_state"])
         opt.load_state_dict(st["opt_state"])
         step, losses = st["step"], st["losses"]
+        seconds_before = st.get("train_seconds_total", 0.0)
         epoch_gen_state, batch_in_epoch = st["epoch_gen_state"], st["batch_in_epoch"]
         torch.set_rng_state(st["torch_rng"])
         if device.type == "cuda" and st.get("cuda_rng") is not None:
@@ -148,6 +149,7 @@ def main(argv=None) -> int:
                     "opt_state": opt.state_dict(), "step": step, "total_steps": steps, "losses": losses,
                     "epoch_gen_state": epoch_gen_state, "batch_in_epoch": batch_in_epoch,
                     "torch_rng": torch.get_rng_state(),
+                    "train_seconds_total": seconds_before + time.time() - t0,
                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                     "args": vars(args)}, tmp)
         os.replace(tmp, state_path)
@@ -219,6 +221,7 @@ def main(argv=None) -> int:
         "loss_curve": [[s, round(l, 5)] for s, l in losses[::max(1, len(losses) // 60)]],
         "device": _device_name(device),
         "train_seconds_this_run": round(wall, 1),
+        "train_seconds_total": round(seconds_before + wall, 1),
         "command": "python -m tutorial_utils.train " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     save_state()
