@@ -75,6 +75,7 @@ class GuardedExecute(Execute):
         self._truncated: set[int] = set()
         self._out_size: dict[int, int] = {}
         self._gave_up = False
+        self._asked_exit = False
         self._t0 = time.monotonic()
         self.interrupt_on_timeout = False          # a timeout raises CellTimeoutError; we restart instead
         self.raise_on_iopub_timeout = False
@@ -90,6 +91,12 @@ class GuardedExecute(Execute):
             self._notes.append(f"The notebook could not be executed ({type(e).__name__}: {str(e)[:300]}).")
         self._finish(nb, resources)
         return nb, resources
+
+    def on_cell_executed(self, **kwargs):
+        super().on_cell_executed(**kwargs)
+        payload = kwargs.get("execute_reply", {}).get("content", {}).get("payload", []) or []
+        if any(p.get("source") == "ask_exit" and not p.get("keepkernel") for p in payload):
+            self._asked_exit = True        # exit()/quit(): the kernel stops right after this reply
 
     def _get_timeout(self, cell):
         return max(1, int(self._cell_timeout))
@@ -111,8 +118,11 @@ class GuardedExecute(Execute):
             return cell, resources
         self._cell_timeout = min(self.timeout, remaining)
         self._out_size[index] = 0
+        self._asked_exit = False
         try:
             cell = self.execute_cell(cell, index, store_history=True)
+            if self._asked_exit:
+                raise DeadKernelError("the cell called exit()")
         except CellTimeoutError:
             limit = int(self._cell_timeout)
             why = (f"stopped: this cell ran longer than {limit} s (an endless loop?)"
@@ -124,9 +134,9 @@ class GuardedExecute(Execute):
             self._recover(index)
         except DeadKernelError:
             cell.outputs.append(_error_output(
-                "KernelDied", "the Python kernel died while running this cell (os._exit, a crash, or running out "
-                "of memory). A new kernel was started and the cells after this one were still graded."))
-            self._notes.append(f"The kernel died in {label}; a new kernel was started, the cells before it were "
+                "KernelDied", "the Python kernel stopped while running this cell (exit(), os._exit, a crash, or "
+                "running out of memory). A new kernel was started and the cells after this one were still graded."))
+            self._notes.append(f"The kernel died (or was told to exit) in {label}; a new kernel was started, the cells before it were "
                                "re-run and the rest of the notebook was graded.")
             self._bad.add(index)
             self._recover(index)

@@ -340,6 +340,8 @@ c.LimitOutput.max_traceback = 60
             if c.problem:
                 report.unmatched.append((c.display, c.problem))
                 continue
+            if c.name == "timestamp.txt":                  # nbgrader layout: read with its notebook
+                continue
             if not c.name.lower().endswith(".ipynb"):
                 report.skipped.append((c.display, "not a notebook"))
                 continue
@@ -759,8 +761,11 @@ def iter_candidates(path: Path, prefix: str = ""):
                 yield from _zip_candidates(p.read_bytes(), f"{label}/{'/'.join(rel)}", rel[:-1])
                 continue
             st = p.stat()
-            yield Candidate(f"{label}/{'/'.join(rel)}", rel, p.name,
-                            dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc), st.st_size,
+            when = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)
+            ts_file = p.parent / "timestamp.txt"          # nbgrader layout: the recorded submission time wins
+            if ts_file.is_file() and parse_ts(ts_file.read_text()):
+                when = parse_ts(ts_file.read_text())
+            yield Candidate(f"{label}/{'/'.join(rel)}", rel, p.name, when, st.st_size,
                             _read=(lambda p=p: p.read_bytes()))
     elif path.suffix.lower() == ".zip":
         yield from _zip_candidates(path.read_bytes(), label, ())
@@ -944,7 +949,11 @@ def main(argv=None) -> int:
                                 description="Release, collect, autograde, feedback and grades for the DDPM course "
                                             "(a thin layer over nbgrader; see docs/INSTRUCTORS.md).")
     p.add_argument("--course-dir", help=f"grading course directory (default: ${COURSE_DIR_ENV} or <repo>/grading)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--course-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="step", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)
 
     s = sub.add_parser("release", help="snapshot notebooks/source, generate the student versions, register them")
     s.add_argument("assignments", nargs="*")

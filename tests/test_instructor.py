@@ -1,0 +1,373 @@
+"""The instructor round trip on a simulated class: release, collect (folders and an LMS zip), autograde in the
+sandbox, feedback, grades CSV.
+
+One class of simulated submissions of notebook 2 (the cheap one) is built from the real student version and
+graded once (module fixture); every test then checks one thing about that run.  Expected grades are computed
+from the points table of the released notebook and from which blanks each student got wrong, never copied from
+the grader's output.
+
+Runtime: about 3-5 minutes on 2 CPU cores (about a dozen-and-a-half notebook executions, one of them stopped
+by a 20 s cell timeout).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tutorial_utils import instructor
+from tutorial_utils.instructor import Course
+from tutorial_utils.sandbox import bwrap_available
+
+REPO = Path(__file__).resolve().parent.parent
+A = "02_forward_closed_form"
+SOURCE_NB = REPO / "notebooks" / "source" / A / f"{A}.ipynb"
+SANDBOX_PROBLEM = bwrap_available()
+
+pytestmark = pytest.mark.skipif(not SOURCE_NB.exists(), reason=f"{SOURCE_NB} not written yet")
+
+# which graded test passes, given the set of blanks a student got wrong.  The hidden test of q_sample's
+# return value compares the whole output with solutions.q_sample, so it needs all three q_sample blanks.
+TEST_NEEDS = {
+    "test_linear_beta_schedule": {"schedule"},
+    "test_q_sample_sqrt_alpha_bar": {"sab"},
+    "test_q_sample_sqrt_one_minus_alpha_bar": {"somab"},
+    "test_q_sample_return": {"sab", "somab", "ret"},
+}
+SAB = "extract(torch.sqrt(alpha_bars), t, x_start.shape)"
+SOMAB = "extract(torch.sqrt(1.0 - alpha_bars), t, x_start.shape)"
+RET = "return sqrt_alpha_bar * x_start + sqrt_one_minus_alpha_bar * noise"
+SCHED = "return torch.linspace(beta_start, beta_end, timesteps)"
+
+# student -> (blanks wrong, how the submission is made).  "wrong" lists blanks that must lose their points.
+CLASS = {
+    "s01-correct":        (set(), {}),
+    "s02-blank":          ({"schedule", "sab", "somab", "ret"}, {"blank": True}),
+    "s03-sched-offbyone": ({"schedule"}, {"edit": {SCHED: "return torch.linspace(beta_start, beta_end, timesteps + 1)[1:]"}}),
+    "s04-t-minus-1":      ({"sab"}, {"edit": {SAB: "extract(torch.sqrt(alpha_bars), t - 1, x_start.shape)"}}),
+    "s05-no-sqrt":        ({"somab"}, {"edit": {SOMAB: "extract(1.0 - alpha_bars, t, x_start.shape)"}}),
+    "s06-beta-for-abar":  ({"somab"}, {"edit": {SOMAB: "extract(torch.sqrt(betas), t, x_start.shape)"}}),
+    "s07-return-swapped": ({"ret"}, {"edit": {RET: "return sqrt_alpha_bar * noise + sqrt_one_minus_alpha_bar * x_start"}}),
+    "s08-wrong-shape":    ({"sab"}, {"edit": {SAB: "torch.sqrt(alpha_bars)[t]"}}),
+    "s09-raises":         ({"sab", "somab", "ret"}, {"edit": {"    if noise is None:": "    raise RuntimeError('not today')\n    if noise is None:"}}),
+    "s10-endless-loop":   (set(), {"add_after": ("q_sample", "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass")}),
+    "s11-print-flood":    (set(), {"add_after": ("q_sample", "print('x' * 3_000_000)\nfor i in range(100_000):\n    print(i, 'spam' * 20)")}),
+    "s12-os-exit":        (set(), {"add_after": ("q_sample", "import os\nos._exit(3)")}),
+    "s13-sys-exit":       (set(), {"add_after": ("q_sample", "import sys\nsys.exit(1)"), "add_after2": ("q_sample", "exit()")}),
+    "s14-deleted-test":   ({"ret"}, {"edit": {RET: "return None"}, "delete": "test_q_sample_return"}),
+    "s15-edited-test":    ({"schedule"}, {"edit": {SCHED: "return 2 * torch.linspace(beta_start, beta_end, timesteps)"},
+                                          "tamper": "test_linear_beta_schedule"}),
+    "s16-added-cells":    (set(), {"add_after": ("linear_beta_schedule", "# my own notes\nmy_var = 42\nprint(my_var)"),
+                                   "add_md": True}),
+    "s17-renamed":        (set(), {"rename": "homework 2 FINAL (1).ipynb"}),
+    "s18-escape":         (set(), {"escape": True}),
+    "s19-resubmitted":    (set(), {"resubmit": True}),
+}
+LMS_STUDENTS = {"s05-no-sqrt", "s09-raises", "s13-sys-exit", "s17-renamed", "s18-escape"}   # arrive in a Canvas zip
+
+
+def _reference_sources():
+    src = nbformat.read(str(SOURCE_NB), as_version=4)
+    out = {}
+    for c in src.cells:
+        m = c.metadata.get("nbgrader", {})
+        if m.get("solution"):
+            out[m["grade_id"]] = "\n".join(l for l in c.source.split("\n")
+                                           if "### BEGIN SOLUTION" not in l and "### END SOLUTION" not in l)
+    return out
+
+
+def _find(nb, gid):
+    for i, c in enumerate(nb.cells):
+        if c.metadata.get("nbgrader", {}).get("grade_id") == gid:
+            return i
+    raise KeyError(gid)
+
+
+def _escape_code(port, outside_file, other_student_nb, gradebook):
+    return f"""
+import os, socket, json
+report = {{}}
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=3); report["loopback"] = "CONNECTED"
+except OSError as e:
+    report["loopback"] = "connect failed: " + type(e).__name__
+try:
+    socket.create_connection(("8.8.8.8", 53), timeout=3); report["internet"] = "CONNECTED"
+except OSError as e:
+    report["internet"] = "connect failed: " + type(e).__name__
+for name, path in [("outside", {str(outside_file)!r}), ("other", {str(other_student_nb)!r}), ("gradebook", {str(gradebook)!r})]:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write("pwned")
+        report[name] = "wrote (inside the sandbox only?)"
+    except OSError as e:
+        report[name] = "write failed: " + type(e).__name__
+# replace my own notebook by a link to a file outside: nbgrader must not write through it
+try:
+    os.remove("{A}.ipynb")
+except OSError:
+    pass
+try:
+    os.symlink({str(outside_file) + ".link-target"!r}, "{A}.ipynb"); report["symlink"] = "made"
+except OSError as e:
+    report["symlink"] = "failed: " + type(e).__name__
+print("ESCAPE-REPORT", json.dumps(report))
+"""
+
+
+def build_submission(release_nb, refs, student, spec, escape_args=None):
+    nb = copy.deepcopy(release_nb)
+    wrong, how = spec
+    if not how.get("blank"):
+        for gid, code in refs.items():
+            for old, new in how.get("edit", {}).items():
+                if old in code:
+                    code = code.replace(old, new)
+            nb.cells[_find(nb, gid)].source = code
+        for old in how.get("edit", {}):
+            assert any(old in code for code in refs.values()), f"{old!r} is no longer in the reference solution"
+    for key in ("add_after", "add_after2"):
+        if key in how:
+            gid, code = how[key]
+            nb.cells.insert(_find(nb, gid) + 1, nbformat.v4.new_code_cell(code))
+    if how.get("add_md"):
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell("My notes: I found this hard."))
+    if how.get("delete"):
+        del nb.cells[_find(nb, how["delete"])]
+    if how.get("tamper"):
+        cell = nb.cells[_find(nb, how["tamper"])]
+        cell.source = "pass  # all good"
+        cell.metadata["nbgrader"]["points"] = 100
+    if how.get("escape"):
+        nb.cells.insert(_find(nb, "q_sample") + 1, nbformat.v4.new_code_cell(_escape_code(*escape_args)))
+    return nb
+
+
+def expected_points(points: dict, wrong: set) -> float:
+    return sum(p for test, p in points.items() if not (TEST_NEEDS[test] & wrong))
+
+
+def _write_ts(d: Path, when: dt.datetime):
+    (d / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("instructor")
+    # a course directory outside /tmp (like the default grading/), so hiding it from the kernel is really exercised
+    base = tempfile.mkdtemp(prefix="ddpm-instructor-test-", dir="/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
+    root = Path(base) / "course"
+    course = Course(root=root, cell_timeout=20, notebook_timeout=240,
+                    sandbox="off" if SANDBOX_PROBLEM else "bwrap", quiet=True)
+    timings = {}
+    t0 = time.monotonic()
+    course.release_step([A])
+    timings["release"] = time.monotonic() - t0
+
+    release_nb = nbformat.read(str(root / "release" / A / f"{A}.ipynb"), as_version=4)
+    refs = _reference_sources()
+    points = {gid: pts for _, gid, pts in course.points(A)}
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.setblocking(False)
+    outside_file = tmp / "outside" / "escaped.txt"
+    other_nb = root / "submitted" / "s01-correct" / A / f"{A}.ipynb"
+    escape_args = (listener.getsockname()[1], outside_file, other_nb, root / "gradebook.db")
+
+    folder = tmp / "submitted"                # nbgrader layout
+    lms = tmp / "canvas.zip"                  # Canvas-style export
+    base_time = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+    with zipfile.ZipFile(lms, "w") as zf:
+        for k, (student, spec) in enumerate(CLASS.items()):
+            nb = build_submission(release_nb, refs, student, spec, escape_args)
+            text = nbformat.writes(nb)
+            name = spec[1].get("rename", f"{A}.ipynb")
+            if student in LMS_STUDENTS:
+                info = zipfile.ZipInfo(f"{student}_{1000 + k}_{5000 + k}_{name}",
+                                       date_time=(2026, 11, 20, 12, k, 0))
+                zf.writestr(info, text)
+            else:
+                d = folder / student / A
+                d.mkdir(parents=True)
+                (d / name).write_text(text)
+                _write_ts(d, base_time + dt.timedelta(minutes=k))
+        zf.writestr("README.txt", "exported by canvas")
+        zf.writestr("nobody_1_2_unrelated.ipynb", nbformat.writes(nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell("print('a notebook from another course')")])))
+
+    # s19 first handed in a blank notebook, then (in the folder above) the correct one
+    early = tmp / "early"
+    d = early / "s19-resubmitted" / A
+    d.mkdir(parents=True)
+    (d / f"{A}.ipynb").write_text(nbformat.writes(release_nb))
+    os.utime(d / f"{A}.ipynb", (base_time.timestamp() - 86400,) * 2)
+    _write_ts(d, base_time - dt.timedelta(days=1))
+
+    t0 = time.monotonic()
+    first = course.collect_step([early])
+    reports = [course.collect_step([folder]), course.collect_step([lms])]
+    late_old = course.collect_step([early])   # an older copy arriving after the newer one must not win
+    timings["collect"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    results = course.autograde_step([A], jobs=2)
+    timings["autograde"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    course.feedback_step([A])
+    timings["feedback"] = time.monotonic() - t0
+    grades_csv, cells_csv, rows = course.grades_step()
+    listener_hits = 0
+    try:
+        while True:
+            listener.accept()
+            listener_hits += 1
+    except BlockingIOError:
+        pass
+    listener.close()
+
+    table = ["student                 expected  got   notes"]
+    got = {r["student_id"]: r for r in rows}
+    for s, (wrong, _) in CLASS.items():
+        r = got.get(s, {})
+        table.append(f"{s:<24}{expected_points(points, wrong):>6g}{r.get('score', '-'):>7}   {r.get('notes', '')[:150]}")
+    n = len(results)
+    summary = (f"autograded {n} submissions of {A} in {timings['autograde']:.0f} s "
+               f"({timings['autograde'] / max(n, 1):.1f} s each, jobs=2); release {timings['release']:.0f} s, "
+               f"collect {timings['collect']:.0f} s, feedback {timings['feedback']:.0f} s")
+    (tmp / "grade_table.txt").write_text(summary + "\n" + "\n".join(table) + "\n")
+    print("\n" + summary + "\n" + "\n".join(table))
+    yield dict(course=course, root=root, points=points, results={r.student: r for r in results}, rows=got,
+               grades_csv=grades_csv, cells_csv=cells_csv, reports=reports, first=first, late_old=late_old,
+               outside_file=outside_file, other_nb=other_nb, listener_hits=listener_hits, tmp=tmp)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_points_table_sums_to_the_stated_total(graded):
+    assert sum(graded["points"].values()) == 10
+    assert set(graded["points"]) == set(TEST_NEEDS)
+
+
+def test_collect_maps_folders_and_lms_zip_and_reports_the_rest(graded):
+    folder_report, zip_report = graded["reports"]
+    collected = {s for s, *_ in folder_report.collected} | {s for s, *_ in zip_report.collected}
+    assert collected == set(CLASS)
+    unmatched = dict(zip_report.unmatched)
+    assert any("nobody_1_2_unrelated.ipynb" in f for f in unmatched), zip_report.text()
+    assert any("README.txt" in f for f, _ in zip_report.skipped)
+    renamed = [how for s, a, files, how in zip_report.collected if s == "s17-renamed"]
+    assert renamed and "collected as" in renamed[0][0]
+    assert (graded["root"] / "submitted" / "s17-renamed" / A / f"{A}.ipynb").exists()
+    assert (graded["root"] / "inbox").is_dir() and len(list((graded["root"] / "inbox").iterdir())) == 4
+
+
+def test_newer_submission_replaces_older_which_is_kept(graded):
+    root = graded["root"]
+    archived = list((root / "archive" / "s19-resubmitted" / A).glob("submitted-*"))
+    assert len(archived) == 1 and (archived[0] / f"{A}.ipynb").exists()
+    assert any(s == "s19-resubmitted/" + A for s, _ in graded["late_old"].older)
+    assert "2026-11-20" in (root / "submitted" / "s19-resubmitted" / A / "timestamp.txt").read_text()
+
+
+@pytest.mark.parametrize("student", list(CLASS))
+def test_grade_is_exactly_what_is_correct(graded, student):
+    wrong, _ = CLASS[student]
+    row = graded["rows"][student]
+    assert row["status"].startswith("graded"), row
+    assert row["max_score"] == 10
+    assert row["score"] == pytest.approx(expected_points(graded["points"], wrong)), row
+
+
+def test_per_cell_csv_matches_the_rules(graded):
+    with open(graded["cells_csv"]) as f:
+        cells = list(csv.DictReader(f))
+    for r in cells:
+        wrong, _ = CLASS[r["student_id"]]
+        want = graded["points"][r["cell"]] if not (TEST_NEEDS[r["cell"]] & wrong) else 0
+        assert float(r["score"]) == want, r
+    assert len(cells) == len(CLASS) * len(TEST_NEEDS)
+
+
+def test_grades_csv_columns(graded):
+    with open(graded["grades_csv"]) as f:
+        header = next(csv.reader(f))
+    assert header == instructor.GRADE_COLUMNS
+    assert list((graded["root"] / "exports").glob("grades-*.csv"))
+
+
+def test_feedback_for_everyone_and_small(graded):
+    for s in CLASS:
+        pages = list((graded["root"] / "feedback" / s / A).glob("*.html"))
+        assert pages, s
+        assert pages[0].stat().st_size < 2_000_000, (s, pages[0].stat().st_size)
+
+
+@pytest.mark.parametrize("student, words", [
+    ("s10-endless-loop", "was stopped after 20 s"),
+    ("s12-os-exit", "kernel died"),
+    ("s13-sys-exit", "kernel died"),          # exit() ends the kernel; sys.exit() is only an error
+    ("s14-deleted-test", "`test_q_sample_return` was deleted"),
+    ("s15-edited-test", "`test_linear_beta_schedule` was edited"),
+    ("s16-added-cells", "cell(s) more than"),
+    ("s17-renamed", "collected as"),
+    ("s11-print-flood", "was cut"),
+])
+def test_readable_reason_in_feedback_and_csv(graded, student, words):
+    assert words in graded["rows"][student]["notes"], graded["rows"][student]["notes"]
+    page = next((graded["root"] / "feedback" / student / A).glob("*.html")).read_text()
+    assert "Grader notes" in page and words.split("`")[0][:12] in page
+
+
+def test_output_flood_is_capped(graded):
+    nb_path = graded["root"] / "autograded" / "s11-print-flood" / A / f"{A}.ipynb"
+    assert nb_path.stat().st_size < 400_000
+
+
+def test_previous_grades_are_backed_up(graded):
+    backups = list((graded["root"] / "backups").glob("gradebook-*.db"))
+    assert backups
+    con = sqlite3.connect(str(graded["root"] / "gradebook.db"))
+    assert con.execute("select count(*) from submitted_assignment").fetchone()[0] == len(CLASS)
+    con.close()
+
+
+@pytest.mark.skipif(bool(SANDBOX_PROBLEM), reason=f"no sandbox here: {SANDBOX_PROBLEM}")
+def test_sandbox_blocks_network_and_writes_outside(graded):
+    root = graded["root"]
+    assert graded["listener_hits"] == 0
+    assert not graded["outside_file"].exists()
+    assert not Path(str(graded["outside_file"]) + ".link-target").exists()
+    other = nbformat.read(str(graded["other_nb"]), as_version=4)        # s01's submission is intact
+    assert not other.cells or "pwned" not in json.dumps(other)
+    assert sqlite3.connect(str(root / "gradebook.db")).execute("select count(*) from grade").fetchone()[0] > 0
+    nb = nbformat.read(str(root / "autograded" / "s18-escape" / A / f"{A}.ipynb"), as_version=4)
+    lines = [line for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+             for line in o.text.splitlines() if line.startswith("ESCAPE-REPORT ")]
+    assert lines, "the escape attempt did not run"
+    report = json.loads(lines[0].split(" ", 1)[1])
+    assert report["loopback"].startswith("connect failed") and report["internet"].startswith("connect failed")
+    assert not (root / "autograded" / "s18-escape" / A / f"{A}.ipynb").is_symlink()
+
+
+def test_regrade_keeps_the_old_autograded_copy(graded):
+    course, root = graded["course"], graded["root"]
+    assert not course.needs_grading("s01-correct", A)
+    res = course.autograde_step([A], students=["s02-blank"], force=True)
+    assert [r.student for r in res] == ["s02-blank"] and res[0].ok
+    assert res[0].score == expected_points(graded["points"], CLASS["s02-blank"][0])
+    assert list((root / "archive" / "s02-blank" / A).glob("autograded-*"))
