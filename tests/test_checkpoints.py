@@ -199,3 +199,29 @@ def test_shipped_conditional_model_uses_the_label():
         right = ((model(xt, t, y) - noise) ** 2).mean()
         wrong = ((model(xt, t, (y + 1) % 10) - noise) ** 2).mean()
     assert right < 0.95 * wrong, (right.item(), wrong.item())
+
+
+# ------------------------------------------------------------------ the trainer
+def test_trainer_resume_reproduces_an_uninterrupted_run(tmp_path):
+    """Interrupt after 3 of 6 steps, --resume: the saved EMA weights equal those of one 6-step run."""
+    from tutorial_utils.train import main
+
+    common = ["--model", "unet_digit6", "--steps", "6", "--batch-size", "16", "--limit", "48", "--warmup", "2",
+              "--no-progress", "--save-every", "2", "--ema", "0.9", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert main(common + ["--out", str(tmp_path / "a"), "--run-dir", str(tmp_path / "ra")]) == 0
+        assert main(common + ["--out", str(tmp_path / "b"), "--run-dir", str(tmp_path / "rb"), "--stop-after", "3"]) == 0
+        assert not (tmp_path / "b" / "unet_digit6.pt").exists()
+        assert main(common + ["--out", str(tmp_path / "b"), "--run-dir", str(tmp_path / "rb"), "--resume"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    a = load_pretrained("unet_digit6", directory=tmp_path / "a")
+    b = load_pretrained("unet_digit6", directory=tmp_path / "b")
+    for k, v in a.state_dict().items():
+        assert torch.allclose(v, b.state_dict()[k], atol=1e-6), k
+    meta = json.loads((tmp_path / "b" / "unet_digit6.json").read_text())
+    assert meta["steps"] == 6 and meta["recipe"]["ema"] == 0.9
+    torch.manual_seed(0)                                          # the trainer's seed: the same initial weights
+    init = solutions.Unet(ch=32).state_dict()
+    assert any(not torch.allclose(v, init[k]) for k, v in a.state_dict().items())      # it did train

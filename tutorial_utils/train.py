@@ -65,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from the resume state")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke tests)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after N steps of this run, writing only the resume state (as if interrupted)")
     return p.parse_args(argv)
 
 
@@ -177,7 +179,8 @@ def main(argv=None) -> int:
     n_run = 0
     bar = tqdm(total=steps, initial=step, desc=name, disable=args.no_progress, mininterval=5)
     data = epoch_iter()
-    while step < steps:
+    stop_at = min(steps, step + args.stop_after) if args.stop_after else steps
+    while step < stop_at:
         xb, yb = next(data)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, args.lr, args.warmup, args.min_lr_ratio)
@@ -206,6 +209,10 @@ def main(argv=None) -> int:
             save_state()
     bar.close()
     wall = time.time() - t0
+    if step < steps:
+        save_state()
+        print(f"stopped at step {step}/{steps}; continue with --resume")
+        return 0
     final = ema_model if args.ema else model
     final = final.to(memory_format=torch.contiguous_format)
     tail = [l for s, l in losses[-10:]]
