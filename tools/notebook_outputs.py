@@ -58,10 +58,10 @@ def shrink(nb) -> int:
 
 def refresh(path: Path, timeout: int = 1200) -> tuple[float, int]:
     nb = nbformat.read(path, as_version=4)
-    os.environ.setdefault("DDPM_PROFILE", "fast")
+    env = {"DDPM_PROFILE": "fast", "OMP_NUM_THREADS": "1", **os.environ}   # as in notebooks/conftest.py
     start = time.time()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
     elapsed = time.time() - start
     slow = sorted(cell_seconds(nb), reverse=True)[:3]
     print(f"{path.name}: slowest cells: " + "; ".join(f"{t:.0f} s `{src}`" for t, src in slow))

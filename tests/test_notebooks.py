@@ -1,0 +1,277 @@
+"""The six source notebooks: structure, nbgrader metadata, stored outputs, nbval set-up, and the self-checks'
+messages on typical mistakes.
+
+Executing the source notebooks is nbval's job (pyproject.toml adds ``notebooks/source`` with ``--nbval``):
+they run once per test session, every self-check and hidden test in them must pass, and the cells with
+deterministic output are compared with the stored output.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import solutions
+from conftest import LESSONS, NOTEBOOKS, ROOT, source_path
+from tutorial_utils import checks
+from tutorial_utils.checks import SelfCheckError
+
+POINTS = {"01_forward_1d": 0, "02_forward_closed_form": 10, "03_unet": 0, "04_training": 10,
+          "05_sampling": 5, "06_conditional": 9}
+
+
+def _read(assignment):
+    return nbformat.read(source_path(assignment), as_version=4)
+
+
+def _nbg(cell):
+    return cell.metadata.get("nbgrader", {})
+
+
+def _md(nb):
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def _code(nb):
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+
+
+# ----------------------------------------------------------------------------- structure and metadata
+def test_the_six_lessons_are_there_in_nbgraders_layout():
+    found = sorted(p.relative_to(NOTEBOOKS / "source").as_posix() for p in (NOTEBOOKS / "source").glob("*/*.ipynb"))
+    assert found == sorted(f"{a}/{n}" for a, n in LESSONS.items())
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_nbgrader_metadata_is_complete_and_points_match_the_readme(assignment):
+    nb = _read(assignment)
+    nbformat.validate(nb)
+    ids = [_nbg(c)["grade_id"] for c in nb.cells if _nbg(c)]
+    assert len(ids) == len(set(ids)), "grade ids must be unique"
+    for c in nb.cells:
+        m = _nbg(c)
+        if m:
+            assert m["schema_version"] == 3 and c.cell_type == "code" and c["id"] == m["grade_id"]
+            if m.get("grade"):
+                assert m["points"] > 0 and m["locked"] and m["grade_id"].startswith("test_")
+                assert "### BEGIN HIDDEN TESTS" in c.source
+    points = sum(_nbg(c).get("points", 0) for c in nb.cells if _nbg(c).get("grade"))
+    assert points == POINTS[assignment]
+    readme = (NOTEBOOKS / "README.md").read_text()
+    m = re.search(rf"^\|\s*`?{assignment}`?.*\|\s*\*\*(\d+)\*\*\s*\|\s*$", readme, re.M)
+    assert m and int(m.group(1)) == points, f"notebooks/README.md's point table disagrees for {assignment}"
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_each_blank_is_followed_by_its_self_check_then_its_graded_tests(assignment):
+    cells = _read(assignment).cells
+    for i, c in enumerate(cells):
+        if not _nbg(c).get("solution"):
+            continue
+        n_blanks = c.source.count("BEGIN SOLUTION")
+        check = cells[i + 1]
+        assert _nbg(check).get("locked") and _nbg(check)["grade_id"].startswith("check_"), \
+            f"the cell after {_nbg(c)['grade_id']} must be its self-check"
+        assert "from tutorial_utils.checks import check_" in check.source
+        tests = []
+        for nxt in cells[i + 2:]:
+            if not _nbg(nxt).get("grade"):
+                break
+            tests.append(nxt)
+        assert len(tests) == n_blanks, f"{_nbg(c)['grade_id']}: one graded test per blank"
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_stored_outputs_are_small_and_free_of_images(assignment):
+    path = source_path(assignment)
+    assert path.stat().st_size < 100_000, f"{path.name} is {path.stat().st_size} bytes; clear big outputs"
+    nb = _read(assignment)
+    for c in nb.cells:
+        for out in c.get("outputs", []):
+            assert not any(k.startswith("image/") for k in out.get("data", {})), "store no images"
+            assert out.output_type != "error"
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_outputs_are_compared_cell_by_cell_not_blanket_ignored(assignment):
+    nb = _read(assignment)
+    assert "nbval" not in nb.metadata
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    ignored = [c for c in code if "NBVAL_IGNORE_OUTPUT" in c.source]
+    assert not any("NBVAL_SKIP" in c.source for c in code)
+    compared_with_output = [c for c in code if c not in ignored and c.outputs]
+    assert len(compared_with_output) >= 4, "compare the deterministic cells (schedule values, shapes, checks)"
+    for c in ignored:  # the ignore markers sit where output is genuinely variable
+        assert c.source.startswith("# NBVAL_IGNORE_OUTPUT\n") and not c.outputs
+
+
+def test_the_mathematics_is_written_out():
+    nb2 = _md(_read("02_forward_closed_form"))
+    heading = next(line for line in nb2.splitlines() if line.startswith("# "))
+    assert r"q(\mathbf{x}_t \mid \mathbf{x}_0)" in heading
+    assert r"\sqrt{\bar\alpha_t}\,\mathbf{x}_0 + \sqrt{1-\bar\alpha_t}" in nb2
+    nb4, nb5 = _md(_read("04_training")), _md(_read("05_sampling"))
+    assert "Algorithm 1" in nb4 and r"\nabla_\theta" in nb4 and r"\mathrm{Uniform}" in nb4
+    assert "Algorithm 2" in nb5 and r"\mathbf{x}_{t-1} = \frac{1}{\sqrt{\alpha_t}}" in nb5
+    assert "x_t = \\sqrt{1-\\beta}" in _md(_read("01_forward_1d"))
+
+
+def test_notebooks_import_helpers_instead_of_copying_them():
+    for assignment in LESSONS:
+        code = _code(_read(assignment))
+        for helper in ["def extract", "def forward_diffuse_1d", "class Unet", "class ConvBlock",
+                       "class SinusoidalPositionEmbeddings", "def p_sample_loop_cDDPM", "def plot_"]:
+            assert helper not in code, f"{assignment} copies {helper}; import it from solutions/tutorial_utils"
+    assert "from solutions import extract" in _code(_read("02_forward_closed_form"))
+    assert "from solutions import Unet, q_sample" in _code(_read("04_training"))
+    assert "class UNet_cond(Unet):" in _code(_read("06_conditional"))
+    for assignment in ["04_training", "05_sampling", "06_conditional"]:
+        code = _code(_read(assignment))
+        assert "pretrained_available(" in code and "except ImportError" in code
+
+
+def test_pytest_runs_the_notebooks_with_nbval():
+    ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "notebooks/source" in ini["testpaths"]
+    for opt in ["--nbval", "--nbval-current-env", "--nbval-sanitize-with"]:
+        assert opt in ini["addopts"]
+    sanitize = ini["addopts"].split("--nbval-sanitize-with")[1].split()[0]
+    assert (ROOT / sanitize).is_file()
+
+
+# ----------------------------------------------------------------------------- the self-checks' messages
+def _raises(fn, *args, match):
+    with pytest.raises(SelfCheckError, match=match):
+        fn(*args, quiet=True)
+
+
+def test_schedule_checks_name_the_mistake():
+    _raises(checks.check_linear_beta_schedule, lambda T, b0=1e-4, b1=0.02: None, match="returned None")
+    _raises(checks.check_linear_beta_schedule, lambda T, b0=1e-4, b1=0.02: torch.linspace(b0, b1, T + 1),
+            match="wrong shape")
+    _raises(checks.check_linear_beta_schedule, lambda T, b0=1e-4, b1=0.02: torch.linspace(b0, b1, T + 1)[:-1],
+            match="wrong endpoint")
+    _raises(checks.check_linear_beta_schedule, lambda T, b0=1e-4, b1=0.02: torch.linspace(1e-4, 0.02, T),
+            match="use the arguments")
+    checks.check_linear_beta_schedule(solutions.linear_beta_schedule, quiet=True)
+
+
+def _q_sample_factory(bad):
+    ab = solutions.default_schedule().alpha_bars
+
+    def q_sample(x_start, t, noise=None):
+        noise = torch.randn_like(x_start) if noise is None else noise
+        sqrt_alpha_bar = solutions.extract(ab if bad == "no_sqrt" else ab.sqrt(), t, x_start.shape)
+        sqrt_one_minus_alpha_bar = solutions.extract((1 - ab).sqrt(), t, x_start.shape)
+        if bad == "flat":
+            sqrt_alpha_bar = ab.sqrt()[t]
+        if bad == "none_return":
+            return None
+        if bad == "variance":
+            return sqrt_alpha_bar * x_start + (1 - ab[t]).view(-1, 1, 1, 1) * noise
+        return sqrt_alpha_bar * x_start + sqrt_one_minus_alpha_bar * noise
+    return q_sample
+
+
+def test_q_sample_checks_name_the_mistake():
+    _raises(checks.check_q_sample, _q_sample_factory("no_sqrt"), match="without the square root")
+    _raises(checks.check_q_sample, _q_sample_factory("flat"), match="wrong shape: sqrt_alpha_bar")
+    _raises(checks.check_q_sample, _q_sample_factory("none_return"), match="returned None")
+    _raises(checks.check_q_sample, _q_sample_factory("variance"), match=r"variance .*off by")
+    checks.check_q_sample(_q_sample_factory(None), quiet=True)
+    for grade in [checks.grade_q_sample_sqrt_alpha_bar, checks.grade_q_sample_sqrt_one_minus_alpha_bar,
+                  checks.grade_q_sample_return]:
+        grade(_q_sample_factory(None))
+    checks.grade_q_sample_sqrt_alpha_bar(_q_sample_factory("variance"))      # partial credit is per blank
+    with pytest.raises(SelfCheckError):
+        checks.grade_q_sample_return(_q_sample_factory("variance"))
+
+
+def test_loss_checks_name_the_mistake():
+    _raises(checks.check_loss_fn, None, match="loss_fn is None")
+    _raises(checks.check_loss_fn, nn.MSELoss(reduction="sum"), match="sum of the squared errors")
+    _raises(checks.check_loss_fn, nn.L1Loss(), match="L1")
+    checks.check_loss_fn(F.mse_loss, quiet=True)
+
+
+loss_fn = nn.MSELoss()
+device = torch.device("cpu")
+T = 1000
+
+
+def _train_factory(bad):
+    """A training loop like notebook 4's, with one deliberate mistake."""
+    def train_ddpm(model, optimizer, dataloader, epochs, max_steps=None, progress=True):
+        losses = []
+        for x_0, _ in dataloader:
+            t = torch.randint(0, T, (x_0.shape[0],))
+            noise = torch.randn_like(x_0)
+            x_t = x_0 if bad == "no_noise" else solutions.q_sample(x_0, t, noise)
+            pred_noise = model(x_t, t)
+            loss = loss_fn(pred_noise, x_0 if bad == "target_x0" else noise)
+            if bad == "float":
+                loss = torch.tensor(loss.item(), requires_grad=True)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return losses
+    return train_ddpm
+
+
+def test_training_loop_checks_name_the_mistake():
+    _raises(checks.check_training_loop, _train_factory("no_noise"), match="not added any noise")
+    _raises(checks.check_training_loop, _train_factory("target_x0"), match="the target is the noise")
+    _raises(checks.check_training_loop, _train_factory("float"), match="weights did not change")
+    checks.check_training_loop(_train_factory(None), quiet=True)
+    for grade in [checks.grade_train_x_t, checks.grade_train_pred_noise, checks.grade_train_loss]:
+        grade(_train_factory(None))
+    checks.grade_train_pred_noise(_train_factory("no_noise"))                # blanks are judged one by one
+
+
+def _p_sample_factory(bad):
+    @torch.no_grad()
+    def p_sample_DDPM(model, x, t, t_index):
+        eps = model(x, t)
+        z = torch.randn_like(x) if t_index > 0 else torch.zeros_like(x)
+        return solutions.ddpm_reverse_step(x, eps, t, t_index, noise=2 * z if bad == "double_sigma" else z)
+    return p_sample_DDPM
+
+
+def test_reverse_step_checks_name_the_mistake():
+    _raises(checks.check_p_sample_DDPM, lambda model, x, t, t_index: None, match="returned None")
+    _raises(checks.check_p_sample_DDPM, _p_sample_factory("double_sigma"), match=r"std 0.0220 .*variance off by \+3\d\d%")
+    checks.check_p_sample_DDPM(_p_sample_factory(None), quiet=True)
+    checks.grade_p_sample_DDPM(_p_sample_factory(None))
+
+
+class _ConcatCond(solutions.Unet):
+    def __init__(self, ch=32, n_classes=10, in_ch=1, emb_dim=None):
+        super().__init__(ch=ch, in_ch=in_ch, emb_dim=emb_dim)
+        self.class_emb = nn.Embedding(n_classes, self.time_mlp[-1].out_features)
+
+    def forward(self, x, t, y):
+        t_emb = self.time_mlp(t)
+        y_emb = self.class_emb(y)
+        cond_emb = torch.cat([t_emb, y_emb], dim=-1)
+        return self.backbone(x, cond_emb)
+
+
+class _WrongEmbCond(solutions.UNet_cond):
+    def __init__(self, ch=32, n_classes=10, **kw):
+        super().__init__(ch=ch, n_classes=n_classes, **kw)
+        self.class_emb = nn.Embedding(n_classes, 16)
+
+
+def test_unet_cond_checks_name_the_mistake():
+    _raises(checks.check_unet_cond, _ConcatCond, match="don't concatenate")
+    _raises(checks.check_unet_cond, _WrongEmbCond, match=r"wrong shape: self.class_emb is nn.Embedding\(10, 16\)")
+    checks.check_unet_cond(solutions.UNet_cond, quiet=True)
+    for grade in [checks.grade_unet_cond_class_emb, checks.grade_unet_cond_y_emb, checks.grade_unet_cond_cond_emb]:
+        grade(solutions.UNet_cond)
+    checks.grade_unet_cond_y_emb(_ConcatCond)                                 # judged blank by blank
