@@ -75,7 +75,9 @@ CLASS = {
     "s18-escape":         (set(), {"escape": True}),
     "s19-resubmitted":    (set(), {"resubmit": True}),
 }
-LMS_STUDENTS = {"s05-no-sqrt", "s09-raises", "s13-sys-exit", "s17-renamed", "s18-escape"}   # arrive in a Canvas zip
+if SANDBOX_PROBLEM:   # unconfined, the escape attempt would really overwrite other students' files
+    del CLASS["s18-escape"]
+LMS_STUDENTS = {"s05-no-sqrt", "s09-raises", "s13-sys-exit", "s17-renamed", "s18-escape"}  # arrive in a Canvas zip
 
 
 def _reference_sources():
@@ -125,6 +127,8 @@ try:
     os.symlink({str(outside_file) + ".link-target"!r}, "{A}.ipynb"); report["symlink"] = "made"
 except OSError as e:
     report["symlink"] = "failed: " + type(e).__name__
+report["secret"] = os.environ.get("DDPM_TEST_SECRET", "not visible")
+report["home"] = sorted(os.listdir(os.path.expanduser("~")))[:5]
 print("ESCAPE-REPORT", json.dumps(report))
 """
 
@@ -226,7 +230,11 @@ def graded(tmp_path_factory):
     timings["collect"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    results = course.autograde_step([A], jobs=2)
+    os.environ["DDPM_TEST_SECRET"] = "hunter2"          # an instructor's token in the environment
+    try:
+        results = course.autograde_step([A], jobs=2)
+    finally:
+        del os.environ["DDPM_TEST_SECRET"]
     timings["autograde"] = time.monotonic() - t0
     t0 = time.monotonic()
     course.feedback_step([A])
@@ -361,6 +369,7 @@ def test_sandbox_blocks_network_and_writes_outside(graded):
     assert lines, "the escape attempt did not run"
     report = json.loads(lines[0].split(" ", 1)[1])
     assert report["loopback"].startswith("connect failed") and report["internet"].startswith("connect failed")
+    assert report["secret"] == "not visible"
     assert not (root / "autograded" / "s18-escape" / A / f"{A}.ipynb").is_symlink()
 
 

@@ -27,7 +27,7 @@ from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_markdown_cell, new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, Type
+from traitlets import Integer, List, Type
 
 from .sandbox import SandboxKernelManager
 
@@ -58,6 +58,8 @@ class GuardedExecute(Execute):
     max_output_chars = Integer(20_000, help="Text output kept per cell; the rest is cut.").tag(config=True)
     max_output_bytes = Integer(2_000_000, help="All outputs (images included) kept per cell.").tag(config=True)
     max_restarts = Integer(4, help="Kernel restarts allowed per notebook before the rest is skipped.").tag(config=True)
+    skip_tags = List(["grader-skip"], help="Cells with one of these tags are not run while grading (demo-only "
+                     "cells such as long sampling runs); graded and answer cells always run.").tag(config=True)
     kernel_manager_class = Type(SandboxKernelManager, config=True,
                                 help="Kernel manager; the default confines the kernel with bubblewrap.")
 
@@ -76,6 +78,7 @@ class GuardedExecute(Execute):
         self._out_size: dict[int, int] = {}
         self._gave_up = False
         self._asked_exit = False
+        self._slowest = (0.0, "")
         self._t0 = time.monotonic()
         self.interrupt_on_timeout = False          # a timeout raises CellTimeoutError; we restart instead
         self.raise_on_iopub_timeout = False
@@ -105,6 +108,10 @@ class GuardedExecute(Execute):
         if cell.cell_type != "code" or not cell.source.strip():
             return cell, resources
         label = self._label(cell, index)
+        nbg = cell.metadata.get("nbgrader", {})
+        if set(cell.metadata.get("tags", [])) & set(self.skip_tags) and not (nbg.get("grade") or nbg.get("solution")):
+            cell.outputs = [new_output("stream", name="stdout", text="(demonstration cell: not run while grading)\n")]
+            return cell, resources
         if self._gave_up:
             cell.outputs = [_error_output("NotRun", "not run: the kernel failed too many times in this notebook.")]
             return cell, resources
@@ -119,6 +126,7 @@ class GuardedExecute(Execute):
         self._cell_timeout = min(self.timeout, remaining)
         self._out_size[index] = 0
         self._asked_exit = False
+        started = time.monotonic()
         try:
             cell = self.execute_cell(cell, index, store_history=True)
             if self._asked_exit:
@@ -145,6 +153,9 @@ class GuardedExecute(Execute):
             self._notes.append(f"{label} could not be run ({type(e).__name__}).")
             self._bad.add(index)
             self._recover(index)
+        took = time.monotonic() - started
+        if took > self._slowest[0]:
+            self._slowest = (round(took, 1), self._label(cell, index))
         if index in self._truncated:
             self._notes.append(f"The output of {label} was longer than the grader keeps and was cut.")
         return cell, self.resources
@@ -260,7 +271,7 @@ class GuardedExecute(Execute):
         for i, cell in enumerate(nb.cells):
             gid = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
             if cell.cell_type == "code" and cell.source.startswith("# This cell (id:") and \
-                    not any(gid in c and "missing" in c for c in collected):
+                    not any(gid in c and ("missing" in c or "deleted" in c) for c in collected):
                 collected.append(f"The graded test cell `{gid}` was missing; the original was put back and run.")
         notes = list(dict.fromkeys(collected + self._notes))
         if notes_dir and student and assignment:
@@ -273,6 +284,7 @@ class GuardedExecute(Execute):
                 saved = {}
             saved[notebook] = notes
             saved.setdefault("_seconds", {})[notebook] = round(time.monotonic() - self._t0, 1)
+            saved.setdefault("_slowest_cell", {})[notebook] = list(self._slowest)
             with open(path, "w") as f:
                 json.dump(saved, f, indent=1)
         nb.cells = [c for c in nb.cells if not c.metadata.get(NOTES_MARK)]

@@ -46,6 +46,11 @@ ENV_MEM = "DDPM_SANDBOX_MEM_MB"
 ENV_FSIZE = "DDPM_SANDBOX_FSIZE_MB"
 ENV_TMP = "DDPM_SANDBOX_TMP_MB"
 
+ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "MPLBACKEND", "PYTHONHASHSEED", "PYTHONUNBUFFERED",
+            "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+            "NBGRADER_EXECUTION", "VIRTUAL_ENV", "PYDEVD_DISABLE_FILE_VALIDATION"}
+ENV_KEEP_PREFIXES = ("LC_", "DDPM_PROFILE", "DDPM_DATA_DIR", "DDPM_DOWNLOAD", "DDPM_SEED")
+
 DEFAULT_MEM_MB = 8192          # address-space cap of the kernel (PyTorch on CPU needs ~2-3 GB of it)
 DEFAULT_FSIZE_MB = 256         # largest file the student code may write
 DEFAULT_TMP_MB = 512           # size of the private /tmp (RAM-backed)
@@ -102,10 +107,13 @@ def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
         if os.path.exists(h) and not _is_under(os.path.realpath(h), "/tmp"):
             cmd += ["--tmpfs", os.path.realpath(h)]
     cmd += ["--bind", private, private, "--bind", scratch, workdir, "--chdir", workdir]
-    # ipykernel watches JPY_PARENT_PID, which means nothing inside the new pid namespace (--die-with-parent
-    # does that job instead)
-    cmd += ["--unsetenv", "JPY_PARENT_PID"]
-    for k, v in (env or {}).items():
+    # Only whitelisted environment variables reach student code (the instructor's shell may hold tokens).
+    # JPY_PARENT_PID is left out on purpose: it means nothing in the new pid namespace (--die-with-parent
+    # does that job).
+    cmd += ["--clearenv"]
+    keep = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
+    keep.update(env or {})
+    for k, v in sorted(keep.items()):
         cmd += ["--setenv", k, v]
     limits = ["prlimit", f"--as={mem * 1024 * 1024}", f"--fsize={fsize * 1024 * 1024}", "--core=0", "--"]
     return cmd + ["--"] + limits + inner
@@ -127,36 +135,49 @@ def bwrap_available() -> str | None:
     return None
 
 
-def probe(workdir: str | None = None) -> dict:
-    """Run a few escape attempts inside the sandbox and report what happened (used by ``instructor doctor``)."""
+def probe() -> dict:
+    """Try to escape from inside the sandbox and report what happened (``instructor doctor``)."""
     code = r"""
-import json, os, socket
+import json, os, socket, sys
 r = {}
-try:
-    socket.create_connection(("1.1.1.1", 53), timeout=3); r["network"] = "REACHABLE"
-except OSError as e:
-    r["network"] = f"blocked ({e.__class__.__name__})"
-for p in ["/etc/ddpm-sandbox-probe", os.path.expanduser("~/ddpm-sandbox-probe"), "%(outside)s/ddpm-sandbox-probe"]:
+for name, addr in [("internet", ("1.1.1.1", 53)), ("loopback", ("127.0.0.1", 22))]:
     try:
-        open(p, "w").write("x"); r["write " + p] = "WRITABLE"
+        socket.create_connection(addr, timeout=3); r["network " + name] = "REACHABLE"
     except OSError as e:
-        r["write " + p] = f"blocked ({e.__class__.__name__})"
-open("own_folder_probe.txt", "w").write("x"); r["write own folder"] = "ok"
-r["hidden /root"] = os.listdir("/root") if os.path.isdir("/root") else []
+        r["network " + name] = f"blocked ({e.__class__.__name__})"
+for p in sys.argv[1:]:
+    try:
+        open(p, "w").write("x")
+    except OSError:
+        pass
+open("own_folder_probe.txt", "w").write("x")
+r["secret env visible"] = "DDPM_PROBE_SECRET" in os.environ
+r["/root shows"] = sorted(os.listdir("/root")) if os.path.isdir("/root") else []
 print(json.dumps(r))
 """
+    tag = f"ddpm-sandbox-probe-{os.getpid()}"
+    targets = [f"/etc/{tag}", f"/root/{tag}", str(COURSE_ROOT / tag), f"/tmp/{tag}"]
     with tempfile.TemporaryDirectory(prefix="ddpm-probe-") as tmp:
-        work = workdir or os.path.join(tmp, "work")
-        os.makedirs(work, exist_ok=True)
+        work = os.path.join(tmp, "work")
         scratch = os.path.join(tmp, "scratch")
+        os.makedirs(work)
         os.makedirs(scratch)
-        outside = str(COURSE_ROOT)
-        cmd = sandbox_command([sys.executable, "-c", code % {"outside": outside}], work, scratch, tmp)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        os.environ["DDPM_PROBE_SECRET"] = "x"
+        try:
+            cmd = sandbox_command([sys.executable, "-c", code, *targets], work, scratch, tmp)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        finally:
+            del os.environ["DDPM_PROBE_SECRET"]
         if r.returncode != 0:
             return {"error": r.stderr.strip()[-2000:]}
         out = json.loads(r.stdout.strip().splitlines()[-1])
-        out["real folder untouched"] = not os.path.exists(os.path.join(work, "own_folder_probe.txt"))
+        for t in targets:
+            escaped = os.path.exists(t)
+            out[f"write {t}"] = "ESCAPED" if escaped else "contained"
+            if escaped:
+                os.remove(t)
+        out["write own folder"] = "contained (went to the scratch copy)" if not os.path.exists(
+            os.path.join(work, "own_folder_probe.txt")) else "ESCAPED"
         return out
 
 
