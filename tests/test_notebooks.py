@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -17,12 +18,26 @@ import torch.nn.functional as F
 from torch import nn
 
 import solutions
-from conftest import LESSONS, NOTEBOOKS, ROOT, source_path
 from tutorial_utils import checks
 from tutorial_utils.checks import SelfCheckError
 
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+# The six lessons: assignment folder -> notebook (nbgrader's course layout; notebooks/ is the course root).
+LESSONS = {
+    "01_forward_1d": "01_forward_diffusion_1d.ipynb",
+    "02_forward_closed_form": "02_forward_closed_form.ipynb",
+    "03_unet": "03_unet_time_embedding.ipynb",
+    "04_training": "04_training_algorithm1.ipynb",
+    "05_sampling": "05_sampling_algorithm2.ipynb",
+    "06_conditional": "06_class_conditional.ipynb",
+}
 POINTS = {"01_forward_1d": 0, "02_forward_closed_form": 10, "03_unet": 0, "04_training": 10,
           "05_sampling": 5, "06_conditional": 9}
+
+
+def source_path(assignment):
+    return NOTEBOOKS / "source" / assignment / LESSONS[assignment]
 
 
 def _read(assignment):
@@ -108,6 +123,15 @@ def test_outputs_are_compared_cell_by_cell_not_blanket_ignored(assignment):
     assert len(compared_with_output) >= 4, "compare the deterministic cells (schedule values, shapes, checks)"
     for c in ignored:  # the ignore markers sit where output is genuinely variable
         assert c.source.startswith("# NBVAL_IGNORE_OUTPUT\n") and not c.outputs
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_no_cell_relies_on_a_trailing_semicolon(assignment):
+    # nbval runs cells without storing history, so IPython does not see a final `;` and displays the value
+    # (a figure twice, say).  Assign the result instead: `fig = plot_...(...)`.
+    for c in _read(assignment).cells:
+        if c.cell_type == "code" and c.source.strip():
+            assert not c.source.rstrip().endswith(";"), c.source
 
 
 def test_the_mathematics_is_written_out():

@@ -6,15 +6,25 @@ Executions here are cut after the last self-check / graded cell of each notebook
 """
 from __future__ import annotations
 
-import copy
-import re
 import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from conftest import LESSONS, NOTEBOOKS, execute_notebook, release_path, source_path
 from tutorial_utils.nbgrader_ext import BLANK_RE, generate_student_versions
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+LESSONS = {p.parent.name: p.name for p in sorted((NOTEBOOKS / "source").glob("*/*.ipynb"))}
+
+
+def source_path(assignment):
+    return NOTEBOOKS / "source" / assignment / LESSONS[assignment]
+
+
+def release_path(assignment):
+    return NOTEBOOKS / "release" / assignment / LESSONS[assignment]
+
 
 # Every blank, verbatim, as the student sees it.
 BLANKS = {
@@ -137,11 +147,11 @@ def _errors(cell):
 
 
 @pytest.fixture(scope="module", params=GRADED)
-def released_run(request):
+def released_run(request, run_notebook):
     assignment = request.param
     src = _read(source_path(assignment))
     nb = _restore_hidden_tests(_cut_after_last_graded_cell(_read(release_path(assignment))), src)
-    execute_notebook(nb, release_path(assignment).parent, allow_errors=True)
+    run_notebook(nb, release_path(assignment).parent, allow_errors=True)
     return assignment, nb
 
 
@@ -166,12 +176,12 @@ def test_released_student_versions_score_zero(released_run):
 
 
 @pytest.mark.parametrize("assignment", GRADED)
-def test_filling_the_blanks_with_the_reference_code_passes(assignment):
+def test_filling_the_blanks_with_the_reference_code_passes(assignment, run_notebook):
     src = _read(source_path(assignment))
     nb, filled = _fill_blanks(_cut_after_last_graded_cell(_read(release_path(assignment))), src)
     assert filled == len(BLANKS[assignment])
     nb = _restore_hidden_tests(nb, src)
-    execute_notebook(nb, release_path(assignment).parent, allow_errors=True)
+    run_notebook(nb, release_path(assignment).parent, allow_errors=True)
     failed = [(_nbg(c).get("grade_id") or c.source[:40], e.ename, e.evalue) for c in nb.cells for e in _errors(c)]
     assert not failed, failed
     for cell in nb.cells:
