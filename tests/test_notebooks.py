@@ -104,8 +104,9 @@ def test_each_blank_is_followed_by_its_self_check_then_its_graded_tests(assignme
 @pytest.mark.parametrize("assignment", sorted(LESSONS))
 def test_stored_outputs_are_small_and_free_of_images(assignment):
     path = source_path(assignment)
-    assert path.stat().st_size < 100_000, f"{path.name} is {path.stat().st_size} bytes; clear big outputs"
+    assert path.stat().st_size < 40_000, f"{path.name} is {path.stat().st_size} bytes; clear big outputs"
     nb = _read(assignment)
+    assert "widgets" not in nb.metadata, "widget state (tqdm bars) must not be stored"
     for c in nb.cells:
         for out in c.get("outputs", []):
             assert not any(k.startswith("image/") for k in out.get("data", {})), "store no images"

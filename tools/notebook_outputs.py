@@ -37,7 +37,9 @@ def cell_seconds(nb) -> list[tuple[float, str]]:
 
 
 def shrink(nb) -> int:
-    """Drop images, widget views and execution timings; clear the outputs of ignored cells."""
+    """Drop images, widget state and execution timings; clear the outputs of ignored cells."""
+    nb.metadata.pop("widgets", None)                 # tqdm's progress-bar widgets: big and never useful
+    nb.metadata["language_info"] = {"name": "python"}  # not the executing interpreter's version
     compared = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
