@@ -300,3 +300,11 @@ def test_unet_cond_checks_name_the_mistake():
     for grade in [checks.grade_unet_cond_class_emb, checks.grade_unet_cond_y_emb, checks.grade_unet_cond_cond_emb]:
         grade(solutions.UNet_cond)
     checks.grade_unet_cond_y_emb(_ConcatCond)                                 # judged blank by blank
+
+
+def test_checks_report_the_students_own_error_first():
+    def q_sample(x_start, t, noise=None):
+        sqrt_alpha_bar = extract_typo(t)  # noqa: F821  (a NameError, as a student might write)
+        return sqrt_alpha_bar
+
+    _raises(checks.check_q_sample, q_sample, match="q_sample raised NameError.*before it set sqrt_alpha_bar")

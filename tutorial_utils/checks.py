@@ -118,6 +118,12 @@ def _describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def _raised_before(name: str, loc: dict, err, where: str) -> None:
+    """Fail with the student's own error when it stopped the code before ``name`` was assigned."""
+    if name not in loc and err is not None:
+        _fail(f"{where} raised {_describe_error(err)} before it set {name}.")
+
+
 def _is_tensor(x) -> bool:
     return isinstance(x, Tensor)
 
@@ -207,7 +213,8 @@ def _run_q_sample(fn, x0, t, noise):
         return capture_locals(fn, x0, t, noise, names=_Q_SAMPLE_LOCALS)
 
 
-def _check_coefficient(name, value, want, shape, alpha_bar, t, hint_sqrt_of):
+def _check_coefficient(name, value, want, shape, alpha_bar, t, hint_sqrt_of, loc=None, err=None):
+    _raised_before(name, loc or {}, err, "q_sample")
     if value is None:
         _fail(f"{name} is still None \u2014 {FILL_IN}: pick the right value for each image's timestep t "
               f"(hint: extract(..., t, x_start.shape)).")
@@ -236,9 +243,9 @@ def check_q_sample(fn: Callable, quiet: bool = False) -> None:
     out, loc, err = _run_q_sample(fn, x0, t, noise)
     shape = x0.shape
     _check_coefficient("sqrt_alpha_bar", loc.get("sqrt_alpha_bar"), ab.sqrt().view(-1, 1, 1, 1), shape, ab, t,
-                       "\u1fb1_t")
+                       "\u1fb1_t", loc, err)
     _check_coefficient("sqrt_one_minus_alpha_bar", loc.get("sqrt_one_minus_alpha_bar"),
-                       (1 - ab).sqrt().view(-1, 1, 1, 1), shape, ab, t, "1 - \u1fb1_t")
+                       (1 - ab).sqrt().view(-1, 1, 1, 1), shape, ab, t, "1 - \u1fb1_t", loc, err)
     if err is not None:
         _fail(f"q_sample raised {_describe_error(err)}.")
     if out is None:
@@ -280,10 +287,10 @@ def _grade_q_sample_part(fn, part: str) -> None:
     ab = _ref_schedule().alpha_bars[t]
     out, loc, err = _run_q_sample(fn, x0, t, noise)
     if part == "sqrt_alpha_bar":
-        _check_coefficient(part, loc.get(part), ab.sqrt().view(-1, 1, 1, 1), x0.shape, ab, t, "\u1fb1_t")
+        _check_coefficient(part, loc.get(part), ab.sqrt().view(-1, 1, 1, 1), x0.shape, ab, t, "\u1fb1_t", loc, err)
     elif part == "sqrt_one_minus_alpha_bar":
         _check_coefficient(part, loc.get(part), (1 - ab).sqrt().view(-1, 1, 1, 1), x0.shape, ab, t,
-                           "1 - \u1fb1_t")
+                           "1 - \u1fb1_t", loc, err)
     else:
         if err is not None:
             _fail(f"q_sample raised {_describe_error(err)}.")
@@ -388,6 +395,7 @@ def _judge_x_t(run) -> None:
     if "t" not in loc or "noise" not in loc:
         _fail("the training loop did not get as far as drawing t and the noise; "
               f"it raised {_describe_error(run['err']) if run['err'] else 'nothing'}.")
+    _raised_before("x_t", loc, run["err"], "the training loop")
     x_t = loc.get("x_t")
     if x_t is None:
         _fail("x_t is still None \u2014 " + FILL_IN + " (`x_t = None`): noise the clean batch x_0 to "
@@ -405,6 +413,7 @@ def _judge_x_t(run) -> None:
 
 def _judge_pred_noise(run) -> None:
     loc = run["loc"]
+    _raised_before("pred_noise", loc, run["err"], "the training loop")
     pred = loc.get("pred_noise")
     if pred is None:
         _fail("pred_noise is still None \u2014 " + FILL_IN + " (`pred_noise = None`): ask the model for its "
@@ -591,7 +600,8 @@ def _run_cond(cls, seed):
     return model, (x, t, y), out, loc, err
 
 
-def _judge_y_emb(model, inputs, loc) -> None:
+def _judge_y_emb(model, inputs, loc, err=None) -> None:
+    _raised_before("y_emb", loc, err, "UNet_cond.forward")
     y_emb = loc.get("y_emb")
     if y_emb is None:
         _fail("y_emb is still None \u2014 " + FILL_IN + " (`y_emb = None`): look up the embedding of the labels y.")
@@ -604,6 +614,7 @@ def _judge_y_emb(model, inputs, loc) -> None:
 
 
 def _judge_cond_emb(model, inputs, out, loc, err) -> None:
+    _raised_before("cond_emb", loc, err, "UNet_cond.forward")
     cond = loc.get("cond_emb")
     if cond is None:
         _fail("cond_emb is still None \u2014 " + FILL_IN + " (`cond_emb = None`): combine the time embedding and "
@@ -638,7 +649,7 @@ def check_unet_cond(cls, quiet: bool = False) -> None:
     _judge_class_emb(model, 10)
     _ok(f"class_emb = nn.Embedding(10, {model.time_mlp[-1].out_features}): one learned vector per digit.", quiet)
     model, inputs, out, loc, err = _run_cond(cls, seed=0)
-    _judge_y_emb(model, inputs, loc)
+    _judge_y_emb(model, inputs, loc, err)
     _ok(f"y_emb = class_emb(y), shape {tuple(loc['y_emb'].shape)}.", quiet)
     _judge_cond_emb(model, inputs, out, loc, err)
     _ok("cond_emb = t_emb + y_emb, and the output matches solutions.UNet_cond with the same weights.", quiet)
@@ -651,7 +662,7 @@ def grade_unet_cond_class_emb(cls) -> None:
 
 def grade_unet_cond_y_emb(cls) -> None:
     model, inputs, out, loc, err = _run_cond(cls, seed=77)
-    _judge_y_emb(model, inputs, loc)
+    _judge_y_emb(model, inputs, loc, err)
 
 
 def grade_unet_cond_cond_emb(cls) -> None:
