@@ -83,6 +83,15 @@ def main():
             out.append(f"| {k} | {v:.0f} | {sa['speedup'][k]:.2f}x | {sa['speedup_cpu_time'][k]:.2f}x |")
         out += ["", f"One-time data setup: seed DataLoader {speed['data_setup_s']['seed DataLoader']} s, "
                 f"course tensor load {speed['data_setup_s']['course tensor']} s.", ""]
+    bf = _load(BENCH_DIR / "bf16_sampling.json")
+    if bf:
+        out += ["## bf16 autocast in the sampler", "",
+                f"`check_bf16_sampling.py`: {bf['n']} images from `unet_digit6`, full 1000-step sampler, the same "
+                f"seed in fp32 and under bf16 autocast ({bf['threads']} thread): max |pixel difference| "
+                f"{bf['max_abs_diff']}, mean {bf['mean_abs_diff']}, {bf['pixels_differing_by_more_than_0.1']:.2%} "
+                f"of pixels differ by more than 0.1; the classifier reads {bf['classifier_agrees']:.0%} of the "
+                f"pairs the same ({bf['read_as_6_fp32']} vs {bf['read_as_6_bf16']} read as 6); CPU time "
+                f"{bf['cpu_seconds_fp32']} s vs {bf['cpu_seconds_bf16']} s.", ""]
     notes = BENCH_DIR / "RESULTS_NOTES.md"
     if notes.is_file():
         out += [notes.read_text().strip(), ""]
