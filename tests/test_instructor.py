@@ -74,7 +74,9 @@ CLASS = {
     "s17-renamed":        (set(), {"rename": "homework 2 FINAL (1).ipynb"}),
     "s18-escape":         (set(), {"escape": True}),
     "s19-resubmitted":    (set(), {"resubmit": True}),
+    "s20-bad-metadata":   (set(), {"bad_meta": True}),
 }
+CORRUPT = "s21-corrupt"   # a broken file copied straight into submitted/: nbgrader cannot read it
 if SANDBOX_PROBLEM:   # unconfined, the escape attempt would really overwrite other students' files
     del CLASS["s18-escape"]
 LMS_STUDENTS = {"s05-no-sqrt", "s09-raises", "s13-sys-exit", "s17-renamed", "s18-escape"}  # arrive in a Canvas zip
@@ -156,6 +158,10 @@ def build_submission(release_nb, refs, student, spec, escape_args=None):
         cell = nb.cells[_find(nb, how["tamper"])]
         cell.source = "pass  # all good"
         cell.metadata["nbgrader"]["points"] = 100
+    if how.get("bad_meta"):   # a copied cell whose grading metadata was edited by hand
+        cell = nbformat.v4.new_code_cell("print('extra credit, please')")
+        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "points": 50, "schema_version": 3}
+        nb.cells.insert(_find(nb, "linear_beta_schedule") + 1, cell)
     if how.get("escape"):
         nb.cells.insert(_find(nb, "q_sample") + 1, nbformat.v4.new_code_cell(_escape_code(*escape_args)))
     return nb
@@ -227,6 +233,10 @@ def graded(tmp_path_factory):
     first = course.collect_step([early])
     reports = [course.collect_step([folder]), course.collect_step([lms])]
     late_old = course.collect_step([early])   # an older copy arriving after the newer one must not win
+    corrupt = root / "submitted" / CORRUPT / A
+    corrupt.mkdir(parents=True)
+    (corrupt / f"{A}.ipynb").write_text('{"cells": [ this is not json')
+    _write_ts(corrupt, base_time)
     timings["collect"] = time.monotonic() - t0
 
     t0 = time.monotonic()
@@ -254,6 +264,8 @@ def graded(tmp_path_factory):
     for s, (wrong, _) in CLASS.items():
         r = got.get(s, {})
         table.append(f"{s:<24}{expected_points(points, wrong):>6g}{r.get('score', '-'):>7}   {r.get('notes', '')[:150]}")
+    r = got.get(CORRUPT, {})
+    table.append(f"{CORRUPT:<24}{'fail':>6}{r.get('score', '-'):>7}   {r.get('status', '')}: {r.get('notes', '')[:100]}")
     n = len(results)
     summary = (f"autograded {n} submissions of {A} in {timings['autograde']:.0f} s "
                f"({timings['autograde'] / max(n, 1):.1f} s each, jobs=2); release {timings['release']:.0f} s, "
@@ -304,6 +316,7 @@ def test_grade_is_exactly_what_is_correct(graded, student):
 def test_per_cell_csv_matches_the_rules(graded):
     with open(graded["cells_csv"]) as f:
         cells = list(csv.DictReader(f))
+    cells = [r for r in cells if r["student_id"] != CORRUPT]
     for r in cells:
         wrong, _ = CLASS[r["student_id"]]
         want = graded["points"][r["cell"]] if not (TEST_NEEDS[r["cell"]] & wrong) else 0
@@ -334,11 +347,19 @@ def test_feedback_for_everyone_and_small(graded):
     ("s16-added-cells", "cell(s) more than"),
     ("s17-renamed", "collected as"),
     ("s11-print-flood", "was cut"),
+    ("s20-bad-metadata", "graded as an ordinary cell"),
 ])
 def test_readable_reason_in_feedback_and_csv(graded, student, words):
     assert words in graded["rows"][student]["notes"], graded["rows"][student]["notes"]
     page = next((graded["root"] / "feedback" / student / A).glob("*.html")).read_text()
     assert "Grader notes" in page and words.split("`")[0][:12] in page
+
+
+def test_unreadable_submission_fails_alone_with_a_reason(graded):
+    row = graded["rows"][CORRUPT]
+    assert row["status"].startswith("failed") and row["score"] == 0, row
+    assert not graded["results"][CORRUPT].ok
+    assert (graded["root"] / "feedback" / CORRUPT / A / "GRADING_PROBLEM.html").exists()
 
 
 def test_output_flood_is_capped(graded):
@@ -350,7 +371,7 @@ def test_previous_grades_are_backed_up(graded):
     backups = list((graded["root"] / "backups").glob("gradebook-*.db"))
     assert backups
     con = sqlite3.connect(str(graded["root"] / "gradebook.db"))
-    assert con.execute("select count(*) from submitted_assignment").fetchone()[0] == len(CLASS)
+    assert con.execute("select count(*) from submitted_assignment").fetchone()[0] == len(CLASS) + 1
     con.close()
 
 

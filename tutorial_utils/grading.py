@@ -161,8 +161,13 @@ class GuardedExecute(Execute):
         return cell, self.resources
 
     def _label(self, cell, index):
+        """How the notes name a cell: its number in the feedback (the notes cell comes first) and its start."""
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        return f"cell {index + 1}" + (f" (`{gid}`)" if gid else "")
+        if gid:
+            return f"cell {index + 2} (`{gid}`)"
+        first = next((l.strip() for l in cell.source.splitlines() if l.strip() and not l.strip().startswith("#")), "")
+        first = first if len(first) <= 40 else first[:37] + "..."
+        return f"cell {index + 2}" + (f" (`{first.replace('`', '')}`)" if first else "")
 
     # ------------------------------------------------------------------ kernel recovery
     async def _async_fresh_kernel(self):
@@ -188,6 +193,8 @@ class GuardedExecute(Execute):
 
     def _recover(self, failed_index: int):
         """New kernel, then re-run the code cells before ``failed_index`` (not the failed ones)."""
+        if self._deadline - time.monotonic() <= 1:
+            return                                  # out of time anyway: the remaining cells are marked not run
         while True:
             self._restarts += 1
             if self._restarts > self.max_restarts:

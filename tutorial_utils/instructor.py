@@ -5,6 +5,7 @@
     python -m tutorial_utils.instructor autograde [ASSIGNMENT ...]      # sandboxed, fast profile
     python -m tutorial_utils.instructor feedback  [ASSIGNMENT ...]      # HTML per student
     python -m tutorial_utils.instructor grades    [--out FILE.csv]      # CSV export
+    python -m tutorial_utils.instructor roster    FILE.csv              # optional: names and emails
     python -m tutorial_utils.instructor status | points | doctor
 
 (``./course instructor STEP ...`` runs the same thing.)  Everything happens in a *course directory*,
@@ -58,8 +59,8 @@ def notes_path(notes_dir: str, assignment: str, student: str, kind: str) -> str:
 
 
 def bwrap_available():
-    from .sandbox import bwrap_available as check
-    return check()
+    from .sandbox import selftest
+    return selftest()
 
 REPO = Path(__file__).resolve().parent.parent
 COURSE_DIR_ENV = "DDPM_GRADING_DIR"
@@ -367,6 +368,7 @@ c.LimitOutput.max_traceback = 60
                 report.skipped.append((c.display, f"belongs to {match.assignment}"))
                 continue
             c.student, c.known, c.how, c.nb = student, match, how, nb
+            c.prepared, c.repairs = repair_metadata(c.read(), nb, match)
             key = (student, match.assignment, match.name)
             if key in chosen:
                 old = chosen[key]
@@ -397,7 +399,7 @@ c.LimitOutput.max_traceback = 60
             ts_file = dest / "timestamp.txt"
             old_ts = parse_ts(ts_file.read_text()) if ts_file.exists() else None
             same = all((dest / f"{c.known.name}.ipynb").exists() and
-                       (dest / f"{c.known.name}.ipynb").read_bytes() == c.read() for c in cs)
+                       (dest / f"{c.known.name}.ipynb").read_bytes() == c.prepared for c in cs)
             if same:
                 report.unchanged.append(f"{student}/{a}")
                 return
@@ -416,8 +418,8 @@ c.LimitOutput.max_traceback = 60
         dest.mkdir(parents=True)
         notes = {}
         for c in cs:
-            (dest / f"{c.known.name}.ipynb").write_bytes(c.read())
-            notes[c.known.name] = submission_notes(c)
+            (dest / f"{c.known.name}.ipynb").write_bytes(c.prepared)
+            notes[c.known.name] = submission_notes(c) + c.repairs
         (dest / "timestamp.txt").write_text(fmt_ts(when))
         notes["_source"] = {"batch": batch, "files": [c.display for c in cs], "submitted": fmt_ts(when)}
         npath = Path(notes_path(str(self.notes), a, student, "collect"))
@@ -488,8 +490,10 @@ c.LimitOutput.max_traceback = 60
                 for student in chunks[k]:
                     logs[student] = (rc, log)
             # a submission nbgrader could not process (e.g. the gradebook was busy with --jobs): one more try, alone
-            retry = [s for s in todo if not (self.autograded / s / a).is_dir() and logs[s][0] != 124]
+            retry = [s for s in todo if not self._graded_ok(s, a) and logs[s][0] != 124]
             if retry:
+                for student in retry:
+                    self._archive_autograded(student, a)
                 chunks.append(retry)
                 rc, log = run_chunk(len(chunks) - 1)
                 for student in retry:
@@ -498,7 +502,7 @@ c.LimitOutput.max_traceback = 60
             batch = []
             for student in todo:
                 rc, log = logs[student]
-                ok = (self.autograded / student / a).is_dir()
+                ok = self._graded_ok(student, a)
                 res = GradeResult(student, a, ok, _notebook_seconds(self.notes, a, student), str(log.relative_to(self.root)))
                 if ok:
                     res.score, res.max_score = self.score(student, a)
@@ -506,7 +510,12 @@ c.LimitOutput.max_traceback = 60
                     why = "took too long as a whole" if rc == 124 else "failed"
                     npath = Path(notes_path(str(self.notes), a, student, "autograde"))
                     npath.parent.mkdir(parents=True, exist_ok=True)
-                    npath.write_text(json.dumps({"_failed": [f"Autograding {why}; see {res.log}"]}))
+                    try:
+                        saved = json.loads(npath.read_text())
+                    except (OSError, ValueError):
+                        saved = {}
+                    saved["_failed"] = [f"Autograding {why}; see {res.log}"]
+                    npath.write_text(json.dumps(saved, indent=1))
                 batch.append(res)
             for r in batch:
                 self.say(f"  {r.student:<24} {r.describe()}")
@@ -516,6 +525,10 @@ c.LimitOutput.max_traceback = 60
                      (f"; FAILED: {', '.join(r.student for r in failed)} (see logs/autograde/{a}/)" if failed else ""))
             results += batch
         return results
+
+    def _graded_ok(self, student, a) -> bool:
+        return (self.autograded / student / a).is_dir() and not any(
+            "could not be executed" in n for n in read_notes(self.notes, a, student))
 
     def _archive_autograded(self, student, a):
         auto = self.autograded / student / a
@@ -593,12 +606,12 @@ c.LimitOutput.max_traceback = 60
                     auto_dir = self.autograded / s.id / a
                     status = "graded" if auto_dir.is_dir() else "not graded"
                     notes = read_notes(self.notes, a, s.id)
-                    if any("Autograding" in n for n in notes) and not auto_dir.is_dir():
+                    if any(n.startswith("Autograding ") or "could not be executed" in n for n in notes):
                         status = "failed"
                     if sub.needs_manual_grade:
                         status += " (needs manual grade)"
                     max_score = float(sub.max_score)
-                    score = float(sub.score) if auto_dir.is_dir() else 0.0
+                    score = float(sub.score) if status.startswith("graded") else 0.0
                     rows.append(dict(student_id=s.id, first_name=s.first_name or "", last_name=s.last_name or "",
                                      email=s.email or "", assignment=a, status=status,
                                      submitted_at=fmt_ts(sub.timestamp.replace(tzinfo=dt.timezone.utc)) if sub.timestamp else "",
@@ -608,7 +621,7 @@ c.LimitOutput.max_traceback = 60
                     for nb in sub.notebooks:
                         for g in sorted(nb.grades, key=lambda g: g.name):
                             cells.append(dict(student_id=s.id, assignment=a, notebook=nb.name, cell=g.name,
-                                              score=round(float(g.score), 4) if auto_dir.is_dir() else 0.0,
+                                              score=round(float(g.score), 4) if status.startswith("graded") else 0.0,
                                               max_score=float(g.max_score)))
         rows.sort(key=lambda r: (r["assignment"], r["student_id"]))
         cells.sort(key=lambda r: (r["assignment"], r["student_id"], r["notebook"], r["cell"]))
@@ -749,6 +762,8 @@ class Candidate:
     known: KnownNotebook | None = None
     how: str = ""
     nb: object = None
+    prepared: bytes = b""
+    repairs: list = field(default_factory=list)
     _data: bytes | None = None
 
     def read(self) -> bytes:
@@ -896,6 +911,25 @@ def submission_notes(c: Candidate) -> list[str]:
     return notes
 
 
+def repair_metadata(raw: bytes, nb, known: KnownNotebook) -> tuple[bytes, list[str]]:
+    """nbgrader refuses a whole notebook over one cell with broken grading metadata (a cell copied and
+    edited, metadata edited by hand).  Such cells become ordinary cells; the original stays in inbox/."""
+    notes = []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            continue
+        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        if not isinstance(meta, dict) or not gid or gid not in known.grade_ids:
+            del cell.metadata["nbgrader"]
+            first = next((x.strip() for x in cell.source.splitlines() if x.strip()), "")[:40].replace("`", "")
+            notes.append(f"A cell{f' (`{first}`)' if first else ''} carried grading metadata that does not belong "
+                         "to this notebook; it was graded as an ordinary cell.")
+    if not notes:
+        return raw, []
+    return nbformat.writes(nb).encode("utf-8"), notes
+
+
 def load_roster(path) -> dict[str, str]:
     """roster CSV with an ``id`` column (and optionally ``lms_id``, ``name``, ``email``): any of them -> id."""
     out = {}
@@ -995,6 +1029,9 @@ def main(argv=None) -> int:
     s = sub.add_parser("grades", help="export the gradebook to CSV")
     s.add_argument("--out", help="where to write the latest CSV (default grading/grades.csv)")
 
+    s = sub.add_parser("roster", help="import students (CSV: id,first_name,last_name,email) into the gradebook")
+    s.add_argument("csv")
+
     sub.add_parser("status", help="what is released, collected, graded")
     s = sub.add_parser("points", help="the points of every graded cell")
     s.add_argument("assignments", nargs="*")
@@ -1024,6 +1061,10 @@ def main(argv=None) -> int:
         if len(rows) > 60:
             print(f"  ... {len(rows) - 60} more rows")
         print(f"wrote {main_csv} and {detail} (every export is also kept in {course.exports})")
+    elif args.step == "roster":
+        r = course.nbgrader("db", "student", "import", str(Path(args.csv).resolve()))
+        print((r.stdout + r.stderr).strip()[-3000:])
+        return r.returncode
     elif args.step == "status":
         print(course.status_text())
     elif args.step == "points":

@@ -135,6 +135,25 @@ def bwrap_available() -> str | None:
     return None
 
 
+def selftest() -> str | None:
+    """Start Python with ipykernel through the exact sandbox command used for kernels; None when it works."""
+    why = bwrap_available()
+    if why:
+        return why
+    with tempfile.TemporaryDirectory(prefix="ddpm-selftest-") as tmp:
+        work, scratch = os.path.join(tmp, "work"), os.path.join(tmp, "scratch")
+        os.makedirs(work)
+        os.makedirs(scratch)
+        cmd = sandbox_command([sys.executable, "-c", "import ipykernel, os; os.listdir('.')"], work, scratch, tmp)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            return "the sandboxed Python did not start within 120 s"
+        if r.returncode != 0:
+            return f"the sandbox command fails here ({r.stderr.strip()[-500:]})"
+    return None
+
+
 def probe() -> dict:
     """Try to escape from inside the sandbox and report what happened (``instructor doctor``)."""
     code = r"""
