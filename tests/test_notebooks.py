@@ -221,6 +221,7 @@ def test_loss_checks_name_the_mistake():
     _raises(checks.check_loss_fn, None, match="loss_fn is None")
     _raises(checks.check_loss_fn, nn.MSELoss(reduction="sum"), match="sum of the squared errors")
     _raises(checks.check_loss_fn, nn.L1Loss(), match="L1")
+    _raises(checks.check_loss_fn, nn.MSELoss, match=r"the class MSELoss itself.*MSELoss\(\)")
     checks.check_loss_fn(F.mse_loss, quiet=True)
 
 

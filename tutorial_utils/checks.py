@@ -320,6 +320,9 @@ def _judge_loss_fn(loss_fn) -> None:
     if loss_fn is None:
         _fail("loss_fn is None \u2014 " + FILL_IN + " (`loss_fn = None`): Algorithm 1 minimises the mean "
               "squared error between the true noise and the predicted noise (hint: torch.nn has one).")
+    if isinstance(loss_fn, type):
+        _fail(f"loss_fn is the class {loss_fn.__name__} itself; create the loss object by calling it: "
+              f"{loss_fn.__name__}().")
     if not callable(loss_fn):
         _fail(f"loss_fn should be callable, like a torch.nn loss module; it is a {type(loss_fn).__name__}.")
     a, b = _loss_inputs(7)
