@@ -467,7 +467,8 @@ c.LimitOutput.max_traceback = 60
             n_nb = max(1, len(list((self.release / a).glob("*.ipynb"))))
             jobs = max(1, min(jobs, len(todo)))
             chunks = [todo[i::jobs] for i in range(jobs)]
-            self.say(f"{a}: autograding {len(todo)} submission(s) in the sandbox "
+            where = "in the sandbox" if self.sandbox != "off" else "WITHOUT sandbox (--no-sandbox)"
+            self.say(f"{a}: autograding {len(todo)} submission(s) {where} "
                      f"(cell limit {cell} s, notebook limit {nbt} s, {jobs} nbgrader process(es))")
             t0 = time.monotonic()
             everyone = set(self.submissions(a))
