@@ -272,7 +272,7 @@ def graded(tmp_path_factory):
                f"collect {timings['collect']:.0f} s, feedback {timings['feedback']:.0f} s")
     (tmp / "grade_table.txt").write_text(summary + "\n" + "\n".join(table) + "\n")
     print("\n" + summary + "\n" + "\n".join(table))
-    yield dict(course=course, root=root, points=points, results={r.student: r for r in results}, rows=got,
+    yield dict(course=course, root=root, points=points, release_nb=release_nb, refs=refs, results={r.student: r for r in results}, rows=got,
                grades_csv=grades_csv, cells_csv=cells_csv, reports=reports, first=first, late_old=late_old,
                outside_file=outside_file, other_nb=other_nb, listener_hits=listener_hits, tmp=tmp)
     shutil.rmtree(base, ignore_errors=True)
@@ -394,13 +394,25 @@ def test_sandbox_blocks_network_and_writes_outside(graded):
     assert not (root / "autograded" / "s18-escape" / A / f"{A}.ipynb").is_symlink()
 
 
-def test_regrade_keeps_the_old_autograded_copy(graded):
-    course, root = graded["course"], graded["root"]
+def test_newer_submission_after_grading_is_regraded_alone_and_old_grade_kept(graded):
+    course, root, tmp = graded["course"], graded["root"], graded["tmp"]
     assert not course.needs_grading("s01-correct", A)
-    res = course.autograde_step([A], students=["s02-blank"], force=True)
+    late = tmp / "late" / "s02-blank" / A          # s02 hands in a completed notebook after grading
+    late.mkdir(parents=True)
+    nb = build_submission(graded["release_nb"], graded["refs"], "s02-blank", CLASS["s01-correct"])
+    (late / f"{A}.ipynb").write_text(nbformat.writes(nb))
+    _write_ts(late, dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.timezone.utc))
+    report = course.collect_step([tmp / "late"])
+    assert [s for s, _ in report.replaced] == [f"s02-blank/{A}"]
+    assert course.needs_grading("s02-blank", A) and not course.needs_grading("s01-correct", A)
+    res = course.autograde_step([A])                # no --force: only what changed
     assert [r.student for r in res] == ["s02-blank"] and res[0].ok
-    assert res[0].score == expected_points(graded["points"], CLASS["s02-blank"][0])
-    assert list((root / "archive" / "s02-blank" / A).glob("autograded-*"))
+    assert res[0].score == expected_points(graded["points"], set())
+    archive = root / "archive" / "s02-blank" / A
+    assert list(archive.glob("submitted-*")) and list(archive.glob("autograded-*"))
+    old_csv = sorted((root / "exports").glob("grades-*.csv"))[0]      # the earlier export still says 0
+    with open(old_csv) as f:
+        assert [r["score"] for r in csv.DictReader(f) if r["student_id"] == "s02-blank"] == ["0.0"]
 
 
 # ------------------------------------------------------------------ notebooks 4-6 (slow: DDPM_SLOW_TESTS=1)

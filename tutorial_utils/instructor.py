@@ -433,8 +433,14 @@ c.LimitOutput.max_traceback = 60
 
     def needs_grading(self, student: str, assignment: str) -> bool:
         sub, auto = self.submitted / student / assignment, self.autograded / student / assignment
-        if not auto.exists():
-            return True
+        if not auto.exists():   # not graded yet -- unless it already failed and has not changed since (--force)
+            try:
+                failed_for = json.loads(Path(notes_path(str(self.notes), assignment, student, "autograde"))
+                                        .read_text()).get("_failed_for")
+            except (OSError, ValueError):
+                failed_for = None
+            ts = (sub / "timestamp.txt").read_text() if (sub / "timestamp.txt").exists() else ""
+            return failed_for is None or failed_for != ts
         a, b = sub / "timestamp.txt", auto / "timestamp.txt"
         if a.exists() != b.exists() or (a.exists() and a.read_text() != b.read_text()):
             return True
@@ -516,6 +522,8 @@ c.LimitOutput.max_traceback = 60
                     except (OSError, ValueError):
                         saved = {}
                     saved["_failed"] = [f"Autograding {why}; see {res.log}"]
+                    ts_file = self.submitted / student / a / "timestamp.txt"
+                    saved["_failed_for"] = ts_file.read_text() if ts_file.exists() else ""
                     npath.write_text(json.dumps(saved, indent=1))
                 batch.append(res)
             for r in batch:
