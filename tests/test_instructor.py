@@ -362,6 +362,13 @@ def test_unreadable_submission_fails_alone_with_a_reason(graded):
     assert (graded["root"] / "feedback" / CORRUPT / A / "GRADING_PROBLEM.html").exists()
 
 
+def test_feedback_zip_for_the_lms(graded):
+    z = graded["course"].feedback_zip(A)
+    with zipfile.ZipFile(z) as zf:
+        names = zf.namelist()
+    assert {n.split("/")[0] for n in names} >= set(CLASS) | {CORRUPT}
+
+
 def test_output_flood_is_capped(graded):
     nb_path = graded["root"] / "autograded" / "s11-print-flood" / A / f"{A}.ipynb"
     assert nb_path.stat().st_size < 400_000

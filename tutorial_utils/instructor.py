@@ -560,7 +560,16 @@ c.LimitOutput.max_traceback = 60
                 return 0.0, float(gb.find_assignment(a).max_score)
 
     # ---------------------------------------------------------------- feedback
-    def feedback_step(self, assignments=None, students=None) -> list[Path]:
+    def feedback_zip(self, assignment: str) -> Path:
+        """All feedback pages of one assignment in a zip, ``<student>/<page>.html``, for an LMS upload."""
+        self.exports.mkdir(parents=True, exist_ok=True)
+        dest = self.exports / f"feedback-{assignment}-{stamp()}.zip"
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+            for page in sorted(self.feedback.glob(f"*/{assignment}/*.html")):
+                zf.write(page, f"{page.parent.parent.name}/{page.name}")
+        return dest
+
+    def feedback_step(self, assignments=None, students=None, zip_it=False) -> list[Path]:
         made = []
         for a in assignments or self.released_assignments():
             subs = [s for s in (students or self.submissions(a))]
@@ -584,6 +593,8 @@ c.LimitOutput.max_traceback = 60
                 made.append(self._failure_page(s, a, "Your submission could not be graded automatically. "
                                                "Your instructor has been told and will grade it by hand."))
             self.say(f"{a}: feedback for {len(subs)} student(s) in {self.feedback}/<student>/{a}/")
+            if zip_it:
+                self.say(f"{a}: all pages zipped in {self.feedback_zip(a)}")
         return made
 
     def _failure_page(self, s, a, msg) -> Path:
@@ -1034,6 +1045,7 @@ def main(argv=None) -> int:
     s = sub.add_parser("feedback", help="write an HTML feedback page per student and assignment")
     s.add_argument("assignments", nargs="*")
     s.add_argument("--student", action="append")
+    s.add_argument("--zip", action="store_true", help="also zip each assignment's pages (<student>/<page>.html)")
 
     s = sub.add_parser("grades", help="export the gradebook to CSV")
     s.add_argument("--out", help="where to write the latest CSV (default grading/grades.csv)")
@@ -1062,7 +1074,7 @@ def main(argv=None) -> int:
         res = course.autograde_step(args.assignments, students=args.student, force=args.force, jobs=args.jobs)
         return 1 if any(not r.ok for r in res) else 0
     elif args.step == "feedback":
-        course.feedback_step(args.assignments, students=args.student)
+        course.feedback_step(args.assignments, students=args.student, zip_it=args.zip)
     elif args.step == "grades":
         main_csv, detail, rows = course.grades_step(args.out)
         for r in rows[:60]:
