@@ -205,11 +205,11 @@ def test_shipped_conditional_model_uses_the_label():
         t = torch.full((x0.shape[0],), 200)
         mse = ((model(solutions.q_sample(x0, t, noise), t, y) - noise) ** 2).mean()
         assert mse < 0.1                                            # an untrained net gives ~1
-        t = torch.full((x0.shape[0],), 800)
+        t = torch.full((x0.shape[0],), 500)                       # half-way: the label matters most
         xt = solutions.q_sample(x0, t, noise)
         right = ((model(xt, t, y) - noise) ** 2).mean()
         wrong = ((model(xt, t, (y + 1) % 10) - noise) ** 2).mean()
-    assert right < 0.95 * wrong, (right.item(), wrong.item())
+    assert right < 0.8 * wrong, (right.item(), wrong.item())      # shipped model: ~0.56
 
 
 # ------------------------------------------------------------------ the trainer
