@@ -94,6 +94,10 @@ def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     required = required_paths()
+    # The venv or the course checkout may live under /tmp (a CI clone, say): the private /tmp above hid them.
+    required_in_tmp = [r for r in required if _is_under(r, "/tmp")]
+    for r in required_in_tmp:
+        cmd += ["--ro-bind", r, r]
     hidden = [p for p in HIDE + _env_paths(ENV_HIDE) if os.path.lexists(p)]
     for h in hidden:
         real = os.path.realpath(h)
@@ -104,8 +108,10 @@ def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
             if _is_under(r, real) and r != real:
                 cmd += ["--ro-bind", r, r]
     for h in hide_inside or []:
-        if os.path.exists(h) and not _is_under(os.path.realpath(h), "/tmp"):
-            cmd += ["--tmpfs", os.path.realpath(h)]
+        real = os.path.realpath(h)
+        visible = not _is_under(real, "/tmp") or any(_is_under(real, r) for r in required_in_tmp)
+        if os.path.exists(h) and visible:
+            cmd += ["--tmpfs", real]
     cmd += ["--bind", private, private, "--bind", scratch, workdir, "--chdir", workdir]
     # Only whitelisted environment variables reach student code (the instructor's shell may hold tokens).
     # JPY_PARENT_PID is left out on purpose: it means nothing in the new pid namespace (--die-with-parent
