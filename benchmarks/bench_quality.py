@@ -101,8 +101,9 @@ def main():
         print(f"  Fréchet distance to {res['fd_reference']}: {fd:.2f}   "
               f"(floor, {n} real training images: {fd_floor:.2f})")
         (BENCH_DIR / f"quality_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
-        torch.save(samples[:64].clone(), BENCH_DIR.parent / "runs" / f"samples_{name}.pt") \
-            if (BENCH_DIR.parent / "runs").is_dir() else None
+        if (BENCH_DIR.parent / "runs").is_dir():                  # git-ignored: for looking at the samples
+            torch.save({"samples": samples.clone(), "labels": labels, "predicted": pred},
+                       BENCH_DIR.parent / "runs" / f"samples_{name}.pt")
 
 
 if __name__ == "__main__":
