@@ -35,7 +35,7 @@ RUNS_DIR = COURSE_ROOT / "runs"
 # The recipe the shipped checkpoints were trained with (overridable on the command line).
 DEFAULTS = {
     "unet_digit6": {"steps": 1800, "ema": 0.998, "digits": [6]},
-    "unet_cond": {"steps": 3000, "ema": 0.998, "digits": None},
+    "unet_cond": {"steps": 4200, "ema": 0.998, "digits": None},
 }
 
 
