@@ -25,7 +25,7 @@ def main():
            "`python benchmarks/bench_quality.py`, then `python benchmarks/make_results.py`.", ""]
     machine = (speed or q6 or qc or {}).get("machine", "unknown")
     out += ["## Machine", "", f"{machine}.",
-            "Shared machine: other jobs ran on the same 2 cores during every measurement, so wall-clock "
+            "Shared machine: other jobs ran on the same 2 cores during most measurements, so wall-clock "
             "figures are noisy; the speed table also gives the ratio of process CPU time, which is not.", ""]
 
     out += ["## Checkpoints", "", "| name | steps | batch | lr | EMA | amp | final loss | train time | trained on |",
