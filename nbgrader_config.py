@@ -4,7 +4,7 @@ Course layout (nbgrader's standard one, rooted at notebooks/):
     notebooks/source/<assignment>/<notebook>.ipynb    instructor versions (solutions, hidden tests)
     notebooks/release/<assignment>/<notebook>.ipynb   student versions (generated, committed)
 
-Student blanks: `tutorial_utils.nbgrader_ext.BlankClearSolutions` replaces nbgrader's ClearSolutions, so that
+Student blanks: `ddpm_instructor.blanks.BlankClearSolutions` replaces nbgrader's ClearSolutions, so that
     ### BEGIN SOLUTION (blank: x_t = None)
     ...
     ### END SOLUTION
@@ -15,7 +15,7 @@ import os
 
 from nbgrader.preprocessors import ClearSolutions
 
-from tutorial_utils.nbgrader_ext import BlankClearSolutions
+from ddpm_instructor.blanks import BlankClearSolutions
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 

@@ -1,4 +1,4 @@
-"""DDPM maths: the noise schedule, the forward process and the reverse step.
+"""Notebook 2 (graded): the noise schedule and the closed-form forward process q(x_t | x_0).
 
 Notation follows Ho et al. (2020), "Denoising Diffusion Probabilistic Models":
 
@@ -18,10 +18,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-__all__ = [
-    "linear_beta_schedule", "Schedule", "default_schedule", "extract",
-    "forward_diffuse_1d", "q_sample", "ddpm_reverse_step",
-]
+from .helpers import extract
+
+__all__ = ["linear_beta_schedule", "Schedule", "default_schedule", "q_sample"]
 
 
 def linear_beta_schedule(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
@@ -80,31 +79,6 @@ def _schedule_for(schedule: Schedule | None, like: Tensor) -> Schedule:
     return default_schedule(like.device) if schedule is None else schedule.to(like.device)
 
 
-def extract(a: Tensor, t: Tensor, x_shape) -> Tensor:
-    """Pick ``a[t]`` for every sample in the batch, shaped to broadcast against ``x_shape``.
-
-    a: (T,) per-timestep constants;  t: (B,) integer timesteps  ->  (B, 1, 1, 1) on t's device.
-    """
-    if t.dim() != 1:
-        raise ValueError(f"t must be a 1-D tensor of timesteps, one per image; got shape {tuple(t.shape)}.")
-    out = a.to(t.device).gather(0, t.long())
-    return out.reshape(t.shape[0], *((1,) * (len(x_shape) - 1)))
-
-
-def forward_diffuse_1d(x0: Tensor, beta: float, n_steps: int, generator: torch.Generator | None = None) -> Tensor:
-    """Run the forward chain x_t = sqrt(1-β) x_{t-1} + sqrt(β) ε step by step.
-
-    Returns a (n_steps + 1, N) tensor holding x_0 .. x_{n_steps}.
-    """
-    xs = [x0]
-    x = x0
-    for _ in range(n_steps):
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        x = (1 - beta) ** 0.5 * x + beta ** 0.5 * noise
-        xs.append(x)
-    return torch.stack(xs)
-
-
 def q_sample(x_start: Tensor, t: Tensor, noise: Tensor | None = None, schedule: Schedule | None = None) -> Tensor:
     """Sample x_t ~ q(x_t | x_0) in one shot (closed form, eq. 4 of the paper):
 
@@ -118,23 +92,3 @@ def q_sample(x_start: Tensor, t: Tensor, noise: Tensor | None = None, schedule: 
     sqrt_alpha_bar = extract(s.alpha_bars.sqrt(), t, x_start.shape)
     sqrt_one_minus_alpha_bar = extract((1.0 - s.alpha_bars).sqrt(), t, x_start.shape)
     return sqrt_alpha_bar * x_start + sqrt_one_minus_alpha_bar * noise
-
-
-def ddpm_reverse_step(x: Tensor, eps: Tensor, t: Tensor, t_index: int, noise: Tensor | None = None,
-                      schedule: Schedule | None = None) -> Tensor:
-    """One step of Algorithm 2 given the model's noise prediction ``eps`` = ε_θ(x_t, t):
-
-        x_{t-1} = 1/sqrt(α_t) · (x_t - β_t / sqrt(1 - ᾱ_t) · ε_θ) + σ_t z,   σ_t² = β_t
-
-    with z ~ N(0, I) except at the last step (t_index == 0), which adds no noise.
-    """
-    s = _schedule_for(schedule, x)
-    beta_t = extract(s.betas, t, x.shape)
-    sqrt_one_minus_alpha_bar_t = extract((1.0 - s.alpha_bars).sqrt(), t, x.shape)
-    sqrt_recip_alpha_t = extract(s.alphas.rsqrt(), t, x.shape)
-    mean = sqrt_recip_alpha_t * (x - beta_t / sqrt_one_minus_alpha_bar_t * eps)
-    if t_index == 0:
-        return mean
-    if noise is None:
-        noise = torch.randn_like(x)
-    return mean + beta_t.sqrt() * noise

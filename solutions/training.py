@@ -1,4 +1,4 @@
-"""Algorithm 1 (training) and Algorithm 2 (sampling) of the DDPM paper.
+"""Notebook 4 (graded): Algorithm 1 (training); Algorithm 2 (sampling) is in ``sampling.py``.
 
 Algorithm 1                                   Algorithm 2
   repeat                                        x_T ~ N(0, I)
@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .diffusion import Schedule, ddpm_reverse_step, default_schedule, q_sample
+from .diffusion import Schedule, default_schedule, q_sample
 
-__all__ = ["p_losses", "train_step", "train", "p_sample_DDPM", "p_sample_loop_DDPM",
-           "p_sample_cDDPM", "p_sample_loop_cDDPM"]
+__all__ = ["p_losses", "train_step", "train"]
 
 
 # ----------------------------------------------------------------------------- Algorithm 1
@@ -77,56 +76,3 @@ def train(model: nn.Module, dataloader: Iterable, epochs: int, lr: float = 1e-3,
                 return losses
     bar.close()
     return losses
-
-
-# ----------------------------------------------------------------------------- Algorithm 2
-@torch.inference_mode()
-def p_sample_DDPM(model: nn.Module, x: Tensor, t: Tensor, t_index: int,
-                  schedule: Schedule | None = None) -> Tensor:
-    """x_{t-1} from x_t: predict the noise with the model, then take one step of Algorithm 2."""
-    return ddpm_reverse_step(x, model(x, t), t, t_index, schedule=schedule)
-
-
-@torch.inference_mode()
-def p_sample_cDDPM(model: nn.Module, x: Tensor, t: Tensor, t_index: int, y: Tensor,
-                   schedule: Schedule | None = None) -> Tensor:
-    """Class-conditional version of ``p_sample_DDPM``: the model also sees the labels ``y``."""
-    return ddpm_reverse_step(x, model(x, t, y), t, t_index, schedule=schedule)
-
-
-def _sample_loop(step, model, shape, schedule, device, keep_every, progress, seed):
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    schedule = (schedule or default_schedule()).to(device)
-    if seed is not None:
-        torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    x = torch.randn(shape, device=device)                    # x_T ~ N(0, I)
-    frames = [(schedule.T, x.cpu())] if keep_every else []
-    for i in tqdm(reversed(range(schedule.T)), total=schedule.T, desc="sampling", disable=not progress):
-        t = torch.full((shape[0],), i, device=device, dtype=torch.long)
-        x = step(x, t, i, schedule)
-        if keep_every and (i % keep_every == 0):
-            frames.append((i, x.cpu()))
-    model.train(was_training)
-    return (x, frames) if keep_every else x
-
-
-def p_sample_loop_DDPM(model: nn.Module, shape, schedule: Schedule | None = None, device=None,
-                       keep_every: int | None = None, progress: bool = True, seed: int | None = None):
-    """Algorithm 2: start from pure noise and denoise T times.
-
-    Returns x_0 of ``shape``; with ``keep_every=k`` also a list of ``(t, x_t)`` frames every k steps.
-    """
-    return _sample_loop(lambda x, t, i, s: p_sample_DDPM(model, x, t, i, schedule=s),
-                        model, shape, schedule, device, keep_every, progress, seed)
-
-
-def p_sample_loop_cDDPM(model: nn.Module, shape, y: Tensor, schedule: Schedule | None = None, device=None,
-                        keep_every: int | None = None, progress: bool = True, seed: int | None = None):
-    """Algorithm 2 for the class-conditional model: image ``i`` is drawn as digit ``y[i]``."""
-    if y.shape != (shape[0],):
-        raise ValueError(f"y must hold one label per image, shape ({shape[0]},); got {tuple(y.shape)}.")
-    y = y.to(device if device is not None else next(model.parameters()).device)
-    return _sample_loop(lambda x, t, i, s: p_sample_cDDPM(model, x, t, i, y, schedule=s),
-                        model, shape, schedule, device, keep_every, progress, seed)

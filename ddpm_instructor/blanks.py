@@ -16,7 +16,7 @@ course says what the student fills in.
 
 Generating the student versions (``notebooks/source`` -> ``notebooks/release``, all assignments)::
 
-    ./course release                  # or: .venv/bin/python -m tutorial_utils.nbgrader_ext
+    ./course release                  # or: .venv/bin/python -m ddpm_instructor.blanks
 """
 from __future__ import annotations
 

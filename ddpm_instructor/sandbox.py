@@ -14,12 +14,17 @@ notebooks) runs normally, and the Jupyter kernel that executes the student's cel
   symlinks) ever reaches the real autograded folder that nbgrader reads and writes;
 * everything else is read-only, and the paths in :data:`HIDE` (plus the grading course directory and
   the source notebooks) are replaced by empty tmpfs mounts;
+* the course's ``solutions/`` is replaced by the student bundle's copy (``solutions_dir``: the public stages
+  only, ``ddpm_instructor.bundle``), so the kernel cannot import the reference of the assignment it is graded on;
+  the instructor tooling, the git history, the notebooks and the grading directory are hidden;
+* the graded tests' inputs (``DDPM_GRADER_INPUTS``) are mounted read-only;
 * ``prlimit`` caps address space, file size and core dumps; per-cell and per-notebook time limits are
-  applied by the grader (``tutorial_utils.instructor.GuardedExecute``).
+  applied by the grader (``ddpm_instructor.execute.GuardedExecute``).
 
-Settings come from environment variables so that they reach the nbgrader subprocess unchanged:
-``DDPM_SANDBOX`` (``bwrap`` | ``off``), ``DDPM_SANDBOX_HIDE`` / ``DDPM_SANDBOX_RO`` (os.pathsep
-separated extra paths to hide / keep readable), ``DDPM_SANDBOX_MEM_MB``, ``DDPM_SANDBOX_FSIZE_MB``.
+Settings are traits of ``SandboxKernelManager`` (``enabled``, ``hide_inside``, ``solutions_dir``), set by the
+course directory's generated nbgrader config and command line.  Machine-level knobs stay environment variables:
+``DDPM_SANDBOX_HIDE`` / ``DDPM_SANDBOX_RO`` (os.pathsep separated extra paths to hide / keep readable),
+``DDPM_SANDBOX_MEM_MB``, ``DDPM_SANDBOX_FSIZE_MB``.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import tempfile
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Unicode
+from traitlets import Bool, List, Unicode
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +54,7 @@ ENV_TMP = "DDPM_SANDBOX_TMP_MB"
 ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "MPLBACKEND", "PYTHONHASHSEED", "PYTHONUNBUFFERED",
             "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
             "NBGRADER_EXECUTION", "VIRTUAL_ENV", "PYDEVD_DISABLE_FILE_VALIDATION"}
-ENV_KEEP_PREFIXES = ("LC_", "DDPM_PROFILE", "DDPM_DATA_DIR", "DDPM_DOWNLOAD", "DDPM_SEED")
+ENV_KEEP_PREFIXES = ("LC_", "DDPM_PROFILE", "DDPM_DATA_DIR", "DDPM_DOWNLOAD", "DDPM_SEED", "DDPM_GRADER_INPUTS")
 
 DEFAULT_MEM_MB = 8192          # address-space cap of the kernel (PyTorch on CPU needs ~2-3 GB of it)
 DEFAULT_FSIZE_MB = 256         # largest file the student code may write
@@ -79,12 +84,15 @@ def required_paths() -> list[str]:
 
 
 def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
-                    hide_inside: list[str] | None = None, env: dict | None = None) -> list[str]:
+                    hide_inside: list[str] | None = None, env: dict | None = None,
+                    replace: dict | None = None) -> list[str]:
     """The bwrap argv that runs ``inner`` with ``scratch`` mounted (read-write) at ``workdir``.
 
     ``private`` is a directory that stays writable (the kernel's connection file and ipc sockets).
     ``hide_inside`` are paths inside the readable set that must still be hidden (the course directory
-    with every submission and the gradebook, the source notebooks, ...).
+    with every submission and the gradebook, the source notebooks, ...).  ``replace`` maps a path the kernel
+    sees to the folder mounted there read-only (``solutions/`` -> the bundle's copy; an empty tmpfs when the
+    folder is ``""``), and mounts the graded tests' inputs read-only at their own path.
     """
     mem = int(os.environ.get(ENV_MEM, DEFAULT_MEM_MB))
     fsize = int(os.environ.get(ENV_FSIZE, DEFAULT_FSIZE_MB))
@@ -112,6 +120,14 @@ def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
         visible = not _is_under(real, "/tmp") or any(_is_under(real, r) for r in required_in_tmp)
         if os.path.exists(h) and visible:
             cmd += ["--tmpfs", real]
+    for where, what in (replace or {}).items():
+        if what:
+            cmd += ["--ro-bind", os.path.realpath(what), where]
+        elif os.path.exists(where):
+            cmd += ["--tmpfs", where]
+    inputs = (env or {}).get("DDPM_GRADER_INPUTS") or os.environ.get("DDPM_GRADER_INPUTS")
+    if inputs and os.path.isdir(inputs):
+        cmd += ["--ro-bind", os.path.realpath(inputs), inputs]
     cmd += ["--bind", private, private, "--bind", scratch, workdir, "--chdir", workdir]
     # Only whitelisted environment variables reach student code (the instructor's shell may hold tokens).
     # JPY_PARENT_PID is left out on purpose: it means nothing in the new pid namespace (--die-with-parent
@@ -222,7 +238,11 @@ def _copy_regular_files(src: str, dst: str) -> None:
 class SandboxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels run inside bubblewrap (see the module docstring)."""
 
-    hide_inside_env = Unicode("DDPM_SANDBOX_HIDE_INSIDE")
+    enabled = Bool(True, help="Run kernels in bubblewrap; False only for trusted notebooks.").tag(config=True)
+    hide_inside = List(Unicode(), help="Paths the kernel must not see (the grading directory, the sources, the "
+                       "instructor tooling).").tag(config=True)
+    solutions_dir = Unicode("", help="Mounted over the course's solutions/: the student bundle's copy (public "
+                            "stages only).  Empty: solutions/ is hidden entirely.").tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -234,7 +254,7 @@ class SandboxKernelManager(AsyncKernelManager):
 
     @property
     def sandboxed(self) -> bool:
-        return os.environ.get(ENV_MODE, "bwrap") != "off"
+        return self.enabled and os.environ.get(ENV_MODE, "bwrap") != "off"
 
     def format_kernel_cmd(self, extra_arguments=None):
         extra_arguments = list(extra_arguments or [])
@@ -247,10 +267,11 @@ class SandboxKernelManager(AsyncKernelManager):
         if os.path.exists(scratch):
             shutil.rmtree(scratch, ignore_errors=True)
         _copy_regular_files(cwd, scratch)
-        hide_inside = _env_paths(self.hide_inside_env)
+        hide_inside = list(self.hide_inside)
+        replace = {str(COURSE_ROOT / "solutions"): self.solutions_dir}
         env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/.mpl", "XDG_CACHE_HOME": "/tmp/.cache",
                "JUPYTER_RUNTIME_DIR": self._private, "IPYTHONDIR": "/tmp/.ipython"}
-        return sandbox_command(inner, cwd, scratch, self._private, hide_inside=hide_inside, env=env)
+        return sandbox_command(inner, cwd, scratch, self._private, hide_inside=hide_inside, env=env, replace=replace)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         # the kernel's own stdout/stderr (not the notebook outputs) could be flooded: discard them
@@ -281,6 +302,6 @@ class SandboxKernelManager(AsyncKernelManager):
             pass
 
 
-if __name__ == "__main__":  # python -m tutorial_utils.sandbox : print the probe
+if __name__ == "__main__":  # python -m ddpm_instructor.sandbox : print the probe
     why = bwrap_available()
     print(why or json.dumps(probe(), indent=2))

@@ -1,4 +1,4 @@
-"""nbgrader plug-ins used by ``python -m tutorial_utils.instructor autograde``.
+"""nbgrader plug-ins used by ``python -m ddpm_instructor autograde``.
 
 ``GuardedExecute`` replaces nbgrader's ``Execute`` preprocessor so that one bad submission can never
 stop the batch or hide what the student got right:
@@ -12,9 +12,14 @@ stop the batch or hide what the student got right:
 * outputs are capped per cell (``max_output_chars`` of text, ``max_output_bytes`` in all) while they
   stream in, so a submission printing gigabytes cannot fill the grader's memory, the gradebook or
   the feedback;
-* the kernel runs in the bubblewrap sandbox (:class:`tutorial_utils.sandbox.SandboxKernelManager`);
+* the kernel runs in the bubblewrap sandbox (:class:`ddpm_instructor.sandbox.SandboxKernelManager`);
+* the graded test cells are judged **here**, outside the kernel (``ddpm_instructor.graded``): each one's record
+  is decoded and compared with the reference, and its outputs are replaced by the verdict (an error output
+  costs its points, nbgrader's rule) and its code by a one-line description, so the feedback shows each
+  test's result and message, never its code;
 * everything that happened is written, in plain words, in a "Grader notes" cell at the top of the
-  autograded notebook (and so in the feedback) and in ``<course>/notes/`` for the grade export.
+  autograded notebook (and so in the feedback) and as a typed record (``ddpm_instructor.records``) in
+  ``<course>/notes/`` for the grade export.
 """
 from __future__ import annotations
 
@@ -27,15 +32,15 @@ from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_markdown_cell, new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, List, Type
+from traitlets import Integer, List, Type, Unicode
 
+from . import records
+from .records import NotebookRun
 from .sandbox import SandboxKernelManager
-
-from .instructor import NOTES_ENV, notes_path
 
 NOTES_MARK = "ddpm_grader_notes"
 
-__all__ = ["GuardedExecute", "NOTES_ENV", "NOTES_MARK", "notes_path"]
+__all__ = ["GuardedExecute", "NOTES_MARK"]
 
 
 def _error_output(ename: str, text: str):
@@ -62,6 +67,9 @@ class GuardedExecute(Execute):
                      "cells such as long sampling runs); graded and answer cells always run.").tag(config=True)
     kernel_manager_class = Type(SandboxKernelManager, config=True,
                                 help="Kernel manager; the default confines the kernel with bubblewrap.")
+    notes_dir = Unicode("", help="Where the typed record of each submission goes (<course>/notes).").tag(config=True)
+    inputs_dir = Unicode("", help="The graded tests' inputs (ddpm_instructor.graded.write_inputs); empty: graded "
+                         "cells are not judged here.").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
@@ -79,7 +87,10 @@ class GuardedExecute(Execute):
         self._gave_up = False
         self._asked_exit = False
         self._slowest = (0.0, "")
+        self._executed = True
         self._t0 = time.monotonic()
+        if self.inputs_dir:               # the kernel reads the graded tests' inputs from here (read-only)
+            os.environ["DDPM_GRADER_INPUTS"] = self.inputs_dir
         self.interrupt_on_timeout = False          # a timeout raises CellTimeoutError; we restart instead
         self.raise_on_iopub_timeout = False
         # nbgrader gives a graded cell full marks when it has no error output: a cell the grader never gets
@@ -91,6 +102,7 @@ class GuardedExecute(Execute):
             nb, resources = super().preprocess(nb, resources, km)
         except Exception as e:                     # kernel could not even start: grade what is there (nothing ran)
             self.log.error("execution failed: %s", e)
+            self._executed = False
             self._notes.append(f"The notebook could not be executed ({type(e).__name__}: {str(e)[:300]}).")
         self._finish(nb, resources)
         return nb, resources
@@ -264,36 +276,44 @@ class GuardedExecute(Execute):
                                         "of text per cell are kept]\n"))
 
     # ------------------------------------------------------------------ notes
+    def _judge_graded_cells(self, nb) -> list:
+        """Judge every graded test cell outside the kernel and replace its code and outputs by the verdict."""
+        from .graded import judge_outputs
+        results = []
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            gid, pts = meta.get("grade_id", "?"), float(meta.get("points", 0) or 0)
+            res = judge_outputs(gid, cell.outputs, self.inputs_dir, pts)
+            results.append(res)
+            cell.source = f"# Graded test `{gid}` ({pts:g} points): judged by the grader outside your notebook."
+            if res.passed:
+                cell.outputs = [new_output("stream", name="stdout", text=f"\u2713 {res.message}\n")]
+            else:
+                cell.outputs = [_error_output("GradedTestFailed", res.message)]
+        return results
+
     def _finish(self, nb, resources):
         meta = (resources or {}).get("nbgrader", {})
         student, assignment, notebook = meta.get("student"), meta.get("assignment"), meta.get("notebook")
-        notes_dir = os.environ.get(NOTES_ENV)
+        restored = [c.metadata.get("nbgrader", {}).get("grade_id", "?") for c in nb.cells
+                    if c.cell_type == "code" and c.source.startswith("# This cell (id:")]   # nbgrader put it back
+        tests = self._judge_graded_cells(nb) if self.inputs_dir else []
         collected = []
-        if notes_dir and student and assignment:
-            try:
-                with open(notes_path(notes_dir, assignment, student, "collect")) as f:
-                    collected = json.load(f).get(notebook, [])
-            except (OSError, ValueError):
-                collected = []
-        for i, cell in enumerate(nb.cells):
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id", "?")
-            if cell.cell_type == "code" and cell.source.startswith("# This cell (id:") and \
-                    not any(gid in c and ("missing" in c or "deleted" in c) for c in collected):
+        if self.notes_dir and student and assignment:
+            collected = list(records.load_collect(self.notes_dir, assignment, student).notebooks.get(notebook, []))
+        for gid in restored:
+            if not any(gid in c and ("missing" in c or "deleted" in c) for c in collected):
                 collected.append(f"The graded test cell `{gid}` was missing; the original was put back and run.")
         notes = list(dict.fromkeys(collected + self._notes))
-        if notes_dir and student and assignment:
-            os.makedirs(os.path.join(notes_dir, assignment), exist_ok=True)
-            path = notes_path(notes_dir, assignment, student, "autograde")
-            try:
-                with open(path) as f:
-                    saved = json.load(f)
-            except (OSError, ValueError):
-                saved = {}
-            saved[notebook] = notes
-            saved.setdefault("_seconds", {})[notebook] = round(time.monotonic() - self._t0, 1)
-            saved.setdefault("_slowest_cell", {})[notebook] = list(self._slowest)
-            with open(path, "w") as f:
-                json.dump(saved, f, indent=1)
+        if self.notes_dir and student and assignment:
+            path = records.notes_path(self.notes_dir, assignment, student, "autograde")
+            rec = records.load_autograde(self.notes_dir, assignment, student) or records.AutogradeRecord()
+            rec.notebooks[notebook] = NotebookRun(executed=self._executed,
+                                                  seconds=round(time.monotonic() - self._t0, 1),
+                                                  slowest_cell=tuple(self._slowest), notes=notes, tests=tests)
+            records.save(rec, path)
         nb.cells = [c for c in nb.cells if not c.metadata.get(NOTES_MARK)]
         text = ("**Grader notes** (automatic):\n\n" + "\n".join(f"- {n}" for n in notes)) if notes else \
             "**Grader notes** (automatic): the notebook ran without problems."

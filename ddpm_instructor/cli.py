@@ -1,0 +1,157 @@
+"""``./course instructor STEP``: the one command-line entry point; it dispatches to one module per step.
+
+    release [ASSIGNMENT ...] [--public STAGE ...]   student versions + gradebook entries + student bundles
+    collect PATH [PATH ...]                        folders or LMS zip exports
+    autograde [ASSIGNMENT ...]                     sandboxed, fast profile, tests judged outside the kernel
+    feedback [ASSIGNMENT ...] [--zip]              HTML per student
+    grades [--out FILE.csv]                        CSV export
+    roster FILE.csv | status | points | doctor
+
+Library code raises ``InstructorError``; only this module prints it and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .coursedir import COURSE_DIR_ENV, CourseDir, listdir, parse_ts
+from .errors import InstructorError
+
+
+def status_text(course: CourseDir) -> str:
+    from .autograde import needs_grading
+    from .bundle import public_stages
+    lines = [f"course directory: {course.root}", f"source notebooks: {course.origin}",
+             f"public stages: {', '.join(sorted(public_stages(course))) or 'none'}"]
+    for a in sorted(set(course.source_assignments()) | set(course.released_assignments()) | set(listdir(course.origin))):
+        subs = course.submissions(a)
+        graded = [s for s in subs if (course.autograded / s / a).is_dir()]
+        stale = [s for s in subs if needs_grading(course, s, a)]
+        fb = [s for s in subs if any((course.feedback / s / a).glob("*.html"))]
+        lines.append(f"  {a:<28} released={'yes' if (course.release / a).exists() else 'no ':<3} "
+                     f"submitted={len(subs):<4} autograded={len(graded):<4} to-grade={len(stale):<4} feedback={len(fb)}")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="./course instructor",
+                                description="Release, collect, autograde, feedback and grades for the DDPM course "
+                                            "(a thin layer over nbgrader; see docs/INSTRUCTORS.md).")
+    p.add_argument("--course-dir", help=f"grading course directory (default: ${COURSE_DIR_ENV} or <repo>/grading)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--course-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="step", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)
+
+    s = sub.add_parser("release", help="snapshot notebooks/source, generate the student versions and bundles")
+    s.add_argument("assignments", nargs="*")
+    s.add_argument("--force", action="store_true", help="regenerate even if the source did not change")
+    s.add_argument("--public", action="append", default=[], metavar="STAGE",
+                   help="declare a stage's reference code public (after its deadline); remembered; repeatable")
+
+    s = sub.add_parser("collect", help="file submissions (folders in nbgrader layout, LMS folders or zips)")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--assignment", help="only collect this assignment")
+    s.add_argument("--student-regex", help="regex with a (?P<student>...) group, matched against each file's path")
+    s.add_argument("--roster", help="CSV with an id column (optional lms_id/name/email) to map LMS names to ids")
+    s.add_argument("--timestamp", help="submission time to record (default: the file's time in the zip/folder)")
+    s.add_argument("--dry-run", action="store_true")
+
+    s = sub.add_parser("autograde", help="run the notebooks (fast profile, sandboxed) and record the grades")
+    s.add_argument("assignments", nargs="*")
+    s.add_argument("--student", action="append", help="only these students (repeatable)")
+    s.add_argument("--force", action="store_true", help="regrade even submissions that did not change")
+    s.add_argument("--jobs", type=int, default=max(1, min(4, (os.cpu_count() or 2) // 2)),
+                   help="nbgrader processes grading in parallel (default: half the CPU cores, at most 4)")
+    s.add_argument("--cell-timeout", type=int, help="seconds per code cell")
+    s.add_argument("--notebook-timeout", type=int, help="seconds per notebook")
+    s.add_argument("--no-sandbox", action="store_true", help="run student code unconfined (trusted notebooks only)")
+
+    s = sub.add_parser("feedback", help="write an HTML feedback page per student and assignment")
+    s.add_argument("assignments", nargs="*")
+    s.add_argument("--student", action="append")
+    s.add_argument("--zip", action="store_true", help="also zip each assignment's pages (<student>/<page>.html)")
+
+    s = sub.add_parser("grades", help="export the gradebook to CSV")
+    s.add_argument("--out", help="where to write the latest CSV (default grading/grades.csv)")
+
+    s = sub.add_parser("roster", help="import students (CSV: id,first_name,last_name,email) into the gradebook")
+    s.add_argument("csv")
+    sub.add_parser("status", help="what is released, collected, graded")
+    s = sub.add_parser("points", help="the points of every graded cell")
+    s.add_argument("assignments", nargs="*")
+    sub.add_parser("doctor", help="check nbgrader and the sandbox")
+    return p
+
+
+def run(args) -> int:
+    course = CourseDir(root=args.course_dir, cell_timeout=getattr(args, "cell_timeout", None),
+                       notebook_timeout=getattr(args, "notebook_timeout", None),
+                       sandbox="off" if getattr(args, "no_sandbox", False) else None)
+    if args.step == "release":
+        from .release import release
+        release(course, args.assignments, force=args.force, public=args.public)
+    elif args.step == "collect":
+        from .collect import collect
+        when = parse_ts(args.timestamp) if args.timestamp else None
+        if args.timestamp and when is None:
+            raise InstructorError("--timestamp: use 'YYYY-MM-DD HH:MM:SS' (UTC)")
+        report = collect(course, args.paths, assignment=args.assignment, student_regex=args.student_regex,
+                         roster=args.roster, when=when, dry_run=args.dry_run)
+        print(report.text())
+        return 1 if report.unmatched else 0
+    elif args.step == "autograde":
+        from .autograde import autograde
+        res = autograde(course, args.assignments, students=args.student, force=args.force, jobs=args.jobs)
+        return 1 if any(not r.ok for r in res) else 0
+    elif args.step == "feedback":
+        from .feedback import feedback
+        feedback(course, args.assignments, students=args.student, zip_it=args.zip)
+    elif args.step == "grades":
+        from .grades import grades
+        main_csv, detail, rows = grades(course, args.out)
+        for r in rows[:60]:
+            print(f"  {r['assignment']:<24} {r['student_id']:<24} {r['score']:>6g}/{r['max_score']:<4g} {r['status']}")
+        if len(rows) > 60:
+            print(f"  ... {len(rows) - 60} more rows")
+        print(f"wrote {main_csv} and {detail} (every export is also kept in {course.exports})")
+    elif args.step == "roster":
+        r = course.nbgrader("db", "student", "import", str(Path(args.csv).resolve()))
+        print((r.stdout + r.stderr).strip()[-3000:])
+        return r.returncode
+    elif args.step == "status":
+        print(status_text(course))
+    elif args.step == "points":
+        for a in args.assignments or course.released_assignments():
+            rows = course.points(a)
+            print(f"{a}: {sum(r[2] for r in rows):g} points")
+            for nb, gid, pts in rows:
+                print(f"  {nb:<28} {gid:<32} {pts:g}")
+    elif args.step == "doctor":
+        from .sandbox import probe, selftest
+        why = selftest()
+        print(f"nbgrader: {subprocess.run([sys.executable, '-m', 'nbgrader', '--version'], capture_output=True, text=True).stdout.strip()}")
+        print(f"course directory: {course.root}")
+        print(f"sandbox: {'NOT AVAILABLE: ' + why if why else 'bubblewrap works'}")
+        if not why:
+            for k, v in probe().items():
+                print(f"  {k}: {v}")
+        return 1 if why else 0
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except InstructorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
