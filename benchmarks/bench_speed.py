@@ -14,7 +14,7 @@ torch.no_grad, a CPU copy of x_t kept every step, contiguous layout) against
 ``solutions.p_sample_loop_DDPM`` (inference_mode, channels_last).  Only ``--sample-steps`` steps are
 timed, with the same per-step cost as the full chain, and scaled to 1000 (said in the output).
 The course side is timed as the notebooks run it (fp32, channels_last), in NCHW, and with bf16
-autocast (what ``python -m tutorial_utils.train`` uses; opt-in for sampling:
+autocast (what ``python -m ddpm_instructor.train`` uses; opt-in for sampling:
 ``with torch.autocast("cpu", dtype=torch.bfloat16): p_sample_loop_DDPM(...)``).
 ``--extras`` also times a ``torch.compile`` variant of the sampler.  Writes benchmarks/speed.json.
 

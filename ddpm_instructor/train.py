@@ -1,9 +1,11 @@
 """Train the course's pretrained checkpoints (the fast path).
 
-    python -m tutorial_utils.train --model unet_digit6             # the shipped recipe (1800 steps)
-    python -m tutorial_utils.train --model unet_cond --resume      # continue an interrupted run
+    python -m ddpm_instructor.train --model unet_digit6             # the shipped recipe (1800 steps)
+    python -m ddpm_instructor.train --model unet_cond --resume      # continue an interrupted run
 
 What it does (see docs/CHECKPOINTS.md):
+  * the model, its constructor kwargs and the recipe's defaults (steps, lr, EMA, ...) come from the one
+    table of shipped models, ``tutorial_utils.checkpoints.PRETRAINED``; command-line options override them;
   * MNIST as one tensor on the device (``load_mnist_tensors`` + ``TensorBatches``), channels_last;
   * the loss is ``solutions.p_losses`` (Algorithm 1, one source of truth);
   * bf16 autocast (``--amp bf16``, the default; weights, optimizer state and EMA stay fp32);
@@ -11,7 +13,7 @@ What it does (see docs/CHECKPOINTS.md):
   * an exponential moving average (EMA) of the weights; the EMA weights are what is saved;
   * seeded; a resume state (model, EMA, optimizer, step, RNG, data position) is written every
     ``--save-every`` steps under ``runs/train_<model>/`` and ``--resume`` continues from it;
-  * writes ``<out>/<model>.pt`` and ``<out>/<model>.json`` through ``save_checkpoint``.
+  * writes ``<out>/<model>.pt`` and ``<out>/<model>.json`` through ``save_checkpoint`` (with the kwargs).
 """
 from __future__ import annotations
 
@@ -27,31 +29,28 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import CHECKPOINT_DIR, COURSE_ROOT, PRETRAINED, build_model, save_checkpoint
-from .data import TensorBatches, load_mnist_tensors
+from tutorial_utils.checkpoints import CHECKPOINT_DIR, COURSE_ROOT, PRETRAINED, build_model, save_checkpoint
+from tutorial_utils.data import TensorBatches, load_mnist_tensors
 
 RUNS_DIR = COURSE_ROOT / "runs"
 
-# The recipe the shipped checkpoints were trained with (overridable on the command line).
-DEFAULTS = {
-    "unet_digit6": {"steps": 1800, "ema": 0.998, "digits": [6]},
-    "unet_cond": {"steps": 4200, "ema": 0.998, "digits": None},
-}
+# Options whose default is the model's entry in PRETRAINED[name]["recipe"] (None on the command line = not given).
+RECIPE_OPTIONS = ("steps", "batch_size", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tutorial_utils.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m ddpm_instructor.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, choices=sorted(PRETRAINED))
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    p.add_argument("--warmup", type=int, default=200, help="linear warmup steps")
-    p.add_argument("--min-lr-ratio", type=float, default=0.02, help="final lr as a fraction of --lr")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--ema", type=float, default=None,
-                   help="EMA decay of the saved weights (0 disables; default: the shipped recipe, 0.998)")
+    d = "default: the shipped recipe, tutorial_utils.checkpoints.PRETRAINED"
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps ({d})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"({d})")
+    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate ({d})")
+    p.add_argument("--warmup", type=int, default=None, help=f"linear warmup steps ({d})")
+    p.add_argument("--min-lr-ratio", type=float, default=None, help=f"final lr as a fraction of --lr ({d})")
+    p.add_argument("--weight-decay", type=float, default=None, help=f"({d})")
+    p.add_argument("--grad-clip", type=float, default=None, help=f"(0 disables; {d})")
+    p.add_argument("--ema", type=float, default=None, help=f"EMA decay of the saved weights (0 disables; {d})")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -69,6 +68,16 @@ def parse_args(argv=None):
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after N steps of this run, writing only the resume state (as if interrupted)")
     return p.parse_args(argv)
+
+
+def apply_recipe(args) -> dict:
+    """Fill the options not given on the command line from ``PRETRAINED[args.model]["recipe"]``; returns
+    that recipe (which also says which digits to train on and whether the model takes the label)."""
+    recipe = PRETRAINED[args.model]["recipe"]
+    for key in RECIPE_OPTIONS:
+        if getattr(args, key) is None:
+            setattr(args, key, recipe[key])
+    return recipe
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
@@ -93,17 +102,18 @@ def _device_name(device: torch.device) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .runtime import get_device
+    from tutorial_utils.runtime import get_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
     name = args.model
-    steps = args.steps or DEFAULTS[name]["steps"]
-    if args.ema is None:
-        args.ema = DEFAULTS[name]["ema"]
-    digits = DEFAULTS[name]["digits"]
-    conditional = name == "unet_cond"
+    spec = PRETRAINED[name]
+    steps_given = args.steps is not None
+    recipe = apply_recipe(args)
+    steps = args.steps
+    digits = recipe["digits"]
+    conditional = recipe["labels"]
     run_dir = Path(args.run_dir) if args.run_dir else RUNS_DIR / f"train_{name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "resume.pt"
@@ -116,7 +126,7 @@ def main(argv=None) -> int:
     x, y = load_mnist_tensors(train=True, digits=digits, device=device, limit=args.limit)
     x = x.contiguous(memory_format=fmt)
     batches = TensorBatches(x, y, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    model = build_model(PRETRAINED[name]).to(device).to(memory_format=fmt).train()
+    model = build_model(spec).to(device).to(memory_format=fmt).train()
     ema_model = copy.deepcopy(model).eval()
     for p in ema_model.parameters():
         p.requires_grad_(False)
@@ -145,7 +155,7 @@ def main(argv=None) -> int:
         torch.set_rng_state(st["torch_rng"])
         if device.type == "cuda" and st.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(st["cuda_rng"], device)
-        steps = st["total_steps"] if args.steps is None else steps
+        steps = st["total_steps"] if not steps_given else steps
         print(f"resumed {name} at step {step}/{steps} from {state_path}")
 
     def save_state():
@@ -172,7 +182,7 @@ def main(argv=None) -> int:
             epoch_gen_state = batches.generator.get_state()
             batch_in_epoch = 0
 
-    print(f"training {name}: {PRETRAINED[name]['class']}(**{PRETRAINED[name]['kwargs']}) on {x.shape[0]} images, "
+    print(f"training {name}: {spec['class']}(**{spec['kwargs']}) on {x.shape[0]} images, "
           f"{steps} steps of batch {args.batch_size}, lr {args.lr} (warmup {args.warmup}, cosine), "
           f"EMA {args.ema}, amp {args.amp}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
     from solutions import p_losses
@@ -223,7 +233,7 @@ def main(argv=None) -> int:
         "recipe": {"steps": steps, "batch_size": args.batch_size, "optimizer": "AdamW", "lr": args.lr,
                    "weight_decay": args.weight_decay, "schedule": f"linear warmup {args.warmup} steps + cosine "
                    f"to {args.min_lr_ratio}x", "grad_clip": args.grad_clip, "ema": args.ema, "seed": args.seed,
-                   "channels_last": args.channels_last, "amp": args.amp + (" autocast" if args.amp != "none" else ""), "data": PRETRAINED[name]["data"],
+                   "channels_last": args.channels_last, "amp": args.amp + (" autocast" if args.amp != "none" else ""), "data": spec["data"],
                    "n_images": int(x.shape[0]), "diffusion": "linear beta 1e-4..0.02, T=1000, loss solutions.p_losses",
                    "weights": "EMA" if args.ema else "raw"},
         "steps": step,
@@ -232,10 +242,10 @@ def main(argv=None) -> int:
         "device": _device_name(device),
         "train_seconds_this_run": round(wall, 1),
         "train_seconds_total": round(seconds_before + wall, 1),
-        "command": "python -m tutorial_utils.train " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m ddpm_instructor.train " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     save_state()
-    pt, js = save_checkpoint(final, name, meta, directory=args.out)
+    pt, js = save_checkpoint(final, name, meta, directory=args.out, kwargs=spec["kwargs"])
     print(f"saved {pt} and {js}: {step} steps, final loss {meta['final_loss']}, {wall:.0f} s this run")
     return 0
 

@@ -1,4 +1,5 @@
-"""Pretrained checkpoints: the error paths of load_pretrained, and that the shipped weights work."""
+"""Pretrained checkpoints: the error paths of load_pretrained, loading into a notebook's own class, the one
+table of shipped models (PRETRAINED) shared with the trainer, and that the shipped weights work."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import solutions
 from tutorial_utils import CheckpointError, load_pretrained, pretrained_available
@@ -16,10 +18,15 @@ from tutorial_utils.checkpoints import CHECKPOINT_DIR, PRETRAINED, file_sha256, 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _fresh(tmp_path, name="unet_digit6", model=None, seed=0):
+def _fresh(tmp_path, name="unet_digit6", model=None, seed=0, kwargs=None):
     torch.manual_seed(seed)
     model = model if model is not None else solutions.Unet(ch=32)
-    pt, js = save_checkpoint(model, name, {"steps": 0, "recipe": {"note": "test"}}, directory=tmp_path)
+    if kwargs is None:
+        kwargs = {"ch": model.init_conv.out_channels}
+        if hasattr(model, "class_emb"):
+            kwargs["n_classes"] = model.class_emb.num_embeddings
+    pt, js = save_checkpoint(model, name, {"steps": 0, "recipe": {"note": "test"}}, directory=tmp_path,
+                             kwargs=kwargs)
     return model, pt, js
 
 
@@ -46,6 +53,92 @@ def test_round_trip_conditional(tmp_path):
     assert torch.equal(loaded.class_emb.weight, model.class_emb.weight)
 
 
+def test_save_records_the_given_kwargs_not_layer_shapes(tmp_path):
+    # emb_dim is not ch * 4 here: a value no layer-shape guess of (ch, n_classes) would have recorded
+    torch.manual_seed(0)
+    model = solutions.Unet(ch=16, emb_dim=48)
+    _, _, js = _fresh(tmp_path, model=model, kwargs={"ch": 16, "emb_dim": 48})
+    assert json.loads(js.read_text())["architecture"] == {"class": "Unet", "kwargs": {"ch": 16, "emb_dim": 48}}
+
+
+def test_save_rejects_kwargs_that_do_not_build_the_model(tmp_path):
+    torch.manual_seed(0)
+    model = solutions.Unet(ch=16)
+    state = torch.get_rng_state()
+    with pytest.raises(CheckpointError, match=r"init_conv.weight: expected shape \(32, 1, 3, 3\), found \(16, 1, 3, 3\)"):
+        save_checkpoint(model, "unet_digit6", directory=tmp_path, kwargs={"ch": 32})
+    with pytest.raises(CheckpointError, match="cannot be constructed"):
+        save_checkpoint(model, "unet_digit6", directory=tmp_path, kwargs={"width": 16})
+    with pytest.raises(TypeError):
+        save_checkpoint(model, "unet_digit6", directory=tmp_path)                  # kwargs is required
+    with pytest.raises(ValueError, match="kwargs="):
+        save_checkpoint(model, "unet_digit6", {"architecture": {"class": "Unet"}}, directory=tmp_path,
+                        kwargs={"ch": 16})
+    assert not list(tmp_path.iterdir())                                            # nothing half-written
+    assert torch.equal(torch.get_rng_state(), state)          # checking kwargs did not move the global RNG
+
+
+# ------------------------------------------------------------------ model_class: the notebook's own class
+class MyUnet(solutions.Unet):
+    """A student's class with the reference layers (another name, same weights)."""
+
+
+class WrongUNet_cond(solutions.Unet):
+    """A student's UNet_cond whose class embedding has the wrong width (the channel count, not the time
+    embedding's)."""
+
+    def __init__(self, ch=32, n_classes=10):
+        super().__init__(ch=ch)
+        self.class_emb = nn.Embedding(n_classes, ch)
+
+
+class NoKwargsUNet_cond(solutions.Unet):
+    def __init__(self, ch=32):                                    # forgot n_classes
+        super().__init__(ch=ch)
+
+
+def test_model_class_whose_weights_fit(tmp_path):
+    model, _, _ = _fresh(tmp_path)
+    loaded = load_pretrained("unet_digit6", directory=tmp_path, model_class=MyUnet)
+    assert type(loaded) is MyUnet and not loaded.training
+    assert loaded.init_conv.out_channels == 32                    # built with the checkpoint's kwargs
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_model_class_whose_weights_do_not_fit(tmp_path):
+    _fresh(tmp_path, "unet_cond", solutions.UNet_cond(ch=32, n_classes=10))
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained("unet_cond", directory=tmp_path, model_class=WrongUNet_cond)
+    msg = str(info.value)
+    assert "WrongUNet_cond" in msg
+    emb = solutions.UNet_cond(ch=32, n_classes=10).class_emb.weight.shape[1]
+    assert f"class_emb.weight: expected shape (10, 32), found (10, {emb})" in msg
+
+
+def test_model_class_that_does_not_take_the_kwargs(tmp_path):
+    _fresh(tmp_path, "unet_cond", solutions.UNet_cond(ch=32, n_classes=10))
+    with pytest.raises(CheckpointError, match=r"NoKwargsUNet_cond\(\*\*\{'ch': 32, 'n_classes': 10\}\) cannot be"):
+        load_pretrained("unet_cond", directory=tmp_path, model_class=NoKwargsUNet_cond)
+    with pytest.raises(CheckpointError, match="nn.Module subclass"):
+        load_pretrained("unet_cond", directory=tmp_path, model_class=solutions.UNet_cond(ch=32))
+
+
+def test_student_bundle_without_the_class(tmp_path, monkeypatch):
+    """A student bundle has no solutions/conditional.py: solutions.UNet_cond raises ImportError. Loading
+    without model_class says to pass the notebook's class; with it, it loads."""
+    cls = solutions.UNet_cond
+    model, _, _ = _fresh(tmp_path, "unet_cond", cls(ch=32, n_classes=10))
+    monkeypatch.delattr(solutions, "UNet_cond")
+    with pytest.raises(ImportError):
+        solutions.UNet_cond                                       # noqa: B018 - what a bundle does
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained("unet_cond", directory=tmp_path)
+    assert 'load_pretrained("unet_cond", model_class=UNet_cond)' in str(info.value)
+    loaded = load_pretrained("unet_cond", directory=tmp_path, model_class=cls)
+    assert torch.equal(loaded.class_emb.weight, model.class_emb.weight)
+
+
 # ------------------------------------------------------------------ error paths
 def test_unknown_name(tmp_path):
     with pytest.raises(CheckpointError, match="unet_digit6"):
@@ -62,7 +155,7 @@ def test_missing_file_says_which_and_how_to_make_it(tmp_path, missing):
         load_pretrained("unet_digit6", directory=tmp_path)
     msg = str(info.value)
     assert str(gone) in msg and "does not exist" in msg
-    assert "python -m tutorial_utils.train --model unet_digit6" in msg
+    assert "python -m ddpm_instructor.train --model unet_digit6" in msg
 
 
 def test_truncated_file_fails_the_hash_check(tmp_path):
@@ -141,7 +234,7 @@ def test_broken_metadata(tmp_path):
 def _shipped(name):
     return pytest.mark.skipif(not pretrained_available(name),
                               reason=f"checkpoints/{name}.pt is not committed yet "
-                                     f"(python -m tutorial_utils.train --model {name})")
+                                     f"(python -m ddpm_instructor.train --model {name})")
 
 
 def _one_thread(fn):
@@ -161,6 +254,50 @@ def _classifier():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod, mod.load_classifier()
+
+
+def test_the_one_table_has_what_students_and_the_trainer_need():
+    for name, spec in PRETRAINED.items():
+        assert isinstance(getattr(solutions, spec["class"]), type), name
+        json.dumps(spec)                                          # plain data
+        for key in ("data", "description"):
+            assert isinstance(spec[key], str) and spec[key], (name, key)
+        for key in ("digits", "labels", "steps", "batch_size", "lr", "warmup", "min_lr_ratio", "weight_decay",
+                    "grad_clip", "ema"):
+            assert key in spec["recipe"], (name, key)
+    import ddpm_instructor.train as trainer
+    assert not hasattr(trainer, "DEFAULTS")                       # no second table in the trainer
+
+
+def test_trainer_defaults_come_from_the_table():
+    from ddpm_instructor.train import apply_recipe, parse_args
+
+    args = parse_args(["--model", "unet_cond"])
+    recipe = apply_recipe(args)
+    assert recipe is PRETRAINED["unet_cond"]["recipe"] and recipe["labels"] and recipe["digits"] is None
+    for key in ("steps", "batch_size", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema"):
+        assert getattr(args, key) == recipe[key], key
+    args = parse_args(["--model", "unet_digit6", "--lr", "1e-3", "--steps", "7", "--ema", "0"])
+    apply_recipe(args)
+    assert (args.lr, args.steps, args.ema) == (1e-3, 7, 0)        # the command line overrides; 0 stays 0
+    assert args.batch_size == PRETRAINED["unet_digit6"]["recipe"]["batch_size"]
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_checkpoints_match_the_table(name):
+    """The shipped .json records the table's architecture, data and recipe: the table is the recipe they
+    were trained with."""
+    if not pretrained_available(name):
+        pytest.skip(f"checkpoints/{name}.pt is not committed yet")
+    meta = json.loads((CHECKPOINT_DIR / f"{name}.json").read_text())
+    spec = PRETRAINED[name]
+    assert meta["architecture"] == {"class": spec["class"], "kwargs": spec["kwargs"]}
+    assert meta["recipe"]["data"] == spec["data"]
+    for key in ("steps", "batch_size", "lr", "weight_decay", "grad_clip", "ema"):
+        assert meta["recipe"][key] == spec["recipe"][key], key
+    assert f"warmup {spec['recipe']['warmup']} steps" in meta["recipe"]["schedule"]
+    assert f"to {spec['recipe']['min_lr_ratio']}x" in meta["recipe"]["schedule"]
+    assert "ddpm_instructor.train" in meta["command"]
 
 
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
@@ -215,7 +352,7 @@ def test_shipped_conditional_model_uses_the_label():
 # ------------------------------------------------------------------ the trainer
 def test_trainer_resume_reproduces_an_uninterrupted_run(tmp_path):
     """Interrupt after 3 of 6 steps, --resume: the saved EMA weights equal those of one 6-step run."""
-    from tutorial_utils.train import main
+    from ddpm_instructor.train import main
 
     common = ["--model", "unet_digit6", "--steps", "6", "--batch-size", "16", "--limit", "48", "--warmup", "2",
               "--no-progress", "--save-every", "2", "--ema", "0.9", "--threads", "1"]

@@ -8,8 +8,13 @@ Each shipped model ``<name>`` is two files in ``checkpoints/`` at the top of the
 
     from tutorial_utils import load_pretrained, pretrained_available
     model = load_pretrained("unet_digit6")            # solutions.Unet(ch=32), eval mode
+    model = load_pretrained("unet_cond", model_class=UNet_cond)   # into the notebook's own class
 
-Recreate a checkpoint with ``python -m tutorial_utils.train --model <name>`` (see docs/CHECKPOINTS.md).
+``PRETRAINED`` below is the one table of the shipped models: name -> architecture (class and constructor
+kwargs), what it was trained on, and the training recipe's defaults.  It is plain data: students only read
+the architecture to load; the instructor's trainer (``python -m ddpm_instructor.train --model <name>``, see
+docs/CHECKPOINTS.md) imports the same table for its defaults.  ``solutions`` is imported lazily, only when a
+model class is looked up there, so a student bundle without a graded stage still imports this module.
 """
 from __future__ import annotations
 
@@ -34,15 +39,36 @@ class CheckpointError(RuntimeError):
     """A pretrained checkpoint is missing, damaged, or does not fit the model it is loaded into."""
 
 
-# name -> (architecture class name in ``solutions``, constructor kwargs, what it was trained on)
+# The training recipe both shipped models share; each entry below adds its own data and length.
+_RECIPE = {"batch_size": 128, "lr": 2e-3, "warmup": 200, "min_lr_ratio": 0.02, "weight_decay": 0.0,
+           "grad_clip": 1.0, "ema": 0.998}
+
+# THE table of shipped models (plain data, no instructor code):
+#   class, kwargs  the architecture: a model class (looked up in ``solutions`` unless the caller passes its
+#                  own) and its constructor kwargs; the checkpoint's json must record the same
+#   data           what it was trained on (written into the json's recipe)
+#   description    one line for humans
+#   recipe         the defaults of ``python -m ddpm_instructor.train --model <name>`` (each one overridable on
+#                  the command line): ``digits`` (None: all), ``labels`` (pass the class label to the model),
+#                  ``steps`` and the optimizer/EMA settings; the shipped checkpoints were trained with these
 PRETRAINED: dict[str, dict] = {
-    "unet_digit6": {"class": "Unet", "kwargs": {"ch": 32}, "data": "MNIST train, digit 6 only"},
-    "unet_cond": {"class": "UNet_cond", "kwargs": {"ch": 32, "n_classes": 10}, "data": "MNIST train, all digits"},
+    "unet_digit6": {
+        "class": "Unet", "kwargs": {"ch": 32},
+        "data": "MNIST train, digit 6 only",
+        "description": "unconditional UNet that draws 6s (notebooks 4 and 5)",
+        "recipe": {**_RECIPE, "digits": [6], "labels": False, "steps": 1800},
+    },
+    "unet_cond": {
+        "class": "UNet_cond", "kwargs": {"ch": 32, "n_classes": 10},
+        "data": "MNIST train, all digits",
+        "description": "class-conditional UNet that draws the digit it is asked for (notebook 6)",
+        "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 4200},
+    },
 }
 
 
 def train_command(name: str) -> str:
-    return f"python -m tutorial_utils.train --model {name}"
+    return f"python -m ddpm_instructor.train --model {name}"
 
 
 def checkpoint_paths(name: str, directory: str | os.PathLike | None = None) -> tuple[Path, Path]:
@@ -59,16 +85,42 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def build_model(arch: dict) -> nn.Module:
-    """Instantiate ``{"class": "Unet", "kwargs": {...}}`` from the ``solutions`` package."""
+def _solutions_class(cls_name: str, name: str | None = None) -> type:
+    """The model class ``cls_name`` from ``solutions`` (imported here, not at module import)."""
     import solutions
 
-    cls_name = arch.get("class")
-    cls = getattr(solutions, str(cls_name), None)
+    try:
+        cls = getattr(solutions, cls_name)
+    except (AttributeError, ImportError):     # a student bundle without that stage raises ImportError
+        cls = None
+    if cls is None and cls_name in getattr(solutions, "MODULE_OF", {}):
+        call = f'load_pretrained("{name}", model_class={cls_name})' if name else f"model_class={cls_name}"
+        raise CheckpointError(
+            f"solutions has no {cls_name} in this copy of the course (its notebook's answers are not public "
+            f"here). Pass the class you wrote in the notebook instead: {call}")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise CheckpointError(f"architecture {cls_name!r} is not a model class in the solutions package "
-                              f"(expected one of 'Unet', 'UNet_cond').")
-    return cls(**arch.get("kwargs", {}))
+                              f"(the course ships {sorted({v['class'] for v in PRETRAINED.values()})}).")
+    return cls
+
+
+def build_model(arch: dict, model_class: type | None = None) -> nn.Module:
+    """Instantiate ``{"class": "Unet", "kwargs": {...}}``: ``model_class(**kwargs)`` when given, else the
+    class of that name in ``solutions``."""
+    kwargs = dict(arch.get("kwargs", {}))
+    if model_class is None:
+        cls = _solutions_class(str(arch.get("class")))
+    else:
+        if not (isinstance(model_class, type) and issubclass(model_class, nn.Module)):
+            raise CheckpointError(f"model_class must be a torch.nn.Module subclass (the class itself, not an "
+                                  f"instance); got {model_class!r}.")
+        cls = model_class
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise CheckpointError(f"{cls.__name__}(**{kwargs}) cannot be constructed ({err}); the checkpoint was "
+                              f"saved for {arch.get('class')}(**{kwargs}), so the class must accept these "
+                              f"arguments.") from err
 
 
 def _check_name(name: str) -> None:
@@ -114,12 +166,16 @@ def _describe_mismatch(expected: dict, found: dict) -> str:
     return "\n".join(lines)
 
 
-def load_pretrained(name: str, device=None, directory: str | os.PathLike | None = None) -> nn.Module:
+def load_pretrained(name: str, device=None, directory: str | os.PathLike | None = None,
+                    model_class: type | None = None) -> nn.Module:
     """The shipped model ``name`` ("unet_digit6" or "unet_cond"), weights loaded, in eval mode.
 
+    The model is ``model_class(**kwargs)`` with the kwargs the checkpoint records, when ``model_class`` is
+    given (e.g. the ``UNet_cond`` a student wrote in the notebook), else the class of that name in
+    ``solutions``; a student bundle that lacks it raises ``CheckpointError`` asking for ``model_class``.
     The ``.pt`` file is checked against the sha256 in the ``.json`` and loaded with
     ``torch.load(weights_only=True)``.  Raises ``CheckpointError`` (with the fix) when a file is
-    missing or damaged or the weights do not fit the architecture.
+    missing or damaged or the weights do not fit the class (naming the mismatched keys and shapes).
     """
     _check_name(name)
     pt, meta_path = checkpoint_paths(name, directory)
@@ -154,16 +210,31 @@ def load_pretrained(name: str, device=None, directory: str | os.PathLike | None 
             f"pretrained checkpoint {name!r} was saved for {arch.get('class')}(**{arch.get('kwargs')}) but the "
             f"course expects {shipped['class']}(**{shipped['kwargs']}): a checkpoint from another architecture.\n"
             f"Fix: `git checkout -- checkpoints/`, or retrain: {train_command(name)}")
-    model = build_model(shipped)
-    expected = model.state_dict()
-    problems = _describe_mismatch(expected, state)
+    if model_class is None:
+        model_class = _solutions_class(shipped["class"], name)
+        own = False
+    else:
+        own = True
+    model = build_model(arch, model_class)
+    problems = _describe_mismatch(model.state_dict(), state)
+    if problems and own:
+        raise CheckpointError(
+            f"pretrained checkpoint {name!r}: its weights (saved from {shipped['class']}(**{shipped['kwargs']})) do "
+            f"not fit your {model_class.__name__}(**{shipped['kwargs']}): a layer is missing, extra, or has "
+            f"another size:\n{problems}\n"
+            f"Fix: compare those layers of your class with the notebook's description of {shipped['class']}, "
+            f"or load without model_class to use the reference {shipped['class']}.")
     if problems:
         raise CheckpointError(
             f"pretrained checkpoint {name!r}: the weights in {pt} do not fit "
             f"{shipped['class']}(**{shipped['kwargs']}) — a checkpoint from another architecture "
             f"(e.g. a different width ch or the other model class):\n{problems}\n"
             f"Fix: `git checkout -- checkpoints/`, or retrain: {train_command(name)}")
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"pretrained checkpoint {name!r}: the weights cannot be loaded into "
+                              f"{model_class.__name__}: {err}") from err
     if device is not None:
         model.to(device)
     return model.eval()
@@ -177,24 +248,42 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _infer_kwargs(model: nn.Module) -> dict:
-    """Constructor kwargs of a course UNet, read off its layers (ch, and n_classes for UNet_cond)."""
-    kwargs = {}
-    if hasattr(model, "init_conv"):
-        kwargs["ch"] = model.init_conv.out_channels
-    if hasattr(model, "class_emb"):
-        kwargs["n_classes"] = model.class_emb.num_embeddings
+def _check_kwargs(model: nn.Module, kwargs: dict) -> dict:
+    """``kwargs`` as a JSON-safe dict, after checking that ``type(model)(**kwargs)`` has ``model``'s weights."""
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict of constructor arguments; got {type(kwargs).__name__}.")
+    try:
+        kwargs = json.loads(json.dumps(kwargs))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"the constructor kwargs {kwargs!r} must be JSON data (numbers, strings, lists, "
+                        f"dicts): {err}") from err
+    cls = type(model)
+    try:
+        with torch.random.fork_rng(devices=[]):        # building the probe must not move the caller's RNG
+            probe = cls(**kwargs)
+    except TypeError as err:
+        raise CheckpointError(f"{cls.__name__}(**{kwargs}) cannot be constructed ({err}): pass the kwargs "
+                              f"the model was built with.") from err
+    problems = _describe_mismatch(probe.state_dict(), model.state_dict())
+    if problems:
+        raise CheckpointError(f"{cls.__name__}(**{kwargs}) does not have the weights of the model being saved; "
+                              f"pass the kwargs it was built with:\n{problems}")
     return kwargs
 
 
 def save_checkpoint(model: nn.Module, name: str, metadata: dict | None = None,
-                    directory: str | os.PathLike | None = None) -> tuple[Path, Path]:
+                    directory: str | os.PathLike | None = None, *, kwargs: dict) -> tuple[Path, Path]:
     """Write ``<dir>/<name>.pt`` (fp32 CPU state_dict, contiguous plain tensors) and ``<dir>/<name>.json``.
 
-    ``metadata`` is merged into the json (recipe, steps, final_loss, device, ...); architecture (class
-    and ``ch``/``n_classes`` read off the model; pass ``"architecture"`` in ``metadata`` for other
-    models), versions, date and the sha256 of the .pt are filled in here.  Returns the two paths.
+    ``kwargs`` are the constructor arguments the model was built with (``Unet(**kwargs)``); the json records
+    ``"architecture": {"class": type(model).__name__, "kwargs": kwargs}`` from them, after checking that
+    ``type(model)(**kwargs)`` has exactly the model's weight names and shapes.  ``metadata`` is merged into
+    the json (recipe, steps, final_loss, device, ...); versions, date and the sha256 of the .pt are filled in
+    here.  Returns the two paths.
     """
+    if metadata and "architecture" in metadata:
+        raise ValueError("pass the constructor arguments as kwargs=..., not an 'architecture' entry in metadata.")
+    kwargs = _check_kwargs(model, kwargs)
     pt, meta_path = checkpoint_paths(name, directory)
     pt.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
@@ -203,7 +292,7 @@ def save_checkpoint(model: nn.Module, name: str, metadata: dict | None = None,
     torch.save(state, tmp)
     os.replace(tmp, pt)
     meta = {"name": name,
-            "architecture": {"class": type(model).__name__, "kwargs": _infer_kwargs(model)},
+            "architecture": {"class": type(model).__name__, "kwargs": kwargs},
             "n_parameters": sum(p.numel() for p in model.parameters())}
     meta.update(metadata or {})
     meta.setdefault("versions", _versions())
