@@ -141,6 +141,7 @@ def _place(course: CourseDir, student, a, cs, when, report, dry_run, batch):
 
 
 
+@dataclass
 class KnownNotebook:
     assignment: str
     name: str

@@ -27,9 +27,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tutorial_utils import instructor
-from tutorial_utils.instructor import Course
-from tutorial_utils.sandbox import bwrap_available
+from ddpm_instructor import autograde as ag
+from ddpm_instructor import collect as col
+from ddpm_instructor import feedback as fb
+from ddpm_instructor import grades as gr
+from ddpm_instructor import records
+from ddpm_instructor import release as rel
+from ddpm_instructor.coursedir import CourseDir as Course
+from ddpm_instructor.sandbox import bwrap_available
 
 REPO = Path(__file__).resolve().parent.parent
 A = "02_forward_closed_form"
@@ -75,6 +80,28 @@ CLASS = {
     "s18-escape":         (set(), {"escape": True}),
     "s19-resubmitted":    (set(), {"resubmit": True}),
     "s20-bad-metadata":   (set(), {"bad_meta": True}),
+    # hostile: with every blank still None, replace the self-checks, the graded-test hooks and torch's comparisons
+    "s22-patched-checks": ({"schedule", "sab", "somab", "ret"}, {"blank": True, "add_after": ("linear_beta_schedule", (
+        "import tutorial_utils.checks as c, tutorial_utils.probes as p, torch\n"
+        "for k in dir(c):\n"
+        "    if k.startswith(('check_', 'grade_', 'judge_')):\n"
+        "        setattr(c, k, lambda *a, **kw: None)\n"
+        "p.submit = lambda *a, **kw: print('\u2713 all good')\n"
+        "torch.allclose = lambda *a, **kw: True\ntorch.equal = lambda *a, **kw: True"))}),
+    # hostile: builtins and torch functions patched so that None looks like a tensor that matches anything
+    "s23-patched-builtins": ({"schedule", "sab", "somab", "ret"}, {"blank": True, "add_after": ("linear_beta_schedule", (
+        "import builtins, torch\n"
+        "_isinstance = builtins.isinstance\n"
+        "builtins.isinstance = lambda o, t: True if o is None else _isinstance(o, t)\n"
+        "torch.Tensor.__eq__ = lambda a, b: torch.tensor(True)\n"
+        "torch.linspace = lambda *a, **kw: None"))}),
+    # hostile: delegating to the answer key (the grading kernel has no reference of this assignment)
+    "s24-delegates":      ({"schedule"}, {"edit": {SCHED: "import solutions\n    return solutions.linear_beta_schedule(timesteps, beta_start, beta_end)"}}),
+    "s25-no-metadata":    (set(), {"strip_meta": True}),          # same cells and ids, nbgrader metadata gone
+    "s26-answer-as-md":   (set(), {"to_markdown": "q_sample"}),   # rule: turned back into code, graded as written
+    # rule: a correct answer without the blank's named lines earns the blanks (judged by what the next step used)
+    "s27-inline-answer":  (set(), {"edit": {f"    sqrt_alpha_bar = {SAB}\n": "", f"    sqrt_one_minus_alpha_bar = {SOMAB}\n": "",
+                                            RET: f"return {SAB} * x_start + {SOMAB} * noise"}}),
 }
 CORRUPT = "s21-corrupt"   # a broken file copied straight into submitted/: nbgrader cannot read it
 if SANDBOX_PROBLEM:   # unconfined, the escape attempt would really overwrite other students' files
@@ -162,6 +189,15 @@ def build_submission(release_nb, refs, student, spec, escape_args=None):
         cell = nbformat.v4.new_code_cell("print('extra credit, please')")
         cell.metadata["nbgrader"] = {"grade": True, "solution": False, "points": 50, "schema_version": 3}
         nb.cells.insert(_find(nb, "linear_beta_schedule") + 1, cell)
+    if how.get("strip_meta"):
+        for cell in nb.cells:
+            cell.metadata.pop("nbgrader", None)
+    if how.get("to_markdown"):
+        i = _find(nb, how["to_markdown"])
+        old = nb.cells[i]
+        md = nbformat.v4.new_markdown_cell(old.source)
+        md.metadata, md["id"] = old.metadata, old["id"]
+        nb.cells[i] = md
     if how.get("escape"):
         nb.cells.insert(_find(nb, "q_sample") + 1, nbformat.v4.new_code_cell(_escape_code(*escape_args)))
     return nb
@@ -185,7 +221,7 @@ def graded(tmp_path_factory):
                     sandbox="off" if SANDBOX_PROBLEM else "bwrap", quiet=True)
     timings = {}
     t0 = time.monotonic()
-    course.release_step([A])
+    rel.release(course, [A])
     timings["release"] = time.monotonic() - t0
 
     release_nb = nbformat.read(str(root / "release" / A / f"{A}.ipynb"), as_version=4)
@@ -230,9 +266,9 @@ def graded(tmp_path_factory):
     _write_ts(d, base_time - dt.timedelta(days=1))
 
     t0 = time.monotonic()
-    first = course.collect_step([early])
-    reports = [course.collect_step([folder]), course.collect_step([lms])]
-    late_old = course.collect_step([early])   # an older copy arriving after the newer one must not win
+    first = col.collect(course, [early])
+    reports = [col.collect(course, [folder]), col.collect(course, [lms])]
+    late_old = col.collect(course, [early])   # an older copy arriving after the newer one must not win
     corrupt = root / "submitted" / CORRUPT / A
     corrupt.mkdir(parents=True)
     (corrupt / f"{A}.ipynb").write_text('{"cells": [ this is not json')
@@ -242,14 +278,14 @@ def graded(tmp_path_factory):
     t0 = time.monotonic()
     os.environ["DDPM_TEST_SECRET"] = "hunter2"          # an instructor's token in the environment
     try:
-        results = course.autograde_step([A], jobs=2)
+        results = ag.autograde(course, [A], jobs=2)
     finally:
         del os.environ["DDPM_TEST_SECRET"]
     timings["autograde"] = time.monotonic() - t0
     t0 = time.monotonic()
-    course.feedback_step([A])
+    fb.feedback(course, [A])
     timings["feedback"] = time.monotonic() - t0
-    grades_csv, cells_csv, rows = course.grades_step()
+    grades_csv, cells_csv, rows = gr.grades(course)
     listener_hits = 0
     try:
         while True:
@@ -327,7 +363,7 @@ def test_per_cell_csv_matches_the_rules(graded):
 def test_grades_csv_columns(graded):
     with open(graded["grades_csv"]) as f:
         header = next(csv.reader(f))
-    assert header == instructor.GRADE_COLUMNS
+    assert header == gr.GRADE_COLUMNS
     assert list((graded["root"] / "exports").glob("grades-*.csv"))
 
 
@@ -348,11 +384,24 @@ def test_feedback_for_everyone_and_small(graded):
     ("s17-renamed", "collected as"),
     ("s11-print-flood", "was cut"),
     ("s20-bad-metadata", "graded as an ordinary cell"),
+    ("s22-patched-checks", "it produced no result"),
+    ("s24-delegates", "is the answer of assignment 02_forward_closed_form, which is not public"),
+    ("s25-no-metadata", "was restored from the handed-out notebook"),
+    ("s26-answer-as-md", "`q_sample` was handed in as a Markdown cell"),
 ])
 def test_readable_reason_in_feedback_and_csv(graded, student, words):
     assert words in graded["rows"][student]["notes"], graded["rows"][student]["notes"]
     page = next((graded["root"] / "feedback" / student / A).glob("*.html")).read_text()
-    assert "Grader notes" in page and words.split("`")[0][:12] in page
+    assert "Grader notes" in page
+    for part in [p.strip() for p in words.split("`") if p.strip()]:   # `x` is rendered as <code>x</code>
+        assert part in page, (part, student)
+
+
+def test_feedback_shows_results_never_the_hidden_tests(graded):
+    page = next((graded["root"] / "feedback" / "s01-correct" / A).glob("*.html")).read_text()
+    assert "BEGIN HIDDEN TESTS" not in page and "submit(" not in page and "run_in_process" not in page
+    assert page.count("judged by the grader outside your notebook") == len(TEST_NEEDS)
+    assert "\u2713 q_sample: shape" in page or "&#10003; q_sample: shape" in page
 
 
 def test_unreadable_submission_fails_alone_with_a_reason(graded):
@@ -363,7 +412,7 @@ def test_unreadable_submission_fails_alone_with_a_reason(graded):
 
 
 def test_feedback_zip_for_the_lms(graded):
-    z = graded["course"].feedback_zip(A)
+    z = fb.feedback_zip(graded["course"], A)
     with zipfile.ZipFile(z) as zf:
         names = zf.namelist()
     assert {n.split("/")[0] for n in names} >= set(CLASS) | {CORRUPT}
@@ -403,16 +452,16 @@ def test_sandbox_blocks_network_and_writes_outside(graded):
 
 def test_newer_submission_after_grading_is_regraded_alone_and_old_grade_kept(graded):
     course, root, tmp = graded["course"], graded["root"], graded["tmp"]
-    assert not course.needs_grading("s01-correct", A)
+    assert not ag.needs_grading(course, "s01-correct", A)
     late = tmp / "late" / "s02-blank" / A          # s02 hands in a completed notebook after grading
     late.mkdir(parents=True)
     nb = build_submission(graded["release_nb"], graded["refs"], "s02-blank", CLASS["s01-correct"])
     (late / f"{A}.ipynb").write_text(nbformat.writes(nb))
     _write_ts(late, dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.timezone.utc))
-    report = course.collect_step([tmp / "late"])
+    report = col.collect(course, [tmp / "late"])
     assert [s for s, _ in report.replaced] == [f"s02-blank/{A}"]
-    assert course.needs_grading("s02-blank", A) and not course.needs_grading("s01-correct", A)
-    res = course.autograde_step([A])                # no --force: only what changed
+    assert ag.needs_grading(course, "s02-blank", A) and not ag.needs_grading(course, "s01-correct", A)
+    res = ag.autograde(course, [A])                # no --force: only what changed
     assert [r.student for r in res] == ["s02-blank"] and res[0].ok
     assert res[0].score == expected_points(graded["points"], set())
     archive = root / "archive" / "s02-blank" / A
@@ -432,7 +481,7 @@ def test_heavy_notebooks_grade_in_their_time_limits(tmp_path):
     root = tmp_path / "course"
     course = Course(root=root, sandbox="off" if SANDBOX_PROBLEM else "bwrap", quiet=True)
     assignments = sorted({a for a, _ in SLOW})
-    course.release_step(assignments)
+    rel.release(course, assignments, public=["02_forward_closed_form", "04_training", "05_sampling"])
     inbox = tmp_path / "in"
     for a, kind in SLOW:
         rel_path = next((root / "release" / a).glob("*.ipynb"))
@@ -450,14 +499,14 @@ def test_heavy_notebooks_grade_in_their_time_limits(tmp_path):
         d = inbox / f"{kind}-student" / a
         d.mkdir(parents=True)
         nbformat.write(nb, str(d / rel_path.name))
-    course.collect_step([inbox])
-    results = course.autograde_step(assignments, jobs=1)
+    col.collect(course, [inbox])
+    results = ag.autograde(course, assignments, jobs=1)
     got = {(r.assignment, r.student): r for r in results}
     for a, kind in SLOW:
         r = got[(a, f"{kind}-student")]
         total = sum(p for *_, p in course.points(a))
         assert r.ok and r.max_score == total
         assert r.score == (total if kind == "correct" else 0), (a, kind, r)
-        notes = instructor.read_notes(root / "notes", a, f"{kind}-student")
+        notes = records.read_notes(root / "notes", a, f"{kind}-student")
         if kind == "correct":
             assert not any("stopped" in n or "died" in n for n in notes), notes

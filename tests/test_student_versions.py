@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tutorial_utils.nbgrader_ext import BLANK_RE, generate_student_versions
+from ddpm_instructor.blanks import BLANK_RE, generate_student_versions
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSONS = {p.parent.name: p.name for p in sorted((NOTEBOOKS / "source").glob("*/*.ipynb"))}

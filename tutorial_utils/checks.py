@@ -58,7 +58,7 @@ def _shape(x) -> str:
 # =========================================================================== notebook 2
 def judge_schedule(rec: dict, inputs: dict, exp: dict) -> str:
     """``linear_beta_schedule(*args)`` for each argument list against the expected schedules."""
-    for args, got, err, want in zip(inputs["args"], rec["results"], rec["errors"], exp["results"]):
+    for k, (args, got, err, want) in enumerate(zip(inputs["args"], rec["results"], rec["errors"], exp["results"])):
         call = f"linear_beta_schedule{tuple(args)}"
         if err:
             _fail(f"{call} raised {err}.")
@@ -71,6 +71,9 @@ def judge_schedule(rec: dict, inputs: dict, exp: dict) -> str:
             _fail(f"wrong shape: {call} has shape {tuple(got.shape)}, expected {tuple(want.shape)} "
                   "\u2014 one \u03b2 per timestep.")
         b0, bT = got[0].item(), got[-1].item()
+        if k and not _close(got, want, atol=1e-7, rtol=1e-5):     # the first call had the defaults right
+            _fail(f"{call} does not give the expected schedule \u2014 use the arguments timesteps, beta_start and "
+                  "beta_end instead of fixed numbers.")
         if abs(b0 - want[0].item()) > 1e-8 + 1e-6 * abs(want[0].item()):
             _fail(f"wrong endpoint: {call}[0] = {b0:.6g}, expected beta_start = {want[0].item():.6g}.")
         if abs(bT - want[-1].item()) > 1e-7 + 1e-6 * abs(want[-1].item()):
@@ -226,7 +229,7 @@ def judge_train(part: str, rec: dict, inputs: dict, exp: dict) -> str:
                   "estimate of the noise in x_t at timestep t.")
         if not rec["n_calls"] or spy_out is None:
             _fail("pred_noise was set but the model was never called: pred_noise is the model's output.")
-        if not _close(rec["call_x"], want_x_t):
+        if not _close(rec["call_x"], x_t if _is_tensor(x_t) else want_x_t):
             _fail("the model was called on something other than x_t: it must see the noisy images.")
         if not torch.equal(rec["call_t"].long(), loc["t"].long()):
             _fail("the model was called with the wrong timesteps: pass the t you drew for this batch.")

@@ -88,7 +88,7 @@ def patched_globals(fn: Callable, **values):
 
 
 def _err(e: BaseException | None) -> str:
-    return "" if e is None else f"{type(e).__name__}: {e}"[:500]
+    return "" if e is None else f"{type(e).__name__}: {e}"[:500].rstrip(".")
 
 
 def _clean(v):
