@@ -13,7 +13,10 @@ def _name_and_spec(req: str):
 
 def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(_name_and_spec(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    wanted = dict(_name_and_spec(r) for r in project["dependencies"] + extras["instructor"] + extras["dev"]
+                  if not r.startswith(project["name"]))
+    assert f'{project["name"]}[instructor]' in extras["dev"], "the test suite needs the instructor tooling"
     env_lines = [l.strip().lstrip("- ").strip() for l in (ROOT / "environment.yml").read_text().splitlines()
                  if l.strip().startswith("- ")]
     found = dict(_name_and_spec(l) for l in env_lines if l and l[0].isalpha() and l not in ("pip",))
