@@ -1,5 +1,5 @@
 """The sandbox's mount list when the course itself lives under /tmp (CI clones often do)."""
-from tutorial_utils import sandbox
+from ddpm_instructor import sandbox
 
 
 def test_course_under_tmp_stays_readable_and_grading_dir_stays_hidden(tmp_path, monkeypatch):
