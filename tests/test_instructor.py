@@ -510,3 +510,45 @@ def test_heavy_notebooks_grade_in_their_time_limits(tmp_path):
         notes = records.read_notes(root / "notes", a, f"{kind}-student")
         if kind == "correct":
             assert not any("stopped" in n or "died" in n for n in notes), notes
+
+
+# ------------------------------------------------------------------ the student bundle
+FORBIDDEN_MARKERS = ["BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "run_in_process(", "ddpm_instructor.graded"]
+
+
+def test_bundle_holds_nothing_forbidden(graded):
+    bundle = graded["root"] / "bundles" / A
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    assert f"{A}.ipynb" in files and "README.md" in files and "requirements.txt" in files
+    assert "tutorial_utils/checks.py" in files and "tutorial_utils/check_data.pt" in files
+    assert any(f.startswith("checkpoints/") and f.endswith(".pt") for f in files)
+    solution_modules = {f.split("/")[1] for f in files if f.startswith("solutions/")}
+    assert solution_modules == {"__init__.py", "helpers.py", "model.py"}, solution_modules   # 02 is not public
+    assert not any(f.startswith(("ddpm_instructor", "notebooks", "tests", ".git")) for f in files), files
+    for f in files:
+        if f.endswith((".py", ".ipynb", ".md", ".txt")):
+            text = (bundle / f).read_text()
+            for marker in FORBIDDEN_MARKERS:
+                assert marker not in text or f == "tutorial_utils/probes.py" and marker == "ddpm_instructor.graded", (f, marker)
+    readme = (bundle / "README.md").read_text()
+    assert "pip install -r requirements.txt" in readme and "jupyter lab" in readme
+    with zipfile.ZipFile(graded["root"] / "bundles" / f"{A}.zip") as zf:
+        assert sorted(n.split("/", 1)[1] for n in zf.namelist()) == files
+
+
+def test_bundle_notebook_passes_its_self_checks_with_the_reference_answers(graded):
+    """Inside the bundle (its own tutorial_utils and solutions first on the path), the answers typed into the blanks."""
+    from nbclient import NotebookClient
+    bundle = graded["root"] / "bundles" / A
+    nb = build_submission(nbformat.read(str(bundle / f"{A}.ipynb"), as_version=4), graded["refs"], "ref", CLASS["s01-correct"])
+    last_check = max(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("check_"))
+    nb.cells = nb.cells[:last_check + 1]
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import solutions, tutorial_utils\n"
+        "print('WHERE', solutions.__file__, tutorial_utils.__file__)\n"
+        "try:\n    from solutions import q_sample as _q\nexcept ImportError as e:\n    print('REFUSED', e)"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(bundle)}}).execute()
+    outs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert outs.count("\u2713") >= 4, outs          # the schedule check and q_sample's three
+    assert f"WHERE {bundle}/solutions/__init__.py {bundle}/tutorial_utils/__init__.py" in outs, outs
+    assert "REFUSED solutions.q_sample is the answer of assignment 02_forward_closed_form" in outs, outs
