@@ -35,7 +35,10 @@ from tutorial_utils.data import TensorBatches, load_mnist_tensors
 RUNS_DIR = COURSE_ROOT / "runs"
 
 # Options whose default is the model's entry in PRETRAINED[name]["recipe"] (None on the command line = not given).
-RECIPE_OPTIONS = ("steps", "batch_size", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema")
+RECIPE_OPTIONS = ("steps", "batch_size", "lr", "warmup", "min_lr_ratio", "weight_decay", "grad_clip", "ema",
+                  "p_uncond", "null_class")
+# defaults of the options a recipe may leave out (an unconditional model has no label to drop)
+RECIPE_FALLBACK = {"p_uncond": 0.0, "null_class": None}
 
 
 def parse_args(argv=None):
@@ -51,6 +54,11 @@ def parse_args(argv=None):
     p.add_argument("--weight-decay", type=float, default=None, help=f"({d})")
     p.add_argument("--grad-clip", type=float, default=None, help=f"(0 disables; {d})")
     p.add_argument("--ema", type=float, default=None, help=f"EMA decay of the saved weights (0 disables; {d})")
+    p.add_argument("--p-uncond", type=float, default=None,
+                   help="label dropout: probability that a training label is replaced by --null-class, so the same "
+                        f"model also learns the unconditional eps(x_t, t) for classifier-free guidance ({d})")
+    p.add_argument("--null-class", type=int, default=None,
+                   help=f"the label that means 'no label' (an extra row of the class embedding; {d})")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -76,7 +84,7 @@ def apply_recipe(args) -> dict:
     recipe = PRETRAINED[args.model]["recipe"]
     for key in RECIPE_OPTIONS:
         if getattr(args, key) is None:
-            setattr(args, key, recipe[key])
+            setattr(args, key, recipe.get(key, RECIPE_FALLBACK.get(key)) if key in RECIPE_FALLBACK else recipe[key])
     return recipe
 
 
@@ -114,6 +122,12 @@ def main(argv=None) -> int:
     steps = args.steps
     digits = recipe["digits"]
     conditional = recipe["labels"]
+    if args.p_uncond:
+        n_classes = spec["kwargs"].get("n_classes")
+        if not conditional or args.null_class is None or n_classes is None or not 0 <= args.null_class < n_classes:
+            print(f"error: --p-uncond needs a conditional model and a --null-class inside its n_classes "
+                  f"({n_classes}); got null_class {args.null_class}.", file=sys.stderr)
+            return 2
     run_dir = Path(args.run_dir) if args.run_dir else RUNS_DIR / f"train_{name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "resume.pt"
@@ -184,7 +198,9 @@ def main(argv=None) -> int:
 
     print(f"training {name}: {spec['class']}(**{spec['kwargs']}) on {x.shape[0]} images, "
           f"{steps} steps of batch {args.batch_size}, lr {args.lr} (warmup {args.warmup}, cosine), "
-          f"EMA {args.ema}, amp {args.amp}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
+          f"EMA {args.ema}, "
+          + (f"label dropout {args.p_uncond} to class {args.null_class}, " if args.p_uncond else "")
+          + f"amp {args.amp}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
     from solutions import p_losses
 
     t0 = time.time()
@@ -198,6 +214,11 @@ def main(argv=None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, args.lr, args.warmup, args.min_lr_ratio)
         t = torch.randint(0, 1000, (xb.shape[0],), device=device)
+        if conditional and args.p_uncond:
+            # classifier-free guidance (Ho & Salimans 2022): with probability p_uncond the label is dropped,
+            # i.e. replaced by the null class, so one network learns eps(x_t, t, y) and eps(x_t, t, null)
+            drop = torch.rand(yb.shape[0], device=device) < args.p_uncond
+            yb = torch.where(drop, torch.full_like(yb, args.null_class), yb)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             loss = p_losses(model, xb, t, y=yb if conditional else None)
         opt.zero_grad(set_to_none=True)
@@ -235,7 +256,8 @@ def main(argv=None) -> int:
                    f"to {args.min_lr_ratio}x", "grad_clip": args.grad_clip, "ema": args.ema, "seed": args.seed,
                    "channels_last": args.channels_last, "amp": args.amp + (" autocast" if args.amp != "none" else ""), "data": spec["data"],
                    "n_images": int(x.shape[0]), "diffusion": "linear beta 1e-4..0.02, T=1000, loss solutions.p_losses",
-                   "weights": "EMA" if args.ema else "raw"},
+                   "weights": "EMA" if args.ema else "raw",
+                   **({"p_uncond": args.p_uncond, "null_class": args.null_class} if args.p_uncond else {})},
         "steps": step,
         "final_loss": round(sum(tail) / max(1, len(tail)), 5),
         "loss_curve": [[s, round(l, 5)] for s, l in losses[::max(1, len(losses) // 60)]],
