@@ -18,10 +18,11 @@ STAGES = {
     "training": "04_training",                # p_losses, train_step, train
     "sampling": "05_sampling",                # ddpm_reverse_step, p_sample_DDPM, p_sample_loop_DDPM, ..._cDDPM
     "conditional": "06_conditional",          # UNet_cond
+    "beyond": "07_beyond",                    # cosine_beta_schedule, guided_eps, ddim_step, ddim_sample_loop, ...
 }
 # what each module needs besides itself
 REQUIRES = {"diffusion": ["helpers"], "training": ["diffusion", "helpers"], "sampling": ["diffusion", "helpers"],
-            "conditional": ["model"]}
+            "conditional": ["model"], "beyond": ["diffusion", "helpers", "sampling"]}
 NAMES = {
     "helpers": ["extract", "forward_diffuse_1d"],
     "model": ["SinusoidalPositionEmbeddings", "ConvBlock", "Unet"],
@@ -29,6 +30,7 @@ NAMES = {
     "training": ["p_losses", "train_step", "train"],
     "sampling": ["ddpm_reverse_step", "p_sample_DDPM", "p_sample_loop_DDPM", "p_sample_cDDPM", "p_sample_loop_cDDPM"],
     "conditional": ["UNet_cond"],
+    "beyond": ["cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg"],
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 
