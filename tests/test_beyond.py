@@ -182,3 +182,49 @@ def test_ddim_loop_runs_the_real_unet():
     x = ddim_sample_loop(model, (2, 1, 28, 28), n_steps=3, y=torch.tensor([1, 2]), w=2.0, null_class=10, seed=0)
     assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
     assert model.training                                             # the loop restores the mode
+
+
+# ------------------------------------------------------------------ the judge (tutorial_utils.judge)
+def test_frechet_distance_of_gaussians():
+    """Two samples of the same Gaussian: ~0; shifted mean by m: ~‖m‖² (equal covariances cancel)."""
+    from tutorial_utils.judge import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(4000, 3, generator=g, dtype=torch.float64)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, b) < 0.02
+    shift = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
+    assert frechet_distance(a, b + shift) == pytest.approx(5.0, abs=0.15)
+    # scaled covariance: Tr(Σ1 + Σ2 - 2(Σ1Σ2)^½) = 3 (1 + 4 - 2·2) = 3 for σ1 = 1, σ2 = 2
+    assert frechet_distance(a, 2 * b) == pytest.approx(3.0, abs=0.2)
+
+
+def test_judge_reads_real_digits_and_benchmarks_share_it():
+    from tutorial_utils.judge import CLASSIFIER_PATH, judge_samples
+
+    if not CLASSIFIER_PATH.is_file():
+        pytest.skip("benchmarks/mnist_classifier.pt is missing")
+    from tutorial_utils.data import load_mnist_tensors
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x, y = load_mnist_tensors(train=False, limit=200)
+        r = judge_samples(x, y)
+    finally:
+        torch.set_num_threads(threads)
+    assert r["n_samples"] == 200 and r["accuracy"] >= 0.97
+    assert set(r["per_class_accuracy"]) == set(y.unique().tolist())
+    assert sum(r["predicted_counts"]) == 200
+    assert 0 < r["frechet_distance"] < 3 * r["frechet_floor"] + 1     # real test digits: near the real floor
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("bench_common_beyond", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import tutorial_utils.judge as judge
+    assert mod.classify is judge.classify and mod.frechet_distance is judge.frechet_distance
+    assert mod.MnistClassifier is judge.MnistClassifier and mod.load_classifier is judge.load_classifier
