@@ -6,6 +6,8 @@
     feedback [ASSIGNMENT ...] [--zip]              HTML per student
     grades [--out FILE.csv]                        CSV export
     roster FILE.csv | status | points | doctor
+    grade-one SUBMISSION --assignment A            one submission on its own -> Gradescope's results.json
+    export-autograder A                            Gradescope's autograder zip (setup.sh, run_autograder)
 
 Library code raises ``InstructorError``; only this module prints it and exits.
 """
@@ -85,6 +87,23 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("points", help="the points of every graded cell")
     s.add_argument("assignments", nargs="*")
     sub.add_parser("doctor", help="check nbgrader and the sandbox")
+
+    s = sub.add_parser("grade-one", help="grade one submission on its own and write Gradescope's results.json")
+    s.add_argument("submission", help="the notebook, or a folder holding it (Gradescope: /autograder/submission)")
+    s.add_argument("--assignment", required=True)
+    s.add_argument("--out", default="results.json")
+    s.add_argument("--public", action="append", default=[], metavar="STAGE")
+    s.add_argument("--source", help="the source notebooks (default: notebooks/source)")
+    s.add_argument("--visibility", default="after_published", help="of the graded tests' results on Gradescope")
+    s.add_argument("--cell-timeout", type=int, help="seconds per code cell (default: the assignment's)")
+    s.add_argument("--notebook-timeout", type=int, help="seconds per notebook")
+    s.add_argument("--no-sandbox", action="store_true", help="run student code unconfined (trusted notebooks only)")
+
+    s = sub.add_parser("export-autograder", help="build Gradescope's autograder zip (setup.sh, run_autograder)")
+    s.add_argument("assignment")
+    s.add_argument("--public", action="append", default=[], metavar="STAGE")
+    s.add_argument("--out", help="default: grading/gradescope/<assignment>.zip")
+    s.add_argument("--visibility", default="after_published")
     return p
 
 
@@ -131,6 +150,16 @@ def run(args) -> int:
             print(f"{a}: {sum(r[2] for r in rows):g} points")
             for nb, gid, pts in rows:
                 print(f"  {nb:<28} {gid:<32} {pts:g}")
+    elif args.step == "grade-one":
+        from .gradescope import grade_one
+        res = grade_one(args.submission, args.out, args.assignment, public=args.public, source=args.source,
+                        sandbox="off" if args.no_sandbox else None, visibility=args.visibility,
+                        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
+        print(f"{res['score']:g}/{sum(t['max_score'] for t in res['tests']):g} -> {args.out}")
+    elif args.step == "export-autograder":
+        from .gradescope import export_autograder
+        z = export_autograder(course, args.assignment, public=args.public, out=args.out, visibility=args.visibility)
+        print(f"wrote {z}: upload it as the assignment's autograder on Gradescope")
     elif args.step == "doctor":
         from .sandbox import probe, selftest
         why = selftest()

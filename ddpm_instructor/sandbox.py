@@ -53,7 +53,7 @@ ENV_TMP = "DDPM_SANDBOX_TMP_MB"
 
 ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "MPLBACKEND", "PYTHONHASHSEED", "PYTHONUNBUFFERED",
             "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-            "NBGRADER_EXECUTION", "VIRTUAL_ENV", "PYDEVD_DISABLE_FILE_VALIDATION"}
+            "NBGRADER_EXECUTION", "VIRTUAL_ENV", "PYDEVD_DISABLE_FILE_VALIDATION", "PYTHONPATH"}
 ENV_KEEP_PREFIXES = ("LC_", "DDPM_PROFILE", "DDPM_DATA_DIR", "DDPM_DOWNLOAD", "DDPM_SEED", "DDPM_GRADER_INPUTS")
 
 DEFAULT_MEM_MB = 8192          # address-space cap of the kernel (PyTorch on CPU needs ~2-3 GB of it)
@@ -222,6 +222,20 @@ print(json.dumps(r))
         return out
 
 
+def course_copies() -> list[Path]:
+    """Every checkout of the course this Python could import from: this one, and the one an editable install maps
+    ``solutions`` to (setuptools' finder keeps a ``MAPPING``).  The kernel must see neither's answers."""
+    roots = {COURSE_ROOT}
+    for module in list(sys.modules.values()):
+        mapping = getattr(module, "MAPPING", None)
+        if isinstance(mapping, dict) and isinstance(mapping.get("solutions"), str):
+            roots.add(Path(mapping["solutions"]).resolve().parent)
+    return sorted(roots)
+
+
+HIDDEN_IN_COURSE = ["ddpm_instructor", ".git", "notebooks", "workspace", "runs", "grading"]
+
+
 def _copy_regular_files(src: str, dst: str) -> None:
     """Copy the student's folder into the scratch dir: regular files and folders only, never links."""
     for root, dirs, files in os.walk(src, followlinks=False):
@@ -268,7 +282,10 @@ class SandboxKernelManager(AsyncKernelManager):
             shutil.rmtree(scratch, ignore_errors=True)
         _copy_regular_files(cwd, scratch)
         hide_inside = list(self.hide_inside)
-        replace = {str(COURSE_ROOT / "solutions"): self.solutions_dir}
+        replace = {}
+        for root in course_copies():
+            replace[str(root / "solutions")] = self.solutions_dir
+            hide_inside += [str(root / d) for d in HIDDEN_IN_COURSE]
         env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/.mpl", "XDG_CACHE_HOME": "/tmp/.cache",
                "JUPYTER_RUNTIME_DIR": self._private, "IPYTHONDIR": "/tmp/.ipython"}
         return sandbox_command(inner, cwd, scratch, self._private, hide_inside=hide_inside, env=env, replace=replace)

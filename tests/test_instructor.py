@@ -552,3 +552,43 @@ def test_bundle_notebook_passes_its_self_checks_with_the_reference_answers(grade
     assert outs.count("\u2713") >= 4, outs          # the schedule check and q_sample's three
     assert f"WHERE {bundle}/solutions/__init__.py {bundle}/tutorial_utils/__init__.py" in outs, outs
     assert "REFUSED solutions.q_sample is the answer of assignment 02_forward_closed_form" in outs, outs
+
+
+# ------------------------------------------------------------------ Gradescope: one submission on its own, in the zip
+GRADESCOPE_CASES = ["s01-correct", "s02-blank", "s04-t-minus-1", "s10-endless-loop", "s12-os-exit", "s24-delegates"]
+
+
+def test_gradescope_autograder_gives_the_grades_autograde_gave(graded, tmp_path):
+    """Unpack the exported autograder zip into an /autograder-style folder, run run_autograder on each submission
+    and compare results.json with what `./course instructor autograde` gave the same notebooks."""
+    import subprocess
+    import sys
+    from ddpm_instructor.gradescope import export_autograder
+    z = export_autograder(graded["course"], A, out=tmp_path / "autograder.zip")
+    with open(graded["cells_csv"]) as f:
+        by_cell = {(r["student_id"], r["cell"]): float(r["score"]) for r in csv.DictReader(f)}
+    for student in GRADESCOPE_CASES:
+        ag_root = tmp_path / student
+        (ag_root / "source").mkdir(parents=True)
+        with zipfile.ZipFile(z) as zf:
+            zf.extractall(ag_root / "source")
+            assert {"setup.sh", "run_autograder", "requirements.txt"} <= set(zf.namelist())
+            assert not any(n.startswith("course/notebooks/source/") and A not in n for n in zf.namelist())
+        (ag_root / "submission").mkdir()
+        nb = build_submission(graded["release_nb"], graded["refs"], student, CLASS[student], None)
+        (ag_root / "submission" / "my homework.ipynb").write_text(nbformat.writes(nb))
+        env = dict(os.environ, AUTOGRADER_ROOT=str(ag_root), AUTOGRADER_PYTHON=sys.executable)
+        if SANDBOX_PROBLEM:
+            pytest.skip(f"no sandbox here: {SANDBOX_PROBLEM}")
+        r = subprocess.run(["bash", str(ag_root / "source" / "run_autograder"), "--cell-timeout", "20"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        results = json.loads((ag_root / "results" / "results.json").read_text())
+        row = graded["rows"][student]
+        assert results["score"] == pytest.approx(row["score"]), (student, results, r.stdout[-2000:], r.stderr[-2000:])
+        assert [t["name"] for t in results["tests"]] == list(TEST_NEEDS)
+        for t in results["tests"]:
+            assert t["score"] == by_cell[(student, t["name"])], (student, t)
+            assert t["max_score"] == graded["points"][t["name"]] and t["visibility"] == "after_published"
+            assert t["output"], t
+        assert results["stdout_visibility"] == "hidden"
+    assert "not public" in json.dumps(results)          # the last case delegated to the reference
