@@ -228,3 +228,38 @@ def test_judge_reads_real_digits_and_benchmarks_share_it():
     import tutorial_utils.judge as judge
     assert mod.classify is judge.classify and mod.frechet_distance is judge.frechet_distance
     assert mod.MnistClassifier is judge.MnistClassifier and mod.load_classifier is judge.load_classifier
+
+
+# ------------------------------------------------------------------ the shipped checkpoint has a null class
+def test_shipped_unet_cond_learned_the_null_class():
+    """Trained with label dropout: the null class gives a usable unconditional ε (much better than an untrained
+    net's ~1), worse than the true label (the label carries information), and the json records the recipe."""
+    import json
+
+    from tutorial_utils import load_pretrained, pretrained_available
+    from tutorial_utils.checkpoints import CHECKPOINT_DIR, PRETRAINED
+    from tutorial_utils.data import load_mnist_tensors
+
+    spec = PRETRAINED["unet_cond"]
+    null = spec["recipe"].get("null_class")
+    if null is None or not pretrained_available("unet_cond"):
+        pytest.skip("the shipped unet_cond has no null class")
+    assert null == spec["kwargs"]["n_classes"] - 1 and spec["recipe"]["p_uncond"] > 0
+    meta = json.loads((CHECKPOINT_DIR / "unet_cond.json").read_text())
+    assert meta["recipe"]["null_class"] == null and meta["recipe"]["p_uncond"] == spec["recipe"]["p_uncond"]
+    model = load_pretrained("unet_cond")
+    x0, y = load_mnist_tensors(train=False, limit=256)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(x0.shape, generator=g)
+    t = torch.full((x0.shape[0],), 500)
+    xt = solutions.q_sample(x0, t, noise)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            right = ((model(xt, t, y) - noise) ** 2).mean()
+            uncond = ((model(xt, t, torch.full_like(y, null)) - noise) ** 2).mean()
+    finally:
+        torch.set_num_threads(threads)
+    assert uncond < 0.5, uncond.item()
+    assert right < 0.9 * uncond, (right.item(), uncond.item())
