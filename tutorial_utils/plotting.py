@@ -112,24 +112,40 @@ def plot_real_vs_generated(real: Tensor, generated: Tensor, nrow: int = 8, title
     return fig
 
 
-def plot_reverse_strip(frames, n_cols: int = 10, image_index: int = 0):
-    """The reverse process as a strip: x_T ... x_0 for one image. ``frames``: list of (t, x_t)."""
+def plot_reverse_strip(frames, n_cols: int = 10, image_index: int = 0, show_x0: bool = False):
+    """The reverse process as a strip: x_T ... x_0 for one image.
+
+    ``frames``: list of ``(t, x_t)`` or ``(t, x_t, x0_hat)``. With ``show_x0=True`` a second row shows, under
+    each x_t, the model's prediction of the clean image x̂_0 at that step (the third element of each frame).
+    """
+    if show_x0 and any(len(f) < 3 for f in frames):
+        raise ValueError("show_x0=True needs frames of (t, x_t, x0_hat); keep x̂_0 in the sampling loop.")
     pick = np.linspace(0, len(frames) - 1, min(n_cols, len(frames))).round().astype(int)
-    fig, axes = plt.subplots(1, len(pick), figsize=(1.2 * len(pick), 1.5))
-    for ax, k in zip(np.atleast_1d(axes), pick):
-        t, x = frames[k]
-        imshow(to_display(x[image_index]), ax=ax, title=f"t={t}")
+    rows = 2 if show_x0 else 1
+    fig, axes = plt.subplots(rows, len(pick), figsize=(1.2 * len(pick), 1.5 * rows), squeeze=False)
+    for j, k in enumerate(pick):
+        t, x = frames[k][0], frames[k][1]
+        imshow(to_display(x[image_index]), ax=axes[0, j], title=f"t={t}")
+        if show_x0:
+            imshow(to_display(frames[k][2][image_index]), ax=axes[1, j])
+    if show_x0:
+        axes[0, 0].text(-0.15, 0.5, "x_t", transform=axes[0, 0].transAxes, ha="right", va="center")
+        axes[1, 0].text(-0.15, 0.5, "x̂_0", transform=axes[1, 0].transAxes, ha="right", va="center")
     fig.tight_layout()
     return fig
 
 
 def animate_reverse(frames, nrow: int = 8, interval: int = 80):
-    """A matplotlib animation of the reverse process for a batch (display with ``HTML(anim.to_jshtml())``)."""
+    """A matplotlib animation of the reverse process for a batch.
+
+    ``frames``: list of ``(t, x_t)`` (or ``(t, x_t, x0_hat)``). Display it with
+    ``display(HTML(anim.to_jshtml()))``: the figure itself is closed so that it is not shown as a still.
+    """
     from matplotlib import animation
 
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.axis("off")
-    grids = [make_grid(to_display(x), nrow=nrow, padding=2, pad_value=1).permute(1, 2, 0).numpy() for _, x in frames]
+    grids = [make_grid(to_display(f[1]), nrow=nrow, padding=2, pad_value=1).permute(1, 2, 0).numpy() for f in frames]
     im = ax.imshow(grids[0], cmap="gray", vmin=0, vmax=1)
     title = ax.set_title(f"t = {frames[0][0]}")
 
