@@ -105,16 +105,21 @@ def ddim_sigma(alpha_bar_t: Tensor, alpha_bar_prev: Tensor, eta: float) -> Tenso
 
 
 def ddim_step(x_t: Tensor, eps: Tensor, t, t_prev, schedule: Schedule | None = None, eta: float = 0.0,
-              noise: Tensor | None = None) -> Tensor:
+              noise: Tensor | None = None, clip_x0: bool = False) -> Tensor:
     """One DDIM step from x_t to x_{t_prev} given ε = ε_θ(x_t, t) (Song et al. 2021, eq. 12).
 
     ``t`` and ``t_prev`` are ints or (B,) long tensors, ``t_prev < t``; ``t_prev = -1`` steps to x_0.
     η = 0: deterministic; η = 1 and t_prev = t - 1: a DDPM step with the posterior variance β̃_t.
+    ``clip_x0``: clamp x̂_0 to the data range [-1, 1] and use the ε that fits the clamped x̂_0 (as Ho et al.'s
+    and most DDIM code do); it keeps a deterministic trajectory from drifting out of the data range.
     """
     s = _schedule_for(schedule, x_t)
     a_t = _alpha_bar_at(s.alpha_bars, t, x_t)
     a_prev = _alpha_bar_at(s.alpha_bars, t_prev, x_t)
     x0_hat = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()                      # predicted x_0
+    if clip_x0:
+        x0_hat = x0_hat.clamp(-1, 1)
+        eps = (x_t - a_t.sqrt() * x0_hat) / (1 - a_t).sqrt()                 # the ε that gives this x̂_0
     sigma = ddim_sigma(a_t, a_prev, eta)
     direction = (1 - a_prev - sigma ** 2).clamp(min=0).sqrt() * eps          # direction pointing to x_t
     x_prev = a_prev.sqrt() * x0_hat + direction
@@ -136,10 +141,12 @@ def ddim_timesteps(T: int, n_steps: int) -> list[int]:
 @torch.inference_mode()
 def ddim_sample_loop(model: nn.Module, shape, n_steps: int = 50, eta: float = 0.0, schedule: Schedule | None = None,
                      device=None, seed: int | None = None, y: Tensor | None = None, w: float | None = None,
-                     null_class: int | None = None, progress: bool = False) -> Tensor:
+                     null_class: int | None = None, progress: bool = False, clip_x0: bool = True) -> Tensor:
     """DDIM sampling: x_T ~ N(0, I), then ``n_steps`` DDIM steps on evenly spaced timesteps down to x_0.
 
     With labels ``y`` the model is called as ε_θ(x, t, y); with ``w`` (and ``null_class``) the ε is guided.
+    ``clip_x0`` (default on) clamps each x̂_0 to [-1, 1]: with η = 0 nothing re-randomises the trajectory, and
+    the course's small UNet's ε errors otherwise push it out of the data range (pixels of ±5 and worse).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     schedule = (schedule or default_schedule()).to(device)
@@ -154,7 +161,7 @@ def ddim_sample_loop(model: nn.Module, shape, n_steps: int = 50, eta: float = 0.
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
         eps = _model_eps(model, x, tt, y, w, null_class)
-        x = ddim_step(x, eps, t, t_prev, schedule, eta=eta)
+        x = ddim_step(x, eps, t, t_prev, schedule, eta=eta, clip_x0=clip_x0)
     model.train(was_training)
     return x
 

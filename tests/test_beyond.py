@@ -112,7 +112,7 @@ def test_ddim_loop_all_steps_eta1_has_the_ddpm_variance_at_each_step():
     s = Schedule(betas.float())
     ab = torch.cumprod(1 - betas, 0)
     model = _ZeroEps()
-    x0 = ddim_sample_loop(model, (32, 1, 28, 28), n_steps=T, eta=1.0, schedule=s, seed=0)
+    x0 = ddim_sample_loop(model, (32, 1, 28, 28), n_steps=T, eta=1.0, schedule=s, seed=0, clip_x0=False)
     seen = model.seen + [(-1, x0)]
     assert [t for t, _ in model.seen] == list(range(T - 1, -1, -1))    # every timestep, once, in order
     for (t, x_t), (_, x_prev) in zip(seen[:-1], seen[1:]):
@@ -124,6 +124,25 @@ def test_ddim_loop_all_steps_eta1_has_the_ddpm_variance_at_each_step():
             continue
         beta_tilde = ((1 - ab[t - 1]) / (1 - ab[t]) * betas[t]).item()
         assert var.item() == pytest.approx(beta_tilde, rel=0.06), t   # 25088 draws: ~1 % standard error
+
+
+def test_ddim_clip_x0_uses_the_eps_of_the_clamped_x0():
+    """clip_x0: x̂_0 clamped to [-1, 1], then eq. 12 with ε' = (x_t - sqrt(ᾱ_t) x̂_0) / sqrt(1-ᾱ_t)."""
+    s = _lin64()
+    ab = torch.cumprod(1 - s.betas, 0)
+    g = torch.Generator().manual_seed(3)
+    x_t = 3 * torch.randn(2, 1, 4, 4, generator=g, dtype=torch.float64)
+    eps = torch.randn(x_t.shape, generator=g, dtype=torch.float64)
+    t, tp = 400, 350
+    x0 = ((x_t - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()).clamp(-1, 1)
+    eps2 = (x_t - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
+    want = ab[tp].sqrt() * x0 + (1 - ab[tp]).sqrt() * eps2
+    torch.testing.assert_close(ddim_step(x_t, eps, t, tp, s, clip_x0=True), want, rtol=0, atol=1e-10)
+    # an x̂_0 already in range is left alone
+    x0 = torch.rand(x_t.shape, generator=g, dtype=torch.float64) * 2 - 1
+    x_t = ab[t].sqrt() * x0 + (1 - ab[t]).sqrt() * eps
+    torch.testing.assert_close(ddim_step(x_t, eps, t, tp, s, clip_x0=True), ddim_step(x_t, eps, t, tp, s),
+                               rtol=0, atol=1e-10)
 
 
 def test_ddim_timesteps_evenly_spaced():
