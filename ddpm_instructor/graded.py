@@ -130,6 +130,52 @@ def expected_cond(inputs) -> dict:
         return {"y_emb": y_emb, "cond_emb": t_emb + y_emb, "out": ref(inputs["x"], inputs["t"], inputs["y"])}
 
 
+def inputs_cosine(args) -> dict:
+    return {"args": [list(a) for a in args]}
+
+
+def expected_cosine(inputs) -> dict:
+    from solutions.beyond import cosine_beta_schedule
+    out = {"betas": [], "alpha_bars": []}
+    for a in inputs["args"]:
+        T, s = a[0], (a[1] if len(a) > 1 else 0.008)
+        t = torch.arange(T + 1, dtype=torch.float64)
+        f = torch.cos((t / T + s) / (1 + s) * torch.pi / 2) ** 2
+        out["alpha_bars"].append(f / f[0])
+        out["betas"].append(cosine_beta_schedule(*a).double())
+    return out
+
+
+def inputs_ddim(seed: int, steps) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"x_t": torch.randn(6, 1, 28, 28, generator=g), "eps": torch.randn(6, 1, 28, 28, generator=g),
+            "steps": [list(s) for s in steps], "seed": seed, "alpha_bars": _schedule_tensors()["alpha_bars"]}
+
+
+def expected_ddim(inputs) -> dict:
+    from solutions.beyond import ddim_sigma, ddim_step
+    s = solutions.Schedule(1 - inputs["alpha_bars"] / torch.cat([torch.ones(1), inputs["alpha_bars"][:-1]]))
+    out = {"x0_pred": [], "mean": [], "sigma": []}
+    x, eps, ab = inputs["x_t"], inputs["eps"], inputs["alpha_bars"]
+    for t, t_prev, eta in inputs["steps"]:
+        a_t, a_prev = ab[t], (ab[t_prev] if t_prev >= 0 else torch.tensor(1.0))
+        out["x0_pred"].append((x - (1 - a_t).sqrt() * eps) / a_t.sqrt())
+        out["mean"].append(ddim_step(x, eps, t, t_prev, s, eta=eta, noise=torch.zeros_like(x)))
+        out["sigma"].append(float(ddim_sigma(a_t, a_prev, eta)))
+    return out
+
+
+def inputs_guided(seed: int, ws) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    ec, eu = torch.randn(3, 1, 28, 28, generator=g), torch.randn(3, 1, 28, 28, generator=g)
+    return {"args": [[ec, eu, float(w)] for w in ws]}
+
+
+def expected_guided(inputs) -> dict:
+    from solutions.beyond import guided_eps
+    return {"results": [guided_eps(*a) for a in inputs["args"]]}
+
+
 @dataclass(frozen=True)
 class Case:
     """One graded test (or one self-check): which probe runs in the kernel, on what, judged how."""
@@ -158,6 +204,14 @@ TESTS = {
     "test_UNet_cond_class_emb": Case("class_emb", "class_emb", lambda: inputs_class_emb(16, 7), expected_class_emb),
     "test_UNet_cond_y_emb": Case("cond_forward", "cond_y_emb", lambda: inputs_cond(77), expected_cond),
     "test_UNet_cond_cond_emb": Case("cond_forward", "cond_cond_emb", lambda: inputs_cond(78), expected_cond),
+    "test_cosine_alpha_bars": Case("cosine", "cosine_alpha_bars", lambda: inputs_cosine([(1000,), (37, 0.02)]),
+                                   expected_cosine),
+    "test_cosine_betas": Case("cosine", "cosine_betas", lambda: inputs_cosine([(1000,), (64, 0.01)]), expected_cosine),
+    "test_ddim_x0_pred": Case("ddim", "ddim_x0_pred", lambda: inputs_ddim(71, [(900, 880, 0.0), (37, 17, 0.0)]),
+                              expected_ddim),
+    "test_ddim_x_prev": Case("ddim", "ddim_x_prev", lambda: inputs_ddim(72, [(640, 600, 0.0), (300, 250, 1.0),
+                                                                             (19, -1, 0.0)]), expected_ddim),
+    "test_guided_eps": Case("calls", "guided", lambda: inputs_guided(73, [0.0, 1.0, 2.5, 7.0]), expected_guided),
 }
 
 # self-check name -> Case (the judges are listed in tutorial_utils.checks; stored in check_data.pt)
@@ -169,6 +223,9 @@ SELF_CHECKS = {
     "reverse_step": Case("reverse_step", "", lambda: inputs_reverse(0), expected_reverse),
     "class_emb": Case("class_emb", "", lambda: inputs_class_emb(8, 10), expected_class_emb),
     "cond_forward": Case("cond_forward", "", lambda: inputs_cond(0), expected_cond),
+    "cosine": Case("cosine", "", lambda: inputs_cosine([(1000,), (10, 0.008)]), expected_cosine),
+    "ddim": Case("ddim", "", lambda: inputs_ddim(0, [(999, 979, 0.0), (500, 450, 0.5), (20, -1, 0.0)]), expected_ddim),
+    "guided": Case("calls", "", lambda: inputs_guided(0, [0.0, 1.0, 3.0]), expected_guided),
 }
 
 

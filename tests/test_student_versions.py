@@ -33,6 +33,7 @@ BLANKS = {
     "04_training": ["loss_fn = None", "x_t = None", "pred_noise = None", "loss = loss_fn(None)"],
     "05_sampling": ["x_tm1 = None"],
     "06_conditional": ["self.class_emb = None", "y_emb = None", "cond_emb = None"],
+    "07_beyond": ["alpha_bars = None", "betas = None", "x0_pred = None", "x_prev = None", "eps = None"],
 }
 # What the self-check says about an unfilled blank (the first blank a check cell meets).
 RELEASED_CHECK_MESSAGES = {
@@ -42,6 +43,9 @@ RELEASED_CHECK_MESSAGES = {
     "check_train_ddpm": "x_t is still None \u2014 fill in the blank",
     "check_p_sample_DDPM": "p_sample_DDPM returned None \u2014 fill in the blank",
     "check_UNet_cond": "self.class_emb is still None \u2014 fill in the blank",
+    "check_cosine_beta_schedule": "alpha_bars is still None \u2014 fill in the blank",
+    "check_ddim_step": "x0_pred is still None \u2014 fill in the blank",
+    "check_guided_eps": "guided_eps returned None \u2014 fill in the blank",
 }
 GRADED = sorted(BLANKS)
 
@@ -56,6 +60,14 @@ def _nbg(cell) -> dict:
 
 def _code_lines(nb):
     return [line.strip() for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()]
+
+
+ANSWER_STUB = "# Your answers (not graded): write them here."
+
+
+def _is_answer(cell) -> bool:
+    """The ungraded answers to the "check your understanding" questions (instructor version only)."""
+    return _nbg(cell).get("grade_id", "").startswith("answer_")
 
 
 def test_regenerating_reproduces_the_committed_student_versions(tmp_path):
@@ -75,8 +87,8 @@ def test_every_blank_is_in_the_student_version_verbatim(assignment):
         assert lines.count(blank) >= BLANKS[assignment].count(blank), f"{blank!r} missing in {assignment}"
     # ... and nothing else was blanked: the source has exactly these regions.
     src = _read(source_path(assignment))
-    stubs = [BLANK_RE.search(line).group("stub").strip() for c in src.cells for line in c.source.splitlines()
-             if "BEGIN SOLUTION" in line]
+    stubs = [BLANK_RE.search(line).group("stub").strip() for c in src.cells if not _is_answer(c)
+             for line in c.source.splitlines() if "BEGIN SOLUTION" in line]
     assert stubs == BLANKS[assignment]
 
 
@@ -100,6 +112,23 @@ def test_no_solution_or_hidden_test_leaks_into_the_student_version(assignment):
     assert all(not c.get("outputs") for c in rel.cells if c.cell_type == "code"), "student versions ship no outputs"
 
 
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_no_answer_leaks_into_the_student_version(assignment):
+    """Each answer cell is released as the one-line stub, and no line of any answer appears anywhere in the release."""
+    rel, src = _read(release_path(assignment)), _read(source_path(assignment))
+    answers = {c["id"]: c for c in src.cells if _is_answer(c)}
+    if not answers:      # tests/test_notebooks.py checks which notebooks must answer their questions
+        return
+    released = {c.get("id"): c for c in rel.cells}
+    text = "\n".join(c.source for c in rel.cells)
+    for gid, cell in answers.items():
+        assert released[gid].source == ANSWER_STUB, (gid, released[gid].source)
+        for line in cell.source.splitlines()[1:-1]:
+            words = line.lstrip("# ").strip()
+            if len(words) > 12:
+                assert words not in text, f"answer text leaked into the student version: {words!r}"
+
+
 def _cut_after_last_graded_cell(nb):
     last = max(i for i, c in enumerate(nb.cells) if _nbg(c).get("grade_id", "").startswith(("check_", "test_")))
     nb.cells = nb.cells[:last + 1]
@@ -118,7 +147,7 @@ def _restore_hidden_tests(nb, src):
 
 def _fill_blanks(nb, src):
     """Substitute every blank of the student version with the reference code of the source notebook."""
-    by_id = {_nbg(c)["grade_id"]: c for c in src.cells if _nbg(c).get("solution")}
+    by_id = {_nbg(c)["grade_id"]: c for c in src.cells if _nbg(c).get("solution") and not _is_answer(c)}
     filled = 0
     for cell in nb.cells:
         gid = _nbg(cell).get("grade_id")

@@ -27,7 +27,8 @@ from .probes import PROBES
 
 __all__ = [
     "SelfCheckError", "check_linear_beta_schedule", "check_q_sample", "check_loss_fn", "check_training_loop",
-    "check_p_sample_DDPM", "check_unet_cond", "JUDGES",
+    "check_p_sample_DDPM", "check_unet_cond", "check_cosine_beta_schedule", "check_ddim_step", "check_guided_eps",
+    "JUDGES",
 ]
 
 FILL_IN = "fill in the blank"
@@ -365,6 +366,105 @@ def judge_cond(part: str, rec: dict, inputs: dict, exp: dict) -> str:
     return "cond_emb = t_emb + y_emb, and the output matches the course's UNet_cond with the same weights."
 
 
+# =========================================================================== notebook 7
+def _missing(v) -> bool:
+    return isinstance(v, dict) and v.get("type") == "missing"
+
+
+def judge_cosine(part: str, rec: dict, inputs: dict, exp: dict) -> str:
+    """``cosine_beta_schedule``: the blank ``alpha_bars`` (ᾱ_0 .. ᾱ_T) or the returned ``betas``."""
+    for args, got, err, ab, want_b, want_ab in zip(inputs["args"], rec["results"], rec["errors"], rec["alpha_bars"],
+                                                  exp["betas"], exp["alpha_bars"]):
+        call = f"cosine_beta_schedule{tuple(args)}"
+        if err and (part == "betas" or _missing(ab)):
+            _fail(f"{call} raised {err}.")
+        if part == "alpha_bars":
+            if _missing(ab):
+                if _close(got, want_b, atol=1e-6, rtol=1e-4):
+                    continue                    # computed inline, and the betas are right: so is ᾱ
+                _fail("cosine_beta_schedule no longer sets alpha_bars: keep the blank's line `alpha_bars = ...`.")
+            if ab is None:
+                _fail("alpha_bars is still None \u2014 " + FILL_IN + " (`alpha_bars = None`): f(t)/f(0) with "
+                      "f(t) = cos\u00b2(((t/T + s)/(1 + s))\u00b7\u03c0/2), for t = 0 .. T.")
+            if not _is_tensor(ab) or ab.shape != want_ab.shape:
+                _fail(f"wrong shape: alpha_bars should hold T + 1 = {want_ab.shape[0]} values (t = 0 .. T), got "
+                      f"{_shape(ab)}.")
+            if not _close(ab.double(), want_ab, atol=1e-6, rtol=1e-5):
+                hint = " It is not 1 at t = 0: divide by f(0)." if abs(ab[0].item() - 1) > 1e-6 else ""
+                _fail(f"alpha_bars differs from f(t)/f(0): at t = T/2 it is {ab[len(ab) // 2].item():.5f}, expected "
+                      f"{want_ab[len(want_ab) // 2].item():.5f}.{hint}")
+            continue
+        if got is None:
+            _fail("cosine_beta_schedule returned None \u2014 " + FILL_IN + " (`betas = None`): "
+                  "\u03b2_t = 1 - \u1fb1_t / \u1fb1_{t-1}.")
+        if not _is_tensor(got) or got.shape != want_b.shape:
+            _fail(f"wrong shape: {call} should return T = {want_b.shape[0]} betas, got {_shape(got)}.")
+        if not _close(got.double(), want_b, atol=1e-6, rtol=1e-4):
+            _fail(f"{call}: the betas differ from 1 - \u1fb1_t/\u1fb1_(t-1) (clipped at 0.999): the first is "
+                  f"{got[0].item():.3g}, expected {want_b[0].item():.3g}; the last is {got[-1].item():.3g}, expected "
+                  f"{want_b[-1].item():.3g}.")
+    first = exp["betas"][0]
+    return (f"cosine schedule: {'alpha_bars' if part == 'alpha_bars' else 'betas'} right; \u03b2 runs from "
+            f"{first[0].item():.1e} to {first[-1].item():.3f}.")
+
+
+def judge_ddim(part: str, rec: dict, inputs: dict, exp: dict) -> str:
+    """``ddim_step``: the blank ``x0_pred`` (the predicted x_0) or ``x_prev`` (the returned step)."""
+    for (t, t_prev, eta), step, want_x0, want_mean, sigma in zip(inputs["steps"], rec["steps"], exp["x0_pred"],
+                                                                 exp["mean"], exp["sigma"]):
+        call = f"ddim_step(x_t, eps, t={int(t)}, t_prev={int(t_prev)}, eta={float(eta):g})"
+        if step["error"]:
+            _fail(f"{call} raised {step['error']}.")
+        out, x0 = step["out"], step["x0_pred"]
+        if part == "x0_pred" and not _missing(x0):
+            if x0 is None:
+                _fail("x0_pred is still None \u2014 " + FILL_IN + " (`x0_pred = None`): solve "
+                      "x_t = sqrt(\u1fb1_t)\u00b7x_0 + sqrt(1 - \u1fb1_t)\u00b7\u03b5 for x_0, with \u03b5 = eps.")
+            if not _close(x0, want_x0, atol=1e-4):
+                _fail(f"{call}: x0_pred is not (x_t - sqrt(1 - \u1fb1_t)\u00b7eps) / sqrt(\u1fb1_t).")
+            continue
+        if out is None:
+            _fail("ddim_step returned None \u2014 " + FILL_IN + " (`x_prev = None`): sqrt(\u1fb1_prev)\u00b7x0_pred "
+                  "+ sqrt(1 - \u1fb1_prev - \u03c3\u00b2)\u00b7eps + \u03c3\u00b7z.")
+        if not _is_tensor(out) or out.shape != want_mean.shape:
+            _fail(f"wrong shape: {call} should return x_prev of shape {tuple(want_mean.shape)}, got {_shape(out)}.")
+        z = step["z"]
+        noise = z.float() if _is_tensor(z) and z.shape == out.shape else torch.zeros_like(want_mean)
+        if float(eta) > 0 and not (_is_tensor(z) and 0.8 < z.float().std().item() < 1.2):
+            _fail(f"{call}: with eta > 0 the step adds \u03c3\u00b7z with fresh noise z ~ N(0, I) (keep the line that "
+                  "draws z).")
+        if not _close(out, want_mean + float(sigma) * noise, atol=1e-4):
+            hint = " It equals x0_pred: the step goes to t_prev, not to x_0." if _close(out, want_x0, atol=1e-4) else ""
+            _fail(f"{call}: x_prev differs from sqrt(\u1fb1_prev)\u00b7x\u0302_0 + sqrt(1 - \u1fb1_prev - \u03c3\u00b2)"
+                  f"\u00b7eps + \u03c3\u00b7z by up to {(out.float() - want_mean - float(sigma) * noise).abs().max().item():.4f}."
+                  + hint)
+    return f"ddim_step: {part} right for " + ", ".join(f"t={int(a)}\u2192{int(b)} (\u03b7={float(e):g})"
+                                                      for a, b, e in inputs["steps"]) + "."
+
+
+def judge_guided(rec: dict, inputs: dict, exp: dict) -> str:
+    """``guided_eps(eps_cond, eps_uncond, w)`` = ε_u + w (ε_c - ε_u) for each w."""
+    for args, got, err, want in zip(inputs["args"], rec["results"], rec["errors"], exp["results"]):
+        w = float(args[2])
+        if err:
+            _fail(f"guided_eps(eps_cond, eps_uncond, w={w:g}) raised {err}.")
+        if got is None:
+            _fail("guided_eps returned None \u2014 " + FILL_IN + " (`eps = None`): "
+                  "\u03b5\u0303 = \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u).")
+        if not _is_tensor(got) or got.shape != want.shape:
+            _fail(f"wrong shape: guided_eps should return the shape of eps_cond {tuple(want.shape)}, got {_shape(got)}.")
+        if not _close(got, want, atol=1e-5):
+            ec, eu = args[0], args[1]
+            hint = ""
+            if _close(got, ec + w * (ec - eu), atol=1e-5):
+                hint = (" That is the other convention, \u03b5_c + w\u00b7(\u03b5_c - \u03b5_u) (Ho & Salimans' w is ours "
+                        "minus 1); this notebook uses \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u), so w = 1 means no guidance.")
+            elif _close(got, eu + w * (eu - ec), atol=1e-5):
+                hint = " The difference points the wrong way: \u03b5_c - \u03b5_u, from unconditional to conditional."
+            _fail(f"guided_eps(\u2026, w={w:g}) is not \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u).{hint}")
+    return "guided_eps = \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u): w = 0 gives \u03b5_u, w = 1 gives \u03b5_c, larger w pushes further."
+
+
 # judge name -> function(record, inputs, expected) -> message; the grader looks judges up here too
 JUDGES = {
     "schedule": judge_schedule,
@@ -379,6 +479,11 @@ JUDGES = {
     "class_emb": judge_class_emb,
     "cond_y_emb": functools.partial(judge_cond, "y_emb"),
     "cond_cond_emb": functools.partial(judge_cond, "cond_emb"),
+    "cosine_alpha_bars": functools.partial(judge_cosine, "alpha_bars"),
+    "cosine_betas": functools.partial(judge_cosine, "betas"),
+    "ddim_x0_pred": functools.partial(judge_ddim, "x0_pred"),
+    "ddim_x_prev": functools.partial(judge_ddim, "x_prev"),
+    "guided": judge_guided,
 }
 
 
@@ -421,6 +526,21 @@ def check_training_loop(train_fn: Callable, quiet: bool = False) -> None:
 def check_p_sample_DDPM(fn: Callable, quiet: bool = False) -> None:
     """Self-check for ``p_sample_DDPM(model, x, t, t_index)``."""
     _self_check("reverse_step", fn, ["reverse_step"], quiet)
+
+
+def check_cosine_beta_schedule(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``cosine_beta_schedule(timesteps, s=0.008)``: the blanks alpha_bars and betas."""
+    _self_check("cosine", fn, ["cosine_alpha_bars", "cosine_betas"], quiet)
+
+
+def check_ddim_step(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``ddim_step(x_t, eps, t, t_prev, eta=0.0)``: the blanks x0_pred and x_prev."""
+    _self_check("ddim", fn, ["ddim_x0_pred", "ddim_x_prev"], quiet)
+
+
+def check_guided_eps(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``guided_eps(eps_cond, eps_uncond, w)``."""
+    _self_check("guided", fn, ["guided"], quiet)
 
 
 def check_unet_cond(cls, quiet: bool = False) -> None:

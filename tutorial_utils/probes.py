@@ -257,7 +257,33 @@ def probe_cond_forward(cls, inputs) -> dict:
             "locals": {k: _clean(v) for k, v in loc.items()}}
 
 
-PROBES = {"calls": probe_calls, "q_sample": probe_q_sample, "loss_fn": probe_loss_fn, "train_step": probe_train_step,
+def probe_cosine(fn, inputs) -> dict:
+    """``cosine_beta_schedule(*args)`` for each argument list: results, errors and the local ``alpha_bars``."""
+    rec = {"results": [], "errors": [], "alpha_bars": []}
+    for args in inputs["args"]:
+        out, loc, err = capture_locals(fn, *args, names=("alpha_bars",))
+        rec["results"].append(_clean(out))
+        rec["errors"].append(_err(err))
+        rec["alpha_bars"].append(_clean(loc["alpha_bars"]) if "alpha_bars" in loc else {"type": "missing"})
+    return rec
+
+
+def probe_ddim(fn, inputs) -> dict:
+    """``ddim_step(x_t, eps, t, t_prev, eta)`` with the given ``alpha_bars`` in the notebook globals, for each
+    (t, t_prev, eta): the result and the locals ``x0_pred`` and ``z`` (the noise it drew)."""
+    steps = []
+    for i, (t, t_prev, eta) in enumerate(inputs["steps"]):
+        torch.manual_seed(int(inputs["seed"]) + i)
+        with patched_globals(fn, alpha_bars=inputs["alpha_bars"]):
+            out, loc, err = capture_locals(fn, inputs["x_t"].clone(), inputs["eps"].clone(), int(t), int(t_prev),
+                                           float(eta), names=("x0_pred", "z"))
+        steps.append({"out": _clean(out), "error": _err(err),
+                      "x0_pred": _clean(loc["x0_pred"]) if "x0_pred" in loc else {"type": "missing"},
+                      "z": _clean(loc.get("z"))})
+    return {"steps": steps}
+
+
+PROBES = {"cosine": probe_cosine, "ddim": probe_ddim, "calls": probe_calls, "q_sample": probe_q_sample, "loss_fn": probe_loss_fn, "train_step": probe_train_step,
           "reverse_step": probe_reverse_step, "class_emb": probe_class_emb, "cond_forward": probe_cond_forward}
 
 
