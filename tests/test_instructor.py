@@ -34,6 +34,7 @@ from ddpm_instructor import grades as gr
 from ddpm_instructor import records
 from ddpm_instructor import release as rel
 from ddpm_instructor.coursedir import CourseDir as Course
+from ddpm_instructor.errors import InstructorError
 from ddpm_instructor.sandbox import bwrap_available
 
 REPO = Path(__file__).resolve().parent.parent
@@ -513,11 +514,21 @@ def test_heavy_notebooks_grade_in_their_time_limits(tmp_path):
 
 
 # ------------------------------------------------------------------ the student bundle
-FORBIDDEN_MARKERS = ["BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "run_in_process(", "ddpm_instructor.graded"]
+FORBIDDEN_MARKERS = ["BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "def run_in_process"]
 
 
-def test_bundle_holds_nothing_forbidden(graded):
-    bundle = graded["root"] / "bundles" / A
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """A course directory with notebook 2 released (no grading): its student bundle."""
+    root = tmp_path_factory.mktemp("bundle") / "course"
+    course = Course(root=root, quiet=True)
+    rel.release(course, [A])
+    return {"root": root, "course": course, "refs": _reference_sources(),
+            "release_nb": nbformat.read(str(root / "release" / A / f"{A}.ipynb"), as_version=4)}
+
+
+def test_bundle_holds_nothing_forbidden(released):
+    bundle = released["root"] / "bundles" / A
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
     assert f"{A}.ipynb" in files and "README.md" in files and "requirements.txt" in files
     assert "tutorial_utils/checks.py" in files and "tutorial_utils/check_data.pt" in files
@@ -529,18 +540,18 @@ def test_bundle_holds_nothing_forbidden(graded):
         if f.endswith((".py", ".ipynb", ".md", ".txt")):
             text = (bundle / f).read_text()
             for marker in FORBIDDEN_MARKERS:
-                assert marker not in text or f == "tutorial_utils/probes.py" and marker == "ddpm_instructor.graded", (f, marker)
+                assert marker not in text, (f, marker)
     readme = (bundle / "README.md").read_text()
     assert "pip install -r requirements.txt" in readme and "jupyter lab" in readme
-    with zipfile.ZipFile(graded["root"] / "bundles" / f"{A}.zip") as zf:
+    with zipfile.ZipFile(released["root"] / "bundles" / f"{A}.zip") as zf:
         assert sorted(n.split("/", 1)[1] for n in zf.namelist()) == files
 
 
-def test_bundle_notebook_passes_its_self_checks_with_the_reference_answers(graded):
+def test_bundle_notebook_passes_its_self_checks_with_the_reference_answers(released):
     """Inside the bundle (its own tutorial_utils and solutions first on the path), the answers typed into the blanks."""
     from nbclient import NotebookClient
-    bundle = graded["root"] / "bundles" / A
-    nb = build_submission(nbformat.read(str(bundle / f"{A}.ipynb"), as_version=4), graded["refs"], "ref", CLASS["s01-correct"])
+    bundle = released["root"] / "bundles" / A
+    nb = build_submission(nbformat.read(str(bundle / f"{A}.ipynb"), as_version=4), released["refs"], "ref", CLASS["s01-correct"])
     last_check = max(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("check_"))
     nb.cells = nb.cells[:last_check + 1]
     nb.cells.append(nbformat.v4.new_code_cell(
@@ -552,6 +563,15 @@ def test_bundle_notebook_passes_its_self_checks_with_the_reference_answers(grade
     assert outs.count("\u2713") >= 4, outs          # the schedule check and q_sample's three
     assert f"WHERE {bundle}/solutions/__init__.py {bundle}/tutorial_utils/__init__.py" in outs, outs
     assert "REFUSED solutions.q_sample is the answer of assignment 02_forward_closed_form" in outs, outs
+
+
+def test_release_refuses_a_notebook_whose_earlier_stage_is_not_public(tmp_path):
+    course = Course(root=tmp_path / "course", quiet=True)
+    with pytest.raises(InstructorError, match=r"imports q_sample from stage 02_forward_closed_form: declare that stage "
+                                              r"public once its deadline has passed: --public 02_forward_closed_form"):
+        rel.release(course, ["04_training"])
+    with pytest.raises(InstructorError, match="not a graded stage"):
+        rel.release(course, ["04_training"], public=["02_forward"])
 
 
 # ------------------------------------------------------------------ Gradescope: one submission on its own, in the zip
