@@ -473,16 +473,17 @@ def test_newer_submission_after_grading_is_regraded_alone_and_old_grade_kept(gra
 
 
 # ------------------------------------------------------------------ notebooks 4-6 (slow; DDPM_SLOW_TESTS=0 skips it)
-SLOW = [("04_training", "correct"), ("04_training", "blank"), ("05_sampling", "correct"), ("06_conditional", "correct")]
+SLOW = [("04_training", "correct"), ("04_training", "blank"), ("05_sampling", "correct"), ("06_conditional", "correct"),
+        ("07_beyond", "correct"), ("07_beyond", "blank")]
 
 
 @pytest.mark.skipif(os.environ.get("DDPM_SLOW_TESTS", "1") == "0",
-                    reason="DDPM_SLOW_TESTS=0: skipped autograding notebooks 4-6 (about 6 minutes on 2 cores)")
+                    reason="DDPM_SLOW_TESTS=0: skipped autograding notebooks 4-7 (about 4 minutes on 2 cores)")
 def test_heavy_notebooks_grade_in_their_time_limits(tmp_path):
     root = tmp_path / "course"
     course = Course(root=root, sandbox="off" if SANDBOX_PROBLEM else "bwrap", quiet=True)
     assignments = sorted({a for a, _ in SLOW})
-    rel.release(course, assignments, public=["02_forward_closed_form", "04_training", "05_sampling"])
+    rel.release(course, assignments, public=["02_forward_closed_form", "04_training", "05_sampling", "06_conditional"])
     inbox = tmp_path / "in"
     for a, kind in SLOW:
         rel_path = next((root / "release" / a).glob("*.ipynb"))
