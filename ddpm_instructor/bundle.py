@@ -57,8 +57,14 @@ def declare_public(course: CourseDir, stages) -> set[str]:
 
 
 def bundle_modules(assignment: str, public: set[str]) -> list[str]:
-    """The ``solutions`` modules a bundle of ``assignment`` carries: ungraded ones and public stages, not its own."""
-    return [m for m, stage in solutions.STAGES.items() if stage is None or (stage in public and stage != assignment)]
+    """The ``solutions`` modules a bundle of ``assignment`` carries: ungraded ones and public stages, never its own,
+    and never one that needs a module the bundle does not carry (a later stage built on this assignment's)."""
+    modules = {m for m, stage in solutions.STAGES.items() if stage is None or (stage in public and stage != assignment)}
+    while True:
+        broken = {m for m in modules if any(need not in modules for need in solutions.REQUIRES.get(m, []))}
+        if not broken:
+            return [m for m in solutions.STAGES if m in modules]
+        modules -= broken
 
 
 def imported_solution_names(nb) -> set[str]:
@@ -89,13 +95,12 @@ def check_releasable(assignment: str, notebooks: list[Path], public: set[str]) -
                 problems.append(f"{path.name} imports solutions.{name}, which does not exist")
             elif module not in modules:
                 stage = solutions.STAGES[module]
+                missing = [solutions.STAGES[m] for m in [module] + solutions.REQUIRES.get(module, [])
+                           if solutions.STAGES[m] and solutions.STAGES[m] not in public]
                 fix = ("a notebook cannot use the reference of its own assignment" if stage == assignment else
-                       f"declare that stage public once its deadline has passed: --public {stage}")
+                       "declare that stage public once its deadline has passed: "
+                       + " ".join(f"--public {m}" for m in dict.fromkeys(missing or [stage])))
                 problems.append(f"{path.name} imports {name} from stage {stage}: {fix}")
-    for m in modules:
-        for need in solutions.REQUIRES.get(m, []):
-            if need not in modules:
-                problems.append(f"the public stage {solutions.STAGES[m]} needs {solutions.STAGES[need]} public too")
     if problems:
         raise InstructorError(f"cannot release {assignment}:\n  " + "\n  ".join(problems))
 
