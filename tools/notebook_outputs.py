@@ -50,7 +50,7 @@ def cell_seconds(nb) -> list[tuple[float, str, str]]:
         if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
             a, b = (datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
                     for k in ("iopub.execute_input", "shell.execute_reply"))
-            lines = [l for l in cell.source.splitlines() if l.strip() and not l.startswith("# NBVAL")]
+            lines = [l for l in cell.source.splitlines() if l.strip() and not l.startswith("#")]
             times.append(((b - a).total_seconds(), cell.get("id", "?"), lines[0][:60] if lines else ""))
     return times
 
