@@ -22,8 +22,8 @@ import nbformat
 from ddpm_instructor import autograde, collect, records, release
 from ddpm_instructor.coursedir import REPO, CourseDir
 
-GRADED = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional"]
-PUBLIC = ["02_forward_closed_form", "04_training", "05_sampling"]
+GRADED = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond"]
+PUBLIC = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional"]
 
 
 def answered(release_nb: Path, source_nb: Path):

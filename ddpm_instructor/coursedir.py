@@ -25,7 +25,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +32,6 @@ from pathlib import Path
 
 import nbformat
 
-from .errors import InstructorError
 
 REPO = Path(__file__).resolve().parent.parent
 COURSE_DIR_ENV = "DDPM_GRADING_DIR"

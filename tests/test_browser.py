@@ -7,14 +7,12 @@ when no Chromium binary is there or playwright cannot be imported.  Screenshots 
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from lab_server import start_lab, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "02_forward_closed_form/02_forward_closed_form.ipynb"
@@ -32,42 +30,11 @@ def _chromium():
     return None
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_lab(tmp_path):
-    port, token = _free_port(), "course-browser-token"
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
-               DDPM_WORKSPACE=str(tmp_path / "workspace"), DDPM_PROFILE="fast", MPLBACKEND="Agg")
-    log = open(tmp_path / "lab.log", "wb")
-    proc = subprocess.Popen(
-        [str(ROOT / "course"), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", "--ServerApp.port_retries=0"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
-                return proc, base, token
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                _stop(proc)
-                raise AssertionError("JupyterLab did not come up:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-            time.sleep(0.5)
+    token = "course-browser-token"
+    proc, base = start_lab(tmp_path, token, timeout=90, DDPM_PROFILE="fast", MPLBACKEND="Agg")
+    return proc, base, token
 
-
-def _stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _no_news_popup(page):
@@ -165,7 +132,7 @@ def test_student_fills_a_blank_runs_it_and_validates(tmp_path):
             finally:
                 browser.close()
     finally:
-        _stop(proc)
+        stop(proc)
     # the answer was saved into the workspace copy, not into notebooks/release
     saved = (tmp_path / "workspace" / NOTEBOOK).read_text()
     assert ANSWER in saved and ANSWER not in (ROOT / "notebooks" / "release" / NOTEBOOK).read_text()

@@ -1,22 +1,13 @@
 """`./course lab` really serves the students' workspace/ in JupyterLab on a local port, with the course kernel,
 opens the first notebook and ships the settings defaults that turn off the news pop-up."""
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from lab_server import start_lab, stop
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -30,25 +21,11 @@ def _get(url):
 
 
 def test_course_lab_serves_the_workspace(tmp_path):
-    port, token = _free_port(), "course-test-token"
+    token = "course-test-token"
     ws = tmp_path / "workspace"   # not the real workspace/
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
-               DDPM_WORKSPACE=str(ws))
-    proc = subprocess.Popen(
-        [str(ROOT / "course"), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", "--ServerApp.port_retries=0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, base = start_lab(tmp_path, token)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                status, body = _get(f"{base}/api/contents?token={token}")
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise AssertionError("JupyterLab did not come up:\n" + proc.stdout.read().decode()[-3000:])
-                time.sleep(1)
+        status, body = _get(f"{base}/api/contents?token={token}")
         assert status == 200
         # the root is the workspace, holding a copy of every released assignment, and no instructor sources
         names = {item["name"] for item in json.loads(body)["content"]}
@@ -77,9 +54,4 @@ def test_course_lab_serves_the_workspace(tmp_path):
         status, specs = _get(f"{base}/api/kernelspecs?token={token}")
         assert "ddpm-course" in json.loads(specs)["kernelspecs"]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)

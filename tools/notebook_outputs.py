@@ -3,13 +3,13 @@
     .venv/bin/python tools/notebook_outputs.py [NOTEBOOK ...]     # default: every notebooks/source/*/*.ipynb
 
 nbval (in the test suite) compares each code cell's fresh output with the output stored in the notebook,
-except cells marked `# NBVAL_IGNORE_OUTPUT`.  This tool refreshes the stored outputs after you edit a source
+except cells tagged `nbval-ignore-output` (nbval reads the tag; students never see a marker).  This tool refreshes the stored outputs after you edit a source
 notebook, and keeps them small:
 
 * figures are kept as small PNGs (rendered at ``FIGURE_DPI``, re-encoded with a palette when that is smaller), so
   the course reads on the web before anyone runs it; a PNG over ``PNG_CAP`` bytes is dropped (its text stays).
   nbval never compares images (only with ``--nbdime``), so the stored PNGs cannot fail a test;
-* cells marked `# NBVAL_IGNORE_OUTPUT` (timings, progress bars, random samples) are stored without output;
+* cells tagged `nbval-ignore-output` (timings, progress bars, random samples) are stored without output;
 * it prints every cell that took longer than ``SLOW_S`` seconds (state that time in the notebook, next to the cell).
 
 The budget (checked by tests/test_notebooks.py, stated in notebooks/README.md): at most ``PNG_CAP`` bytes per
@@ -30,6 +30,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP_MIME = ("text/plain", "text/html", "text/markdown", "text/latex", "image/png")
+IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip"}
 FIGURE_DPI = 60            # the stored PNGs' resolution (the figures' size in inches, hence their repr, is unchanged)
 PNG_CAP = 60_000           # bytes per stored PNG (decoded); bigger ones are dropped
 NOTEBOOK_CAP = 400_000     # bytes per source notebook file
@@ -85,7 +86,7 @@ def shrink(nb) -> int:
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)
-        if "NBVAL_IGNORE_OUTPUT" in cell.source or "NBVAL_SKIP" in cell.source:
+        if IGNORE_TAGS & set(cell.metadata.get("tags", [])):
             cell.outputs, cell.execution_count = [], None
             continue
         compared += 1
