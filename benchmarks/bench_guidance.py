@@ -6,7 +6,8 @@
 
 Each run is ``<sampler>:<w>``: ``ddpm`` is the 1000-step ancestral sampler (``solutions.p_sample_loop_cDDPM``
 for w = 1, ``solutions.p_sample_loop_cfg`` with the guided ε̃ = ε_u + w (ε_c - ε_u) otherwise), ``ddim<N>``
-is ``solutions.ddim_sample_loop`` with N evenly spaced steps and η = 0.  Every run draws ``per_class`` images of
+is ``solutions.ddim_sample_loop`` with N evenly spaced steps, η = ``--ddim-eta`` (0 by default) and, with
+``--ddim-clip``, x̂_0 clamped to [-1, 1].  Every run draws ``per_class`` images of
 each digit from the same seeds (the same starting noise), so the runs differ only in sampler and w.  Reported:
 accuracy against the asked-for digit (overall, per class, the worst class), the Fréchet distance to the MNIST test
 set in the classifier's feature space with its real-data floor (``tutorial_utils.judge.judge_samples``), and the
@@ -35,7 +36,7 @@ def parse_run(s: str) -> tuple[str, int, float]:
     return sampler, n, float(w)
 
 
-def sample(model, sampler, n_steps, w, labels, seed, null_class):
+def sample(model, sampler, n_steps, w, labels, seed, null_class, clip_x0=False, eta=0.0):
     import solutions
 
     shape = (labels.numel(), 1, 28, 28)
@@ -43,8 +44,8 @@ def sample(model, sampler, n_steps, w, labels, seed, null_class):
         if w == 1:
             return solutions.p_sample_loop_cDDPM(model, shape, labels, progress=False, seed=seed)
         return solutions.p_sample_loop_cfg(model, shape, labels, w, null_class, progress=False, seed=seed)
-    return solutions.ddim_sample_loop(model, shape, n_steps=n_steps, eta=0.0, seed=seed, y=labels,
-                                      w=None if w == 1 else w, null_class=null_class)
+    return solutions.ddim_sample_loop(model, shape, n_steps=n_steps, eta=eta, seed=seed, y=labels,
+                                      w=None if w == 1 else w, null_class=null_class, clip_x0=clip_x0)
 
 
 def load_cond(directory):
@@ -86,6 +87,8 @@ def main():
                    help="bf16 autocast for the model's forward pass (see check_bf16_sampling.py)")
     p.add_argument("--checkpoint-dir", default=None, help="default: the course's checkpoints/")
     p.add_argument("--write-quality", action="store_true")
+    p.add_argument("--ddim-clip", action="store_true", help="clamp DDIM's predicted x_0 to [-1, 1]")
+    p.add_argument("--ddim-eta", type=float, default=0.0, help="DDIM's η (0: deterministic, 1: DDPM-like noise)")
     args = p.parse_args()
     set_data_env()
     torch.set_num_threads(args.threads)
@@ -101,13 +104,18 @@ def main():
         amp = torch.autocast("cpu", dtype=torch.bfloat16) if args.amp == "bf16" else contextlib.nullcontext()
         t0, c0 = time.time(), time.process_time()
         with amp:
-            chunks = [sample(model, sampler, n_steps, w, labels[i:i + args.batch], args.seed + i, null_class)
+            chunks = [sample(model, sampler, n_steps, w, labels[i:i + args.batch], args.seed + i, null_class,
+                             args.ddim_clip, args.ddim_eta)
                       for i in range(0, labels.numel(), args.batch)]
         secs, cpu = time.time() - t0, time.process_time() - c0
         samples = torch.cat(chunks).float()
         r = judge_samples(samples, labels, classifier=clf, seed=args.seed)
         per_class = [round(r["per_class_accuracy"][c], 3) for c in range(10)]
-        entry = {"run": run, "sampler": "DDPM ancestral" if sampler == "ddpm" else "DDIM (eta 0)",
+        if sampler != "ddpm":
+            run = f"{sampler}:{w:g}:eta{args.ddim_eta:g}" + (":clip" if args.ddim_clip else "")
+        entry = {"run": run, "sampler": "DDPM ancestral" if sampler == "ddpm" else
+                 f"DDIM (η {args.ddim_eta:g}" + (", x̂_0 clipped)" if args.ddim_clip else ")"),
+                 "eta": 1.0 if sampler == "ddpm" else args.ddim_eta, "clip_x0": sampler != "ddpm" and args.ddim_clip,
                  "sampler_steps": n_steps, "w": w, "guided": w != 1, "n_samples": r["n_samples"],
                  "per_class": args.per_class, "accuracy": round(r["accuracy"], 4), "per_class_accuracy": per_class,
                  "min_class_accuracy": min(per_class), "frechet_distance": round(r["frechet_distance"], 3),

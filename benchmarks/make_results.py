@@ -19,7 +19,7 @@ def guidance_section(g, meta) -> list[str]:
     if not g or not g.get("runs"):
         return []
     runs = list(g["runs"].values())
-    runs.sort(key=lambda r: (r["sampler_steps"] != 1000, r["sampler_steps"], r["w"]))
+    runs.sort(key=lambda r: (r["sampler_steps"] != 1000, r["sampler_steps"], r.get("eta", 1), r["w"]))
     r0 = runs[0]
     out = ["## Classifier-free guidance and DDIM (`unet_cond`)", "",
            f"`bench_guidance.py`: {r0['threads']} thread(s), {r0['amp']} autocast in the model's forward pass, "
@@ -47,9 +47,11 @@ def guidance_section(g, meta) -> list[str]:
              and a["w"] == b["w"] and a["n_samples"] == b["n_samples"]]
     if pairs:
         out += ["", "DDIM vs the 1000-step DDPM sampler (same w, same number of samples, same seeds):", "",
-                "| w | DDIM steps | speed-up (wall) | speed-up (CPU time) | FD DDIM / FD DDPM |", "|---|---|---|---|---|"]
+                "| w | sampler | steps | speed-up (wall) | speed-up (CPU time) | FD DDIM / FD DDPM |",
+                "|---|---|---|---|---|---|"]
         for a, b in pairs:
-            out.append(f"| {a['w']:g} | {b['sampler_steps']} | {a['sampling_seconds'] / b['sampling_seconds']:.1f}x | "
+            out.append(f"| {a['w']:g} | {b['sampler']} | {b['sampler_steps']} | "
+                       f"{a['sampling_seconds'] / b['sampling_seconds']:.1f}x | "
                        f"{a['sampling_cpu_seconds'] / b['sampling_cpu_seconds']:.1f}x | "
                        f"{b['frechet_distance']:.2f} / {a['frechet_distance']:.2f} = "
                        f"{b['frechet_distance'] / a['frechet_distance']:.2f} |")
