@@ -16,6 +16,7 @@ from tutorial_utils import CheckpointError, load_pretrained, pretrained_availabl
 from tutorial_utils.checkpoints import CHECKPOINT_DIR, PRETRAINED, file_sha256, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
+COND_KWARGS = PRETRAINED["unet_cond"]["kwargs"]          # the shipped conditional architecture (n_classes 11)
 
 
 def _fresh(tmp_path, name="unet_digit6", model=None, seed=0, kwargs=None):
@@ -47,7 +48,7 @@ def test_round_trip_weights_only_and_eval_mode(tmp_path):
 
 
 def test_round_trip_conditional(tmp_path):
-    model, _, _ = _fresh(tmp_path, "unet_cond", solutions.UNet_cond(ch=32, n_classes=10))
+    model, _, _ = _fresh(tmp_path, "unet_cond", solutions.UNet_cond(**COND_KWARGS))
     loaded = load_pretrained("unet_cond", directory=tmp_path)
     assert isinstance(loaded, solutions.UNet_cond)
     assert torch.equal(loaded.class_emb.weight, model.class_emb.weight)
@@ -107,18 +108,19 @@ def test_model_class_whose_weights_fit(tmp_path):
 
 
 def test_model_class_whose_weights_do_not_fit(tmp_path):
-    _fresh(tmp_path, "unet_cond", solutions.UNet_cond(ch=32, n_classes=10))
+    _fresh(tmp_path, "unet_cond", solutions.UNet_cond(**COND_KWARGS))
     with pytest.raises(CheckpointError) as info:
         load_pretrained("unet_cond", directory=tmp_path, model_class=WrongUNet_cond)
     msg = str(info.value)
     assert "WrongUNet_cond" in msg
-    emb = solutions.UNet_cond(ch=32, n_classes=10).class_emb.weight.shape[1]
-    assert f"class_emb.weight: expected shape (10, 32), found (10, {emb})" in msg
+    n, emb = solutions.UNet_cond(**COND_KWARGS).class_emb.weight.shape
+    assert f"class_emb.weight: expected shape ({n}, 32), found ({n}, {emb})" in msg
 
 
 def test_model_class_that_does_not_take_the_kwargs(tmp_path):
-    _fresh(tmp_path, "unet_cond", solutions.UNet_cond(ch=32, n_classes=10))
-    with pytest.raises(CheckpointError, match=r"NoKwargsUNet_cond\(\*\*\{'ch': 32, 'n_classes': 10\}\) cannot be"):
+    _fresh(tmp_path, "unet_cond", solutions.UNet_cond(**COND_KWARGS))
+    with pytest.raises(CheckpointError, match=r"NoKwargsUNet_cond\(\*\*\{'ch': 32, 'n_classes': "
+                       + str(COND_KWARGS["n_classes"]) + r"\}\) cannot be"):
         load_pretrained("unet_cond", directory=tmp_path, model_class=NoKwargsUNet_cond)
     with pytest.raises(CheckpointError, match="nn.Module subclass"):
         load_pretrained("unet_cond", directory=tmp_path, model_class=solutions.UNet_cond(ch=32))
@@ -128,7 +130,7 @@ def test_student_bundle_without_the_class(tmp_path, monkeypatch):
     """A student bundle has no solutions/conditional.py: solutions.UNet_cond raises ImportError. Loading
     without model_class says to pass the notebook's class; with it, it loads."""
     cls = solutions.UNet_cond
-    model, _, _ = _fresh(tmp_path, "unet_cond", cls(ch=32, n_classes=10))
+    model, _, _ = _fresh(tmp_path, "unet_cond", cls(**COND_KWARGS))
     monkeypatch.delattr(solutions, "UNet_cond")
     with pytest.raises(ImportError):
         solutions.UNet_cond                                       # noqa: B018 - what a bundle does
@@ -204,7 +206,7 @@ def test_other_width_is_reported_with_shapes(tmp_path):
 
 def test_other_class_is_reported_with_keys(tmp_path):
     # the conditional model's weights under the unconditional name: one key too many
-    _fresh(tmp_path, model=solutions.UNet_cond(ch=32, n_classes=10))
+    _fresh(tmp_path, model=solutions.UNet_cond(**COND_KWARGS))
     js = tmp_path / "unet_digit6.json"
     meta = json.loads(js.read_text())
     meta["architecture"] = {"class": "Unet", "kwargs": {"ch": 32}}

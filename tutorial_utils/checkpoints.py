@@ -50,7 +50,8 @@ _RECIPE = {"batch_size": 128, "lr": 2e-3, "warmup": 200, "min_lr_ratio": 0.02, "
 #   description    one line for humans
 #   recipe         the defaults of ``python -m ddpm_instructor.train --model <name>`` (each one overridable on
 #                  the command line): ``digits`` (None: all), ``labels`` (pass the class label to the model),
-#                  ``steps`` and the optimizer/EMA settings; the shipped checkpoints were trained with these
+#                  ``steps`` and the optimizer/EMA settings, and for a conditional model optionally ``null_class``
+#                  and ``p_uncond`` (label dropout); the shipped checkpoints were trained with these
 PRETRAINED: dict[str, dict] = {
     "unet_digit6": {
         "class": "Unet", "kwargs": {"ch": 32},
@@ -59,10 +60,12 @@ PRETRAINED: dict[str, dict] = {
         "recipe": {**_RECIPE, "digits": [6], "labels": False, "steps": 1800},
     },
     "unet_cond": {
-        "class": "UNet_cond", "kwargs": {"ch": 32, "n_classes": 10},
+        "class": "UNet_cond", "kwargs": {"ch": 32, "n_classes": 11},
         "data": "MNIST train, all digits",
-        "description": "class-conditional UNet that draws the digit it is asked for (notebook 6)",
-        "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 4200},
+        "description": "class-conditional UNet that draws the digit it is asked for (notebook 6); label 10 is "
+                       "the null class ('no label') for classifier-free guidance (notebook 7)",
+        # label dropout: each training label becomes null_class with probability p_uncond (Ho & Salimans 2022)
+        "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 8000, "null_class": 10, "p_uncond": 0.1},
     },
 }
 
