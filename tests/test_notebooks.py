@@ -1,4 +1,4 @@
-"""The six source notebooks: structure, nbgrader metadata, stored outputs, nbval set-up, and the self-checks'
+"""The seven source notebooks: structure, nbgrader metadata, stored outputs, nbval set-up, and the self-checks'
 messages on typical mistakes.
 
 Executing the source notebooks is nbval's job (pyproject.toml adds ``notebooks/source`` with ``--nbval``):
@@ -30,7 +30,7 @@ GRADE = {gid: (lambda obj, gid=gid: run_in_process(gid, obj)) for gid in [
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-# The six lessons: assignment folder -> notebook (nbgrader's course layout; notebooks/ is the course root).
+# The seven lessons: assignment folder -> notebook (nbgrader's course layout; notebooks/ is the course root).
 LESSONS = {
     "01_forward_1d": "01_forward_diffusion_1d.ipynb",
     "02_forward_closed_form": "02_forward_closed_form.ipynb",
@@ -78,7 +78,7 @@ def _code(nb):
 
 
 # ----------------------------------------------------------------------------- structure and metadata
-def test_the_six_lessons_are_there_in_nbgraders_layout():
+def test_the_seven_lessons_are_there_in_nbgraders_layout():
     found = sorted(p.relative_to(NOTEBOOKS / "source").as_posix() for p in (NOTEBOOKS / "source").glob("*/*.ipynb"))
     assert found == sorted(f"{a}/{n}" for a, n in LESSONS.items())
 
@@ -168,10 +168,10 @@ def test_stored_outputs_stay_within_the_size_budget(assignment):
 def test_all_source_notebooks_together_stay_within_the_budget():
     budget = _budget()
     total = sum(source_path(a).stat().st_size for a in LESSONS)
-    assert total <= budget.TOTAL_CAP, f"the six source notebooks hold {total} bytes (budget {budget.TOTAL_CAP})"
+    assert total <= budget.TOTAL_CAP, f"the source notebooks hold {total} bytes (budget {budget.TOTAL_CAP})"
     readme = (NOTEBOOKS / "README.md").read_text()
     for stated in [f"{budget.PNG_CAP // 1000} KB per figure", f"{budget.NOTEBOOK_CAP // 1000} KB per notebook",
-                   f"{budget.TOTAL_CAP / 1e6:g} MB for all six"]:
+                   f"{budget.TOTAL_CAP / 1e6:g} MB for all seven"]:
         assert stated in readme, f"notebooks/README.md must state the budget ({stated!r})"
 
 

@@ -13,7 +13,7 @@ notebook, and keeps them small:
 * it prints every cell that took longer than ``SLOW_S`` seconds (state that time in the notebook, next to the cell).
 
 The budget (checked by tests/test_notebooks.py, stated in notebooks/README.md): at most ``PNG_CAP`` bytes per
-stored figure, ``NOTEBOOK_CAP`` per source notebook, ``TOTAL_CAP`` for the six together.
+stored figure, ``NOTEBOOK_CAP`` per source notebook, ``TOTAL_CAP`` for all of them together.
 Then regenerate the student versions with `./course release` (they ship with no outputs).
 """
 from __future__ import annotations
