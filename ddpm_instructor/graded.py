@@ -135,15 +135,9 @@ def inputs_cosine(args) -> dict:
 
 
 def expected_cosine(inputs) -> dict:
-    from solutions.beyond import cosine_beta_schedule
-    out = {"betas": [], "alpha_bars": []}
-    for a in inputs["args"]:
-        T, s = a[0], (a[1] if len(a) > 1 else 0.008)
-        t = torch.arange(T + 1, dtype=torch.float64)
-        f = torch.cos((t / T + s) / (1 + s) * torch.pi / 2) ** 2
-        out["alpha_bars"].append(f / f[0])
-        out["betas"].append(cosine_beta_schedule(*a).double())
-    return out
+    from solutions.beyond import cosine_alpha_bars, cosine_beta_schedule
+    return {"alpha_bars": [cosine_alpha_bars(*a) for a in inputs["args"]],
+            "betas": [cosine_beta_schedule(*a).double() for a in inputs["args"]]}
 
 
 def inputs_ddim(seed: int, steps) -> dict:
@@ -159,7 +153,7 @@ def expected_ddim(inputs) -> dict:
     x, eps, ab = inputs["x_t"], inputs["eps"], inputs["alpha_bars"]
     for t, t_prev, eta in inputs["steps"]:
         a_t, a_prev = ab[t], (ab[t_prev] if t_prev >= 0 else torch.tensor(1.0))
-        out["x0_pred"].append((x - (1 - a_t).sqrt() * eps) / a_t.sqrt())
+        out["x0_pred"].append((x - (1 - a_t).sqrt() * eps) / a_t.sqrt())   # from the very ᾱ the student's code reads
         out["mean"].append(ddim_step(x, eps, t, t_prev, s, eta=eta, noise=torch.zeros_like(x)))
         out["sigma"].append(float(ddim_sigma(a_t, a_prev, eta)))
     return out

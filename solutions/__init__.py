@@ -31,7 +31,7 @@ NAMES = {
     "training": ["p_losses", "train_step", "train"],
     "sampling": ["ddpm_reverse_step", "p_sample_DDPM", "p_sample_loop_DDPM", "p_sample_cDDPM", "p_sample_loop_cDDPM"],
     "conditional": ["UNet_cond"],
-    "beyond": ["cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg"],
+    "beyond": ["cosine_alpha_bars", "cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg"],
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 

@@ -35,22 +35,27 @@ from .diffusion import Schedule, _schedule_for, default_schedule
 from .helpers import extract
 from .sampling import _sample_loop, ddpm_reverse_step
 
-__all__ = ["cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg",
+__all__ = ["cosine_alpha_bars", "cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg",
            "ddim_timesteps", "ddim_sigma"]
 
 
 # ----------------------------------------------------------------------------- cosine schedule
+def cosine_alpha_bars(timesteps: int, s: float = 0.008) -> Tensor:
+    """ᾱ_0 .. ᾱ_T of the cosine schedule in float64 (T + 1 values, ᾱ_0 = 1): ᾱ_t = f(t) / f(0)."""
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be a positive number of diffusion steps, got {timesteps}.")
+    t = torch.arange(timesteps + 1, dtype=torch.float64)
+    f = torch.cos((t / timesteps + s) / (1 + s) * math.pi / 2) ** 2          # f(t), t = 0 .. T
+    return f / f[0]
+
+
 def cosine_beta_schedule(timesteps: int, s: float = 0.008, max_beta: float = 0.999,
                          dtype: torch.dtype = torch.float32) -> Tensor:
     """β_1 .. β_T of the cosine schedule (Nichol & Dhariwal 2021): ᾱ_t follows cos², computed in float64.
 
     ``s`` keeps β_1 from being tiny; β is clipped at ``max_beta`` to avoid the singularity at t = T.
     """
-    if timesteps < 1:
-        raise ValueError(f"timesteps must be a positive number of diffusion steps, got {timesteps}.")
-    t = torch.arange(timesteps + 1, dtype=torch.float64)
-    f = torch.cos((t / timesteps + s) / (1 + s) * math.pi / 2) ** 2          # f(t), t = 0 .. T
-    alpha_bars = f / f[0]                                                    # ᾱ_t = f(t) / f(0)
+    alpha_bars = cosine_alpha_bars(timesteps, s)                             # ᾱ_t = f(t) / f(0)
     betas = 1 - alpha_bars[1:] / alpha_bars[:-1]                             # β_t = 1 - ᾱ_t / ᾱ_{t-1}
     return betas.clamp(max=max_beta).to(dtype)
 
