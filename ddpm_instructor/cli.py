@@ -107,70 +107,105 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _release(course: CourseDir, args) -> int:
+    from .release import release
+    release(course, args.assignments, force=args.force, public=args.public)
+    return 0
+
+
+def _collect(course: CourseDir, args) -> int:
+    from .collect import collect
+    when = parse_ts(args.timestamp) if args.timestamp else None
+    if args.timestamp and when is None:
+        raise InstructorError("--timestamp: use 'YYYY-MM-DD HH:MM:SS' (UTC)")
+    report = collect(course, args.paths, assignment=args.assignment, student_regex=args.student_regex,
+                     roster=args.roster, when=when, dry_run=args.dry_run)
+    print(report.text())
+    return 1 if report.unmatched else 0
+
+
+def _autograde(course: CourseDir, args) -> int:
+    from .autograde import autograde
+    res = autograde(course, args.assignments, students=args.student, force=args.force, jobs=args.jobs)
+    return 1 if any(not r.ok for r in res) else 0
+
+
+def _feedback(course: CourseDir, args) -> int:
+    from .feedback import feedback
+    feedback(course, args.assignments, students=args.student, zip_it=args.zip)
+    return 0
+
+
+def _grades(course: CourseDir, args) -> int:
+    from .grades import grades
+    main_csv, detail, rows = grades(course, args.out)
+    for r in rows[:60]:
+        print(f"  {r['assignment']:<24} {r['student_id']:<24} {r['score']:>6g}/{r['max_score']:<4g} {r['status']}")
+    if len(rows) > 60:
+        print(f"  ... {len(rows) - 60} more rows")
+    print(f"wrote {main_csv} and {detail} (every export is also kept in {course.exports})")
+    return 0
+
+
+def _roster(course: CourseDir, args) -> int:
+    r = course.nbgrader("db", "student", "import", str(Path(args.csv).resolve()))
+    print((r.stdout + r.stderr).strip()[-3000:])
+    return r.returncode
+
+
+def _status(course: CourseDir, args) -> int:
+    print(status_text(course))
+    return 0
+
+
+def _points(course: CourseDir, args) -> int:
+    for a in args.assignments or course.released_assignments():
+        rows = course.points(a)
+        print(f"{a}: {sum(r[2] for r in rows):g} points")
+        for nb, gid, pts in rows:
+            print(f"  {nb:<28} {gid:<32} {pts:g}")
+    return 0
+
+
+def _grade_one(course: CourseDir, args) -> int:
+    from .gradescope import grade_one
+    res = grade_one(args.submission, args.out, args.assignment, public=args.public, source=args.source,
+                    sandbox="off" if args.no_sandbox else None, visibility=args.visibility,
+                    cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
+    print(f"{res['score']:g}/{sum(t['max_score'] for t in res['tests']):g} -> {args.out}")
+    return 0
+
+
+def _export_autograder(course: CourseDir, args) -> int:
+    from .gradescope import export_autograder
+    z = export_autograder(course, args.assignment, public=args.public, out=args.out, visibility=args.visibility)
+    print(f"wrote {z}: upload it as the assignment's autograder on Gradescope")
+    return 0
+
+
+def _doctor(course: CourseDir, args) -> int:
+    from .sandbox import probe, selftest
+    why = selftest()
+    print(f"nbgrader: {subprocess.run([sys.executable, '-m', 'nbgrader', '--version'], capture_output=True, text=True).stdout.strip()}")
+    print(f"course directory: {course.root}")
+    print(f"sandbox: {'NOT AVAILABLE: ' + why if why else 'bubblewrap works'}")
+    if not why:
+        for k, v in probe().items():
+            print(f"  {k}: {v}")
+    return 1 if why else 0
+
+
+# step name -> function(course, args) -> exit code
+STEPS = {"release": _release, "collect": _collect, "autograde": _autograde, "feedback": _feedback,
+         "grades": _grades, "roster": _roster, "status": _status, "points": _points, "grade-one": _grade_one,
+         "export-autograder": _export_autograder, "doctor": _doctor}
+
+
 def run(args) -> int:
     course = CourseDir(root=args.course_dir, cell_timeout=getattr(args, "cell_timeout", None),
                        notebook_timeout=getattr(args, "notebook_timeout", None),
                        sandbox="off" if getattr(args, "no_sandbox", False) else None)
-    if args.step == "release":
-        from .release import release
-        release(course, args.assignments, force=args.force, public=args.public)
-    elif args.step == "collect":
-        from .collect import collect
-        when = parse_ts(args.timestamp) if args.timestamp else None
-        if args.timestamp and when is None:
-            raise InstructorError("--timestamp: use 'YYYY-MM-DD HH:MM:SS' (UTC)")
-        report = collect(course, args.paths, assignment=args.assignment, student_regex=args.student_regex,
-                         roster=args.roster, when=when, dry_run=args.dry_run)
-        print(report.text())
-        return 1 if report.unmatched else 0
-    elif args.step == "autograde":
-        from .autograde import autograde
-        res = autograde(course, args.assignments, students=args.student, force=args.force, jobs=args.jobs)
-        return 1 if any(not r.ok for r in res) else 0
-    elif args.step == "feedback":
-        from .feedback import feedback
-        feedback(course, args.assignments, students=args.student, zip_it=args.zip)
-    elif args.step == "grades":
-        from .grades import grades
-        main_csv, detail, rows = grades(course, args.out)
-        for r in rows[:60]:
-            print(f"  {r['assignment']:<24} {r['student_id']:<24} {r['score']:>6g}/{r['max_score']:<4g} {r['status']}")
-        if len(rows) > 60:
-            print(f"  ... {len(rows) - 60} more rows")
-        print(f"wrote {main_csv} and {detail} (every export is also kept in {course.exports})")
-    elif args.step == "roster":
-        r = course.nbgrader("db", "student", "import", str(Path(args.csv).resolve()))
-        print((r.stdout + r.stderr).strip()[-3000:])
-        return r.returncode
-    elif args.step == "status":
-        print(status_text(course))
-    elif args.step == "points":
-        for a in args.assignments or course.released_assignments():
-            rows = course.points(a)
-            print(f"{a}: {sum(r[2] for r in rows):g} points")
-            for nb, gid, pts in rows:
-                print(f"  {nb:<28} {gid:<32} {pts:g}")
-    elif args.step == "grade-one":
-        from .gradescope import grade_one
-        res = grade_one(args.submission, args.out, args.assignment, public=args.public, source=args.source,
-                        sandbox="off" if args.no_sandbox else None, visibility=args.visibility,
-                        cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout)
-        print(f"{res['score']:g}/{sum(t['max_score'] for t in res['tests']):g} -> {args.out}")
-    elif args.step == "export-autograder":
-        from .gradescope import export_autograder
-        z = export_autograder(course, args.assignment, public=args.public, out=args.out, visibility=args.visibility)
-        print(f"wrote {z}: upload it as the assignment's autograder on Gradescope")
-    elif args.step == "doctor":
-        from .sandbox import probe, selftest
-        why = selftest()
-        print(f"nbgrader: {subprocess.run([sys.executable, '-m', 'nbgrader', '--version'], capture_output=True, text=True).stdout.strip()}")
-        print(f"course directory: {course.root}")
-        print(f"sandbox: {'NOT AVAILABLE: ' + why if why else 'bubblewrap works'}")
-        if not why:
-            for k, v in probe().items():
-                print(f"  {k}: {v}")
-        return 1 if why else 0
-    return 0
+    return STEPS[args.step](course, args)
 
 
 def main(argv=None) -> int:
