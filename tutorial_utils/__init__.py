@@ -6,3 +6,6 @@ from .plotting import (animate_reverse, imshow, plot_class_grid, plot_forward_1d
                        show_images)
 from .runtime import PROFILES, RunProfile, get_device, get_profile, seed_everything, set_profile
 from .checkpoints import CheckpointError, load_pretrained, pretrained_available
+from .display import install as _install_selfcheck_display
+
+_install_selfcheck_display()     # in a notebook, a failed self-check shows as its one-line message
