@@ -1,0 +1,307 @@
+"""Judge the graded cells of one notebook in a bounded child process, never in the grader's own.
+
+A graded cell's output is a record written by code the grader does not trust.  Decoding and judging it can cost
+far more than its size: a few kilobytes of stride-0 (expanded) tensor stand for gigabytes once any arithmetic
+touches them, and a crafted record can make a judge work for as long as it likes.  So:
+
+* a cell whose record is larger than ``graded.record_limit(grade_id)`` is refused **unread**, here, in the grader;
+* the others are sent to a child process with a time limit per test (``timeout_s``, wall clock, enforced here by
+  killing the child) and a memory limit (``memory_mb`` of address space beyond what Python and PyTorch take at
+  start, ``RLIMIT_AS``), plus a CPU-time limit as a backstop;
+* in the child, a record whose tensors would take more than the record limit once materialised (an expanded
+  tensor) is refused before any arithmetic;
+* a test the child does not finish (killed after its time, or the child dies) costs that test only, with a note
+  saying so; the remaining tests are judged in a fresh child.
+
+The children are forked from a server process that has imported PyTorch and the judges once
+(``multiprocessing``'s *forkserver*), so each notebook gets a fresh process without paying PyTorch's import
+again.  The child sends its verdicts back as JSON (never pickle), one message per test.
+
+    batch = judge_cells([GradedCell.from_outputs(gid, points, cell.outputs), ...], inputs_dir, 30, 1024)
+    batch.results      # [TestResult], in the order given
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import resource
+from dataclasses import asdict, dataclass, field
+
+from .records import TestResult
+
+__all__ = ["GradedCell", "JudgeBatch", "JudgingError", "judge_cells", "record_limit", "DEFAULT_RECORD_LIMIT"]
+
+DEFAULT_RECORD_LIMIT = 4 * 1024 * 1024      # bytes of a decoded record when graded.record_limit says nothing
+READY_TIMEOUT_S = 300                       # starting a child (the first one imports PyTorch in the fork server)
+MAX_MESSAGE = 1 << 20                       # the largest verdict message the grader reads from a child
+PRELOAD = ["ddpm_instructor.graded", "solutions.beyond"]
+
+
+class JudgingError(RuntimeError):
+    """The grader could not judge at all (no child process would start): a grader fault, not the student's."""
+
+
+@dataclass
+class GradedCell:
+    """What a judging child needs of one graded cell: its grade id, points, and the outputs that matter (the error
+    outputs, and the record payloads, as ``judge_outputs`` reads them); everything else is left behind."""
+    grade_id: str
+    max_points: float
+    outputs: list = field(default_factory=list)
+
+    @classmethod
+    def from_outputs(cls, grade_id: str, max_points: float, outputs: list) -> "GradedCell":
+        mime = _record_mime()
+        kept = []
+        for out in outputs or []:
+            if out.get("output_type") == "error":
+                kept.append({"output_type": "error", "ename": str(out.get("ename", "Error"))[:200],
+                             "evalue": str(out.get("evalue", ""))[:1000], "traceback": []})
+            payload = (out.get("data") or {}).get(mime) if isinstance(out.get("data"), dict) else None
+            if isinstance(payload, str):
+                kept.append({"output_type": "display_data", "metadata": {}, "data": {mime: payload}})
+        return cls(grade_id, float(max_points), kept)
+
+    def payload_chars(self) -> int:
+        mime = _record_mime()
+        return sum(len(o["data"][mime]) for o in self.outputs if mime in (o.get("data") or {}))
+
+
+@dataclass
+class JudgeBatch:
+    """The verdicts on one notebook's graded cells, and what the grader had to stop."""
+    results: list = field(default_factory=list)     # [TestResult], in the order of the cells given
+    notes: list = field(default_factory=list)       # notebook-level notes (a test stopped, a record refused)
+    peak_mb: float = 0.0                            # the largest resident size a judging child reached
+    children: int = 0                               # how many child processes it took
+
+
+def _record_mime() -> str:
+    from tutorial_utils.probes import RECORD_MIME
+    return RECORD_MIME
+
+
+def record_limit(grade_id: str) -> int:
+    """The most bytes a decoded record of ``grade_id`` may take (``graded.record_limit``; a default until then)."""
+    from . import graded
+    limit = getattr(graded, "record_limit", None)
+    if callable(limit):
+        try:
+            return int(limit(grade_id))
+        except (KeyError, ValueError, TypeError):
+            pass
+    return DEFAULT_RECORD_LIMIT
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:.1f} MB" if n_bytes < 2**30 else f"{n_bytes / 2**30:.1f} GB"
+
+
+def _refused(cell: GradedCell) -> TestResult | None:
+    """A verdict without reading the record, when its payload (base64) is larger than the record limit allows."""
+    limit = record_limit(cell.grade_id)
+    chars = cell.payload_chars()
+    if chars <= 4 * math.ceil(limit / 3):
+        return None
+    return TestResult(cell.grade_id, cell.max_points, False,
+                      f"the result of this test is {_mb(chars * 3 / 4)}, more than the {_mb(limit)} its result can "
+                      "be; the grader did not read it, and nothing was earned.")
+
+
+# --------------------------------------------------------------------------- the grader's side
+def judge_cells(cells: list, inputs_dir, timeout_s: float, memory_mb: int, judge=None) -> JudgeBatch:
+    """Judge ``cells`` ([GradedCell]) against the graded inputs in ``inputs_dir``, each test in at most
+    ``timeout_s`` seconds and ``memory_mb`` MB, in child processes.  ``judge`` (a module-level function with
+    ``graded.judge_outputs``'s signature) replaces the judge, for tests.  Raises ``JudgingError`` only when no
+    child process will start."""
+    batch = JudgeBatch(results=[None] * len(cells))
+    pending = []
+    for i, cell in enumerate(cells):
+        refused = _refused(cell)
+        if refused is not None:
+            batch.results[i] = refused
+            batch.notes.append(f"The result shown by `{cell.grade_id}` was too large; the grader did not read it.")
+        else:
+            pending.append(i)
+    while pending:
+        done = _run_child([cells[i] for i in pending], str(inputs_dir), timeout_s, memory_mb, judge, batch)
+        for k, res in enumerate(done):
+            batch.results[pending[k]] = res
+        pending = pending[len(done):]
+    return batch
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _receive(conn, timeout_s: float):
+    """The next message from a child: a dict, ``"timeout"``, or ``"dead"`` (it ended or sent garbage)."""
+    if not conn.poll(timeout_s):
+        return "timeout"
+    try:
+        msg = json.loads(conn.recv_bytes(MAX_MESSAGE).decode("utf-8"))
+    except (EOFError, OSError, ValueError, UnicodeDecodeError):
+        return "dead"
+    return msg if isinstance(msg, dict) else "dead"
+
+
+def _stop(proc) -> str:
+    """Kill a child (and anything it started: it leads its own process group) and say how it ended."""
+    if proc.is_alive():
+        for kill in (lambda: os.killpg(proc.pid, 9), proc.kill):
+            try:
+                kill()
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+    proc.join(10)
+    code = proc.exitcode
+    return f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+
+
+def _run_child(cells: list, inputs_dir: str, timeout_s: float, memory_mb: int, judge, batch: JudgeBatch) -> list:
+    """Judge ``cells`` in one child until it finishes or one test is stopped: the verdicts it got, the stopped
+    test's (a failure with a note) last; the caller sends the rest to a fresh child."""
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(send, cells, inputs_dir, memory_mb, timeout_s, judge), daemon=True)
+    proc.start()
+    send.close()
+    batch.children += 1
+    done = []
+    try:
+        if _receive(receive, READY_TIMEOUT_S) != {"ready": True}:
+            raise JudgingError(f"the grader's judging process did not start ({_stop(proc)}); see the log.")
+        for cell in cells:
+            msg = _receive(receive, timeout_s)
+            if isinstance(msg, dict) and isinstance(msg.get("result"), dict):
+                done.append(_result(cell, msg["result"]))
+                batch.peak_mb = max(batch.peak_mb, float(msg.get("peak_mb", 0) or 0))
+                if msg.get("refused") is True:
+                    batch.notes.append(f"The grader stopped judging `{cell.grade_id}` (its result would take more "
+                                       "memory than it can hold once read); the other tests were judged.")
+                continue
+            done.append(_stopped(cell, msg, timeout_s, _stop(proc), batch))
+            break
+    finally:
+        receive.close()
+        proc.join(1)
+        _stop(proc)
+    return done
+
+
+def _result(cell: GradedCell, data: dict) -> TestResult:
+    """A child's verdict, taken only for the cell it was asked about, with the cell's own points."""
+    passed = data.get("passed") is True and data.get("grade_id") == cell.grade_id
+    message = str(data.get("message", ""))[:2000]
+    return TestResult(cell.grade_id, cell.max_points, passed, message, points=cell.max_points if passed else 0.0)
+
+
+def _stopped(cell: GradedCell, why, timeout_s: float, ended: str, batch: JudgeBatch) -> TestResult:
+    if why == "timeout":
+        message = (f"the grader stopped judging this test after {timeout_s:g} s (the time it allows for judging one "
+                   "test); nothing earned.")
+    else:
+        message = (f"the grader stopped judging this test: its judging process ended without a verdict ({ended}; "
+                   f"the limits are {timeout_s:g} s and the memory allowed for judging); nothing earned.")
+    batch.notes.append(f"The grader stopped judging `{cell.grade_id}` ({'time limit' if why == 'timeout' else ended}); "
+                       "the other tests were judged.")
+    return TestResult(cell.grade_id, cell.max_points, False, message)
+
+
+# --------------------------------------------------------------------------- the child's side
+def _vm_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _limit_self(memory_mb: int, cpu_s: int) -> None:
+    """Bound this process before it reads anything untrusted: address space, CPU time, no core dumps."""
+    base = _vm_bytes()
+    if base is not None:
+        cap = base + memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _materialized_bytes(value) -> int:
+    """What the tensors in a decoded record would take once made contiguous (an expanded tensor: far more than
+    its storage).  Walks dicts, lists, tuples and dataclasses without recursion."""
+    import dataclasses
+
+    import torch
+    total, stack, seen = 0, [value], 0
+    while stack:
+        v = stack.pop()
+        seen += 1
+        if seen > 1_000_000:
+            raise ValueError("a record with more than a million entries")
+        if isinstance(v, torch.Tensor):
+            total += v.numel() * v.element_size()
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            stack.extend(getattr(v, f.name) for f in dataclasses.fields(v))
+    return total
+
+
+def _too_big(cell: GradedCell) -> TestResult | None:
+    """Refuse a record whose tensors, materialised, would exceed its limit; None to judge it (or when it cannot
+    even be decoded: the judge says so)."""
+    from . import graded
+    mime = _record_mime()
+    payloads = [o["data"][mime] for o in cell.outputs if mime in (o.get("data") or {})]
+    if len(payloads) != 1:
+        return None
+    try:
+        size = _materialized_bytes(graded.decode(payloads[0]))
+    except MemoryError:
+        size = math.inf
+    except Exception:
+        return None
+    limit = record_limit(cell.grade_id)
+    if size <= limit:
+        return None
+    return TestResult(cell.grade_id, cell.max_points, False,
+                      f"the grader stopped judging this test at {_mb(limit)}: the tensors in its result would take "
+                      f"{_mb(size) if size != math.inf else 'more memory than allowed'} once read (more than its "
+                      "result can hold: an expanded tensor?); nothing earned.")
+
+
+def _child_main(conn, cells, inputs_dir, memory_mb, timeout_s, judge) -> None:
+    """In the child: limits first, then one verdict per cell (JSON), in order."""
+    os.setpgid(0, 0)
+    import torch
+    torch.set_num_threads(1)
+    from . import graded
+    judge = judge or graded.judge_outputs
+    _limit_self(memory_mb, int(timeout_s * len(cells)) + 30)
+    conn.send_bytes(json.dumps({"ready": True}).encode())
+    for cell in cells:
+        refused = None
+        try:
+            refused = _too_big(cell)
+            res = refused or judge(cell.grade_id, cell.outputs, inputs_dir, cell.max_points)
+        except Exception as e:              # the judge itself failed: this test is not earned, the others go on
+            res = TestResult(cell.grade_id, cell.max_points, False,
+                             f"the grader could not judge this test ({type(e).__name__}: {str(e)[:200]}); "
+                             "nothing earned.")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        conn.send_bytes(json.dumps({"result": asdict(res), "refused": refused is not None,
+                                    "peak_mb": round(peak, 1)}).encode())
+    conn.close()
