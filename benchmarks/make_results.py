@@ -1,4 +1,4 @@
-"""Write benchmarks/RESULTS.md from speed.json, quality_*.json, guidance_unet_cond.json, mnist_classifier.json and
+"""Write benchmarks/RESULTS.md from speed.json, quality_*.json, guidance_unet_cond.json, checkpoints/mnist_classifier.json and
 the checkpoints' metadata.
 
     python benchmarks/make_results.py
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from common import BENCH_DIR          # also puts the course root on sys.path
+from common import BENCH_DIR, CLASSIFIER_PATH          # also puts the course root on sys.path
 
 
 def _load(path):
@@ -66,7 +66,7 @@ def main():
     speed = _load(BENCH_DIR / "speed.json")
     q6 = _load(BENCH_DIR / "quality_unet_digit6.json")
     qc = _load(BENCH_DIR / "quality_unet_cond.json")
-    clf = _load(BENCH_DIR / "mnist_classifier.json")
+    clf = _load(CLASSIFIER_PATH.with_suffix(".json"))
     from tutorial_utils.checkpoints import CHECKPOINT_DIR, PRETRAINED      # the one table of shipped models
 
     metas = {n: _load(CHECKPOINT_DIR / f"{n}.json") for n in PRETRAINED}
@@ -94,7 +94,7 @@ def main():
 
     out += ["## Sample quality", ""]
     if clf:
-        out.append(f"Judge: a separate small CNN (`benchmarks/mnist_classifier.pt`, {clf['test_accuracy']:.2%} "
+        out.append(f"Judge: a separate small CNN (`checkpoints/mnist_classifier.pt`, {clf['test_accuracy']:.2%} "
                    "MNIST test accuracy). Fréchet distance (FD) in its 128-d penultimate feature space; the floor "
                    "is the FD of an equal number of real training images to the same test images "
                    "(FD is biased upward for small samples, so compare with the floor, not with 0).")

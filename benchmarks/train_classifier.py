@@ -1,10 +1,10 @@
-"""Train the benchmark's MNIST classifier and ship it as benchmarks/mnist_classifier.pt.
+"""Train the benchmark's MNIST classifier and ship it as checkpoints/mnist_classifier.pt.
 
     DDPM_DATA_DIR=/path/to/data python benchmarks/train_classifier.py [--epochs 4] [--threads 1]
 
 A small CNN (two conv stages + a 128-d layer), all of MNIST train as one tensor, ±2 px random
 shifts, AdamW with a one-cycle schedule.  Prints the test accuracy (target ≥ 99 %) and writes
-mnist_classifier.pt (state_dict) and mnist_classifier.json (test accuracy, recipe, sha256).
+checkpoints/mnist_classifier.pt (state_dict) and checkpoints/mnist_classifier.json (test accuracy, recipe, sha256).
 """
 from __future__ import annotations
 

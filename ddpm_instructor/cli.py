@@ -8,6 +8,7 @@
     roster FILE.csv | status | points | doctor
     grade-one SUBMISSION --assignment A            one submission on its own -> Gradescope's results.json
     export-autograder A                            Gradescope's autograder zip (setup.sh, run_autograder)
+    lab [--port N] [--no-browser] [-- JUPYTER ARGS]  JupyterLab on the course directory, with the formgrader
 
 Library code raises ``InstructorError``; only this module prints it and exits.
 """
@@ -104,6 +105,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--public", action="append", default=[], metavar="STAGE")
     s.add_argument("--out", help="default: grading/gradescope/<assignment>.zip")
     s.add_argument("--visibility", default="after_published")
+
+    s = sub.add_parser("lab", help="JupyterLab on the course directory with nbgrader's formgrader (manual grading)")
+    s.add_argument("--port", type=int, help="the server's port (default: Jupyter's, 8888 or the next free one)")
+    s.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    s.add_argument("jupyter", nargs=argparse.REMAINDER, help="after --: more options for `jupyter lab`")
     return p
 
 
@@ -195,10 +201,18 @@ def _doctor(course: CourseDir, args) -> int:
     return 1 if why else 0
 
 
+def _lab(course: CourseDir, args) -> int:
+    from .lab import instructor_lab
+    extra = args.jupyter[1:] if args.jupyter[:1] == ["--"] else args.jupyter
+    instructor_lab(course, ([f"--port={args.port}"] if args.port else []) + (["--no-browser"] if args.no_browser else [])
+                   + extra)
+    return 0
+
+
 # step name -> function(course, args) -> exit code
 STEPS = {"release": _release, "collect": _collect, "autograde": _autograde, "feedback": _feedback,
          "grades": _grades, "roster": _roster, "status": _status, "points": _points, "grade-one": _grade_one,
-         "export-autograder": _export_autograder, "doctor": _doctor}
+         "export-autograder": _export_autograder, "doctor": _doctor, "lab": _lab}
 
 
 def run(args) -> int:

@@ -223,7 +223,7 @@ def test_judge_reads_real_digits_and_benchmarks_share_it():
     from tutorial_utils.judge import CLASSIFIER_PATH, judge_samples
 
     if not CLASSIFIER_PATH.is_file():
-        pytest.skip("benchmarks/mnist_classifier.pt is missing")
+        pytest.skip("checkpoints/mnist_classifier.pt is missing")
     from tutorial_utils.data import load_mnist_tensors
 
     threads = torch.get_num_threads()

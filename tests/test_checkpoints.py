@@ -258,6 +258,17 @@ def _classifier():
     return mod, mod.load_classifier()
 
 
+def test_the_judge_weights_are_shipped_beside_the_checkpoints():
+    """The MNIST judge (tutorial_utils.judge) lives in checkpoints/, its json's sha256 is the file's, and nothing of
+    it is left in benchmarks/ (the benchmark scripts and notebook 7 load it from there)."""
+    from tutorial_utils.judge import CLASSIFIER_PATH
+
+    assert CLASSIFIER_PATH == CHECKPOINT_DIR / "mnist_classifier.pt" and CLASSIFIER_PATH.is_file()
+    meta = json.loads(CLASSIFIER_PATH.with_suffix(".json").read_text())
+    assert meta["sha256"] == file_sha256(CLASSIFIER_PATH) and meta["test_accuracy"] >= 0.99
+    assert not list((REPO / "benchmarks").glob("mnist_classifier.*"))
+
+
 def test_the_one_table_has_what_students_and_the_trainer_need():
     for name, spec in PRETRAINED.items():
         assert isinstance(getattr(solutions, spec["class"]), type), name

@@ -5,7 +5,8 @@
     report["accuracy"], report["per_class_accuracy"], report["frechet_distance"], report["frechet_floor"]
 
 The judge is a separate small CNN (not part of the course, 99.55 % MNIST test accuracy), trained by
-``benchmarks/train_classifier.py`` into ``benchmarks/mnist_classifier.pt``.  It gives
+``benchmarks/train_classifier.py`` into ``checkpoints/mnist_classifier.pt`` (beside the course's own checkpoints;
+``checkpoints/mnist_classifier.json`` records its test accuracy, recipe and sha256).  It gives
 
 * **accuracy**: the share of samples it reads as the digit that was asked for (overall and per class);
 * **Fréchet distance** (as in FID, Heusel et al. 2017) between Gaussians fitted to the samples' and the MNIST
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
-CLASSIFIER_PATH = COURSE_ROOT / "benchmarks" / "mnist_classifier.pt"
+CLASSIFIER_PATH = COURSE_ROOT / "checkpoints" / "mnist_classifier.pt"
 
 __all__ = ["CLASSIFIER_PATH", "MnistClassifier", "load_classifier", "classify", "frechet_distance", "judge_samples"]
 
