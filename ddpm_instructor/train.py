@@ -7,7 +7,8 @@ What it does (see docs/CHECKPOINTS.md):
   * the model, its constructor kwargs and the recipe's defaults (steps, lr, EMA, ...) come from the one
     table of shipped models, ``tutorial_utils.checkpoints.PRETRAINED``; command-line options override them;
   * MNIST as one tensor on the device (``load_mnist_tensors`` + ``TensorBatches``), channels_last;
-  * the loss is ``solutions.p_losses`` (Algorithm 1, one source of truth);
+  * the loss is ``solutions.p_losses`` (Algorithm 1, one source of truth), or for a recipe with
+    ``"objective": "flow"`` ``solutions.flow.flow_matching_loss`` (conditional flow matching, notebook 8);
   * bf16 autocast (``--amp bf16``, the default; weights, optimizer state and EMA stay fp32);
   * AdamW, linear warmup then cosine decay of the learning rate, gradient clipping;
   * an exponential moving average (EMA) of the weights; the EMA weights are what is saved;
@@ -39,6 +40,28 @@ RECIPE_OPTIONS = ("steps", "batch_size", "lr", "warmup", "min_lr_ratio", "weight
                   "p_uncond", "null_class")
 # defaults of the options a recipe may leave out (an unconditional model has no label to drop)
 RECIPE_FALLBACK = {"p_uncond": 0.0, "null_class": None}
+# the training objectives a recipe may name ("objective", default "ddpm"): what the json records about each
+OBJECTIVES = {
+    "ddpm": "linear beta 1e-4..0.02, T=1000, loss solutions.p_losses",
+    "flow": "flow matching: x_t = (1 - t) x_0 + t eps, t ~ U[0, 1], target eps - x_0, time input "
+            "solutions.flow.TIME_SCALE * t, loss solutions.flow.flow_matching_loss",
+}
+
+
+def sample_time(objective: str, n: int, device) -> "torch.Tensor":
+    """The training times of a batch: integers 0 .. 999 (DDPM) or t ~ U[0, 1] (flow matching)."""
+    if objective == "flow":
+        return torch.rand(n, device=device)
+    return torch.randint(0, 1000, (n,), device=device)
+
+
+def objective_loss(objective: str, model, x_0, t, y):
+    """The loss of one batch: Algorithm 1's ‖ε - ε_θ‖² or flow matching's ‖v_θ - (ε - x_0)‖²."""
+    if objective == "flow":
+        from solutions.flow import flow_matching_loss
+        return flow_matching_loss(model, x_0, t, y)
+    from solutions import p_losses
+    return p_losses(model, x_0, t, y=y)
 
 
 def parse_args(argv=None):
@@ -122,6 +145,7 @@ def main(argv=None) -> int:
     steps = args.steps
     digits = recipe["digits"]
     conditional = recipe["labels"]
+    objective = recipe.get("objective", "ddpm")
     if args.p_uncond:
         n_classes = spec["kwargs"].get("n_classes")
         if not conditional or args.null_class is None or n_classes is None or not 0 <= args.null_class < n_classes:
@@ -201,8 +225,6 @@ def main(argv=None) -> int:
           f"EMA {args.ema}, "
           + (f"label dropout {args.p_uncond} to class {args.null_class}, " if args.p_uncond else "")
           + f"amp {args.amp}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
-    from solutions import p_losses
-
     t0 = time.time()
     run_loss = torch.zeros((), device=device)
     n_run = 0
@@ -213,14 +235,14 @@ def main(argv=None) -> int:
         xb, yb = next(data)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, args.lr, args.warmup, args.min_lr_ratio)
-        t = torch.randint(0, 1000, (xb.shape[0],), device=device)
+        t = sample_time(objective, xb.shape[0], device)
         if conditional and args.p_uncond:
             # classifier-free guidance (Ho & Salimans 2022): with probability p_uncond the label is dropped,
             # i.e. replaced by the null class, so one network learns eps(x_t, t, y) and eps(x_t, t, null)
             drop = torch.rand(yb.shape[0], device=device) < args.p_uncond
             yb = torch.where(drop, torch.full_like(yb, args.null_class), yb)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss = p_losses(model, xb, t, y=yb if conditional else None)
+            loss = objective_loss(objective, model, xb, t, yb if conditional else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.grad_clip:
@@ -255,7 +277,7 @@ def main(argv=None) -> int:
                    "weight_decay": args.weight_decay, "schedule": f"linear warmup {args.warmup} steps + cosine "
                    f"to {args.min_lr_ratio}x", "grad_clip": args.grad_clip, "ema": args.ema, "seed": args.seed,
                    "channels_last": args.channels_last, "amp": args.amp + (" autocast" if args.amp != "none" else ""), "data": spec["data"],
-                   "n_images": int(x.shape[0]), "diffusion": "linear beta 1e-4..0.02, T=1000, loss solutions.p_losses",
+                   "n_images": int(x.shape[0]), ("diffusion" if objective == "ddpm" else "objective"): OBJECTIVES[objective],
                    "weights": "EMA" if args.ema else "raw",
                    **({"p_uncond": args.p_uncond, "null_class": args.null_class} if args.p_uncond else {})},
         "steps": step,

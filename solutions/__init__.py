@@ -20,10 +20,12 @@ STAGES = {
     "sampling": "05_sampling",                # ddpm_reverse_step, p_sample_DDPM, p_sample_loop_DDPM, ..._cDDPM
     "conditional": "06_conditional",          # UNet_cond
     "beyond": "07_beyond",                    # cosine_beta_schedule, guided_eps, ddim_step, ddim_sample_loop, ...
+    "flow": "08_flow_matching",               # flow_interpolant, velocity_target, euler_step, guided_velocity, ...
 }
 # what each module needs besides itself
 REQUIRES = {"diffusion": ["helpers"], "training": ["diffusion", "helpers"], "sampling": ["diffusion", "helpers"],
-            "conditional": ["model"], "beyond": ["diffusion", "helpers", "sampling"]}
+            "conditional": ["model"], "beyond": ["diffusion", "helpers", "sampling"],
+            "flow": ["beyond", "diffusion", "helpers", "sampling"]}
 NAMES = {
     "helpers": ["extract", "forward_diffuse_1d"],
     "model": ["SinusoidalPositionEmbeddings", "ConvBlock", "Unet"],
@@ -32,6 +34,8 @@ NAMES = {
     "sampling": ["ddpm_reverse_step", "p_sample_DDPM", "p_sample_loop_DDPM", "p_sample_cDDPM", "p_sample_loop_cDDPM"],
     "conditional": ["UNet_cond"],
     "beyond": ["cosine_alpha_bars", "cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg"],
+    "flow": ["flow_interpolant", "velocity_target", "flow_matching_loss", "guided_velocity", "euler_step", "heun_step",
+             "flow_sample_loop", "dpm_solver_2m_sample_loop"],
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 

@@ -1,0 +1,231 @@
+"""Notebook 8 (Flow matching): a straight path from data to noise, its velocity, and few-step samplers.
+
+Convention, used everywhere in this module and in notebook 8: **t = 0 is data, t = 1 is noise**
+(the same direction as DDPM's t, so x_0 is still the clean image and x_1 = ε is pure noise).
+
+* **The linear interpolant** — conditional flow matching with the optimal-transport path (Lipman et al. 2023,
+  "Flow Matching for Generative Modeling", eq. 20–23, σ_min = 0), which is rectified flow's path (Liu et al.
+  2023, "Flow Straight and Fast", eq. 1):
+
+      x_t = (1 - t) x_0 + t ε,          x_0 ~ data,  ε ~ N(0, I),  t ~ U[0, 1]
+
+* **The velocity target** — the time derivative of that path, the same for every t:
+
+      u_t = d x_t / dt = ε - x_0
+
+  and the loss ‖v_θ(x_t, t, y) - (ε - x_0)‖².  Its minimiser is v(x, t) = E[ε - x_0 | x_t = x], the velocity
+  field whose ODE  dx/dt = v(x, t)  carries N(0, I) at t = 1 to the data at t = 0.
+
+* **Sampling** integrates that ODE backwards, from t = 1 to t = 0 (so the step h = t_next - t is negative):
+
+      Euler:  x_{t+h} = x_t + h v(x_t, t)
+      Heun:   x̃ = x_t + h v(x_t, t),   x_{t+h} = x_t + h/2 (v(x_t, t) + v(x̃, t+h))      (second order)
+
+* **Classifier-free guidance** on the velocity (Ho & Salimans 2022, applied to v instead of ε):
+
+      ṽ = v_θ(x_t, t, ∅) + w (v_θ(x_t, t, y) - v_θ(x_t, t, ∅))
+
+The flow model is the course's ``UNet_cond`` unchanged (no new class): its sinusoidal time embedding was built
+for timesteps 0 .. 999, so a continuous t in [0, 1] goes in as ``TIME_SCALE * t`` — in one place, ``velocity``.
+
+For comparison with the diffusion model on equal terms, this module also holds **DPM-Solver++(2M)** (Lu et al.
+2022, "DPM-Solver++", Algorithm 2): the second-order multistep solver of the probability-flow ODE of the
+DDPM-trained ``unet_cond``, in the data-prediction form.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .beyond import _alpha_bar_at, _check_guidance, _model_eps
+from .diffusion import default_schedule
+
+__all__ = ["TIME_SCALE", "flow_interpolant", "velocity_target", "flow_matching_loss", "velocity",
+           "guided_velocity", "flow_velocity", "euler_step", "heun_step", "flow_times", "flow_sample_loop",
+           "network_calls", "logsnr_timesteps", "dpm_solver_2m_sample_loop"]
+
+TIME_SCALE = 1000.0          # t in [0, 1] -> the embedding's range 0 .. 1000 (what UNet_cond was built for)
+
+
+# ----------------------------------------------------------------------------- the path and its velocity
+def _per_image(t, like: Tensor) -> Tensor:
+    """t (a number or a (B,) tensor) shaped (B, 1, 1, 1) to broadcast over images like ``like``."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if t.dim() == 0:
+        t = t.expand(like.shape[0])
+    return t.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def flow_interpolant(x_0: Tensor, noise: Tensor, t) -> Tensor:
+    """x_t = (1 - t) x_0 + t ε   (t = 0: the data, t = 1: the noise)."""
+    t = _per_image(t, x_0)
+    return (1 - t) * x_0 + t * noise
+
+
+def velocity_target(x_0: Tensor, noise: Tensor) -> Tensor:
+    """u_t = d x_t / dt = ε - x_0   (the same at every t: the path is a straight line)."""
+    return noise - x_0
+
+
+def velocity(model: nn.Module, x_t: Tensor, t: Tensor, y: Tensor) -> Tensor:
+    """v_θ(x_t, t, y): the UNet called with its time input scaled to the embedding's range."""
+    return model(x_t, TIME_SCALE * t, y)
+
+
+def flow_matching_loss(model: nn.Module, x_0: Tensor, t: Tensor, y: Tensor, noise: Tensor | None = None) -> Tensor:
+    """‖v_θ(x_t, t, y) - (ε - x_0)‖²  (mean over pixels and batch), t a (B,) float tensor in [0, 1]."""
+    if noise is None:
+        noise = torch.randn_like(x_0)
+    x_t = flow_interpolant(x_0, noise, t)
+    return F.mse_loss(velocity(model, x_t, t, y), velocity_target(x_0, noise))
+
+
+# ----------------------------------------------------------------------------- guidance
+def guided_velocity(v_cond: Tensor, v_uncond: Tensor, w: float) -> Tensor:
+    """ṽ = v_u + w (v_c - v_u)   (w = 0: unconditional, 1: conditional, > 1: guided)."""
+    return v_uncond + w * (v_cond - v_uncond)
+
+
+def flow_velocity(model: nn.Module, x_t: Tensor, t, y: Tensor, w: float | None = None,
+                  null_class: int | None = None) -> Tensor:
+    """v_θ(x_t, t, y), or with ``w`` the guided ṽ: the conditional and the null label in ONE call of batch 2B."""
+    t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
+    if w is None or w == 1:
+        return velocity(model, x_t, t, y)
+    null = torch.full_like(y, null_class)
+    v_c, v_u = velocity(model, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+    return guided_velocity(v_c, v_u, w)
+
+
+# ----------------------------------------------------------------------------- ODE steps
+def euler_step(x_t: Tensor, v: Tensor, t: float, t_next: float) -> Tensor:
+    """x_{t_next} = x_t + (t_next - t) v(x_t, t)   (t_next < t when sampling)."""
+    return x_t + (t_next - t) * v
+
+
+def heun_step(velocity_fn, x_t: Tensor, t: float, t_next: float, v: Tensor | None = None) -> Tensor:
+    """Heun's method (the trapezoid rule with an Euler predictor), second order:
+
+        x̃ = x_t + h v(x_t, t),   x_{t_next} = x_t + h/2 (v(x_t, t) + v(x̃, t_next)),   h = t_next - t
+
+    ``velocity_fn(x, t)`` is the field; ``v`` (optional) is v(x_t, t) if already known.
+    """
+    h = t_next - t
+    v = velocity_fn(x_t, t) if v is None else v
+    x_pred = euler_step(x_t, v, t, t_next)                                   # predictor
+    return x_t + h / 2 * (v + velocity_fn(x_pred, t_next))                  # corrector
+
+
+def flow_times(n_steps: int) -> list[float]:
+    """n_steps + 1 evenly spaced times 1 = t_0 > ... > t_N = 0."""
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be a positive number of ODE steps; got {n_steps}.")
+    return torch.linspace(1, 0, n_steps + 1, dtype=torch.float64).tolist()
+
+
+def network_calls(sampler: str, n_steps: int) -> int:
+    """Network evaluations of a sampler with guidance batched (ε or v for y and ∅ in one call of batch 2B):
+    Euler, DDIM, DPM-Solver++(2M): one per step; Heun: two per step, except the last (x̃ at t = 0 is not needed,
+    the last step is Euler, as in Karras et al. 2022, Algorithm 1)."""
+    return 2 * n_steps - 1 if sampler == "heun" else n_steps
+
+
+@torch.inference_mode()
+def flow_sample_loop(model: nn.Module, shape, y: Tensor, n_steps: int = 8, method: str = "euler",
+                     w: float | None = None, null_class: int | None = None, device=None,
+                     seed: int | None = None, noise: Tensor | None = None) -> Tensor:
+    """Sample by integrating dx/dt = ṽ(x, t, y) from t = 1 (x_1 = ε ~ N(0, I)) to t = 0 in ``n_steps`` steps.
+
+    ``method``: ``"euler"`` (1 network call per step) or ``"heun"`` (2 per step; the last step is Euler).
+    """
+    if method not in ("euler", "heun"):
+        raise ValueError(f"method must be 'euler' or 'heun'; got {method!r}.")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    y = _check_guidance(shape, y, w, null_class, device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    x = torch.randn(shape, device=device) if noise is None else noise.to(device)    # x_1 = ε
+    was_training = model.training
+    model.eval()
+
+    def field(x_, t_):
+        return flow_velocity(model, x_, t_, y, w, null_class)
+
+    ts = flow_times(n_steps)
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        if method == "heun" and t_next > 0:
+            x = heun_step(field, x, t, t_next)
+        else:
+            x = euler_step(x, field(x, t), t, t_next)
+    model.train(was_training)
+    return x
+
+
+# ----------------------------------------------------------------------------- DPM-Solver++(2M) for the DDPM model
+def logsnr_timesteps(schedule, n_steps: int) -> list[int]:
+    """``n_steps`` distinct timesteps from T-1 down to 0, as evenly spaced in λ_t = log(α_t / σ_t) as integers allow."""
+    if not 1 <= n_steps <= schedule.T:
+        raise ValueError(f"n_steps must be between 1 and T = {schedule.T}; got {n_steps}.")
+    ab = schedule.alpha_bars.double().cpu()
+    lam = 0.5 * torch.log(ab / (1 - ab))                                     # decreasing in t
+    if n_steps == 1:
+        return [schedule.T - 1]
+    ts, targets = [], torch.linspace(float(lam[-1]), float(lam[0]), n_steps, dtype=torch.float64)
+    for i, target in enumerate(targets.tolist()):
+        t = int((lam - target).abs().argmin())
+        t = min(t, (ts[-1] - 1) if ts else schedule.T - 1, schedule.T - 1)   # strictly decreasing
+        ts.append(max(t, n_steps - 1 - i))                                   # room left for the rest
+    return ts
+
+
+@torch.inference_mode()
+def dpm_solver_2m_sample_loop(model: nn.Module, shape, y: Tensor, n_steps: int = 8, w: float | None = None,
+                              null_class: int | None = None, schedule=None, device=None,
+                              seed: int | None = None) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) on the probability-flow ODE of an ε-prediction model.
+
+    With α_t = sqrt(ᾱ_t), σ_t = sqrt(1 - ᾱ_t), λ_t = log(α_t / σ_t) and the data prediction
+    x̂_0 = (x_t - σ_t ε̃) / α_t, one step from t_{i-1} to t_i (h_i = λ_{t_i} - λ_{t_{i-1}}, r_i = h_{i-1} / h_i):
+
+        D_i = (1 + 1/(2 r_i)) x̂_0(t_{i-1}) - 1/(2 r_i) x̂_0(t_{i-2})        (D_1 = x̂_0(t_0): a DDIM step)
+        x_{t_i} = (σ_{t_i} / σ_{t_{i-1}}) x_{t_{i-1}} - α_{t_i} (e^{-h_i} - 1) D_i
+
+    One network call per step, on timesteps evenly spaced in λ (``logsnr_timesteps``; the paper's choice for
+    small images: on DDIM's grid, evenly spaced in t, the last steps span most of λ's range and the
+    extrapolation overshoots), the last one landing on the clean x̂_0.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    schedule = (schedule or default_schedule()).to(device)
+    y = _check_guidance(shape, y, w, null_class, device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    ts = logsnr_timesteps(schedule, n_steps) + [-1]                          # -1: the clean image (ᾱ = 1)
+    x = torch.randn(shape, device=device)                                    # x_T ~ N(0, I)
+
+    def coefs(t):
+        a = _alpha_bar_at(schedule.alpha_bars.double(), t, x).float()
+        alpha, sigma = a.sqrt(), (1 - a).sqrt()
+        return alpha, sigma, torch.log(alpha) - torch.log(sigma)             # λ = log(α/σ); -1 -> +inf
+
+    x0_prev, h_prev = None, None
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        alpha, sigma, lam = coefs(t)
+        alpha_n, sigma_n, lam_n = coefs(t_next)
+        tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
+        x0 = (x - sigma * _model_eps(model, x, tt, y, w, null_class)) / alpha   # data prediction x̂_0
+        if t_next < 0:                                                       # the last step lands on x̂_0
+            x = x0
+            break
+        h = lam_n - lam
+        if x0_prev is None:
+            d = x0                                                           # first step: first order (DDIM's)
+        else:
+            r = h_prev / h
+            d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
+        x = sigma_n / sigma * x - alpha_n * torch.expm1(-h) * d
+        x0_prev, h_prev = x0, h
+    model.train(was_training)
+    return x
