@@ -369,7 +369,7 @@ def _owned(it: Item, owner, name: str, when, when_from: str, depth: int):
         if problem:
             yield Candidate(it.display, name, when, it.size, problem=problem, owner=owner, when_from=when_from)
             return
-        of_zip = when_from if "zip it came in" in when_from else f"{when_from}, of the zip it came in"
+        of_zip = when_from if "zip it came in" in when_from else f"that of the zip it came in: {when_from}"
         for i in inner:
             yield from _owned(i, owner, i.parts[-1], when, of_zip, depth + 1)
         return
@@ -619,9 +619,9 @@ class CollectReport:
         for sub, why in self.older:
             lines.append(f"  = {sub}: {why}")
         for d in self.duplicates:
-            lines.append(f"  = {d.student}/{d.assignment}: two versions of {d.notebook}.ipynb in this batch: kept "
-                         f"{d.kept}, not {d.other}: {d.why}; the other one is in "
-                         f"{d.kept_at or 'nothing written (dry run)'}")
+            lines.append(f"  = {d.student}/{d.assignment}: two versions of {d.notebook}.ipynb in this batch: filed "
+                         f"{d.kept}, not {d.other}: {d.why}; "
+                         + (f"the other one is kept in {d.kept_at}" if d.kept_at else "dry run: nothing written"))
         if self.unmatched:
             lines.append("NOT collected (fix and collect again, or use --student-regex / --roster):")
             lines += [f"  ! {f}: {why}" for f, why in self.unmatched]
