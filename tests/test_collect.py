@@ -117,6 +117,17 @@ def test_canvas_resubmission_number_is_not_part_of_the_notebook_name():
     assert col._base_name("homework-final.ipynb") == "homework-final.ipynb"
 
 
+def test_a_resubmitted_canvas_file_without_cell_ids_is_found_by_its_name(course, tmp_path):
+    bare = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    bare.nbformat_minor = 4                                   # no cell ids, no grading metadata
+    for c in bare.cells:
+        c.pop("id", None)
+    export = tmp_path / "canvas.zip"
+    export.write_bytes(zip_bytes({f"doejohn_12345_679_{A}-1.ipynb": (nbformat.writes(bare).encode(), (2026, 11, 20, 12, 0))}))
+    report = col.collect(course, [export])
+    assert report.collected == [("doejohn", A, [f"canvas.zip:doejohn_12345_679_{A}-1.ipynb"], [])], report.text()
+
+
 def test_nbgrader_layout_files_each_student_with_its_timestamp(course, tmp_path):
     root = tmp_path / "submitted"
     nbgrader_entry(root, "alice", {f"{A}.ipynb": version("alice")}, dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
