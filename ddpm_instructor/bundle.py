@@ -1,12 +1,13 @@
 """What a student gets for one assignment: a folder and a zip, ready for an LMS or a JupyterHub.
 
     grading/bundles/<assignment>/                 grading/bundles/<assignment>.zip (the same, zipped)
-      README.md                                    the two set-up commands and what is inside
-      requirements.txt                             what the notebooks need (PyTorch, JupyterLab, ...)
+      README.md                                    the set-up commands (download size first), MNIST offline
+      requirements.txt                             what the notebooks need (PyTorch, JupyterLab, nbgrader's Validate)
       <notebook>.ipynb                             the student version (blanks, self-checks; no hidden tests)
-      tutorial_utils/                              the student side of the course: data, plots, self-checks
+      tutorial_utils/                              the student side of the course: data, plots, self-checks, and
+                                                   lab.py, the set-up + JupyterLab of ``./course lab`` (same first screen)
       solutions/                                   reference code of the *public* stages only
-      checkpoints/                                 the pretrained weights
+      checkpoints/                                 the weights the notebook loads, no others (``used_weights``)
 
 **The public rule.**  ``solutions`` is split by stage (``solutions.STAGES``).  A bundle carries the modules graded
 nowhere (``helpers``, ``model``) and those of the stages the instructor has declared public
@@ -27,13 +28,22 @@ import nbformat
 
 import solutions
 
+from tutorial_utils.checkpoints import CHECKPOINT_DIR, PRETRAINED
+from tutorial_utils.data import MNIST_FILES
+from tutorial_utils.judge import CLASSIFIER_PATH
+
 from .coursedir import REPO, CourseDir
 from .errors import InstructorError
 
-SETUP = """python3 -m venv .venv && .venv/bin/pip install -r requirements.txt
-.venv/bin/jupyter lab"""
+# The README's commands (tests/test_browser.py runs exactly these).  PyTorch from its CPU-only index: the course
+# needs no GPU, and PyPI's default Linux wheel pulls ~3 GB of CUDA libraries.
+SETUP = """python3 -m venv .venv
+.venv/bin/pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu
+.venv/bin/pip install -r requirements.txt
+.venv/bin/python tutorial_utils/lab.py"""
+# pyproject.toml's dependencies, and nbgrader for the Validate button (the course asks students to Validate)
 REQUIREMENTS = ["torch>=2.2,<3", "torchvision>=0.17,<1", "numpy>=1.24", "matplotlib>=3.7", "seaborn>=0.12",
-                "tqdm>=4.60", "jupyterlab>=4.0,<5", "ipykernel>=6.20", "ipywidgets>=8.0"]
+                "tqdm>=4.60", "jupyterlab>=4.0,<5", "ipykernel>=6.20", "ipywidgets>=8.0", "nbgrader>=0.9,<0.10"]
 ASSIGNMENT_STAGES = {stage for stage in solutions.STAGES.values() if stage}
 
 
@@ -67,21 +77,46 @@ def bundle_modules(assignment: str, public: set[str]) -> list[str]:
         modules -= broken
 
 
-def imported_solution_names(nb) -> set[str]:
-    """Names a notebook imports from ``solutions`` (``from solutions import a, b``)."""
-    names = set()
+def _code_trees(nb):
+    """The parsed code cells of a notebook (IPython magics and shell lines left out; unparsable cells skipped)."""
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         src = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
         try:
-            tree = ast.parse(src)
+            yield ast.parse(src)
         except SyntaxError:
             continue
+
+
+def imported_solution_names(nb) -> set[str]:
+    """Names a notebook imports from ``solutions`` (``from solutions import a, b``)."""
+    names = set()
+    for tree in _code_trees(nb):
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module == "solutions":
                 names |= {a.name for a in node.names}
     return names
+
+
+def used_weights(nb, where: str = "the notebook") -> list[Path]:
+    """The weight files a notebook loads, read from its code: ``load_pretrained("<name>", ...)`` -> the checkpoint
+    ``<name>`` (``.pt`` and ``.json``), an import from ``tutorial_utils.judge`` -> the judge's classifier."""
+    names, judge = set(), False
+    for tree in _code_trees(nb):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "load_pretrained":
+                arg = node.args[0] if node.args else None
+                if not (isinstance(arg, ast.Constant) and arg.value in PRETRAINED):
+                    raise InstructorError(
+                        f"{where}: load_pretrained({ast.unparse(arg) if arg else ''}...) does not name a shipped "
+                        f"checkpoint ({', '.join(sorted(PRETRAINED))}) as a string, so the bundle cannot tell which "
+                        f"weights to carry: write the name itself, e.g. load_pretrained(\"unet_digit6\").")
+                names.add(arg.value)
+            judge |= (isinstance(node, ast.ImportFrom) and node.module == "tutorial_utils.judge") or (
+                isinstance(node, ast.Import) and any(a.name == "tutorial_utils.judge" for a in node.names))
+    pts = [CHECKPOINT_DIR / f"{n}.pt" for n in sorted(names)] + ([CLASSIFIER_PATH] if judge else [])
+    return [f for pt in pts for f in (pt, pt.with_suffix(".json"))]
 
 
 def check_releasable(assignment: str, notebooks: list[Path], public: set[str]) -> None:
@@ -117,7 +152,52 @@ def _copy_package(src: Path, dst: Path, only: list[str] | None = None) -> None:
 
 
 def bundle_solutions_dir(course: CourseDir, assignment: str) -> Path:
-    return course.bundles / assignment / "solutions"
+    return course.bundle_dir(assignment) / "solutions"
+
+
+def readme(assignment: str, notebooks: list[Path], shown: list[str], weights: list[Path]) -> str:
+    first = notebooks[0].name
+    return f"""# {assignment}: denoising diffusion (DDPM) on MNIST
+
+## Set up once (read this first: a large download)
+
+You need Python 3.10 to 3.13. The set-up downloads about **0.4 GB** (PyTorch for the CPU, about 0.2 GB, then
+JupyterLab, nbgrader and the plotting libraries) and takes **about 3 to 10 minutes** on a home connection; it uses
+about 1.5 GB of disk, all of it inside this folder's `.venv/`. No GPU is needed. (Plain `pip install torch` on Linux
+would fetch the CUDA build instead: about 3 GB to download, 6 GB on disk.)
+
+```bash
+{SETUP}
+```
+
+On Windows write `.venv\\Scripts\\pip` and `.venv\\Scripts\\python` for `.venv/bin/pip` and `.venv/bin/python`.
+
+The last command opens JupyterLab on `{first}`. Next time only that one: `.venv/bin/python tutorial_utils/lab.py`.
+
+## Work
+
+Fill in the blanks that read `None`. The cell right after each blank checks your answer and says what is off:
+run it before you go on. Before you hand in, press **Validate** in the notebook's toolbar: it runs the whole
+notebook and lists every check that still fails. Hand in the notebook you worked in.
+
+## MNIST without internet
+
+A notebook that uses MNIST downloads it (about 12 MB) into `data/MNIST/raw/` beside the notebook on first use.
+Offline, copy these four files into `data/MNIST/raw/` here, beside `{first}`, and run the cell again (it works
+at once, no restart):
+
+    {'  '.join(MNIST_FILES)}
+
+Or set `DDPM_DATA_DIR` to a folder that holds `MNIST/raw/`: it is read when the kernel starts, so set it in the
+shell before `.venv/bin/python tutorial_utils/lab.py` (restart JupyterLab if it is running).
+
+## What is inside
+
+* `tutorial_utils/`: data, plots and the self-checks the notebook imports; `lab.py` sets up and opens JupyterLab.
+* `solutions/`: reference code of earlier stages ({', '.join(shown) if shown else 'none yet'}) and helpers the
+  notebook imports; the answers of this assignment are yours to write.
+* `checkpoints/`: {', '.join(f'`{w.name}`' for w in weights if w.suffix == '.pt') or 'none: this notebook loads no pretrained weights'}{', the weights the notebook loads, so a CPU is enough' if weights else ''}.
+"""
 
 
 def build_bundle(course: CourseDir, assignment: str) -> tuple[Path, Path]:
@@ -127,43 +207,24 @@ def build_bundle(course: CourseDir, assignment: str) -> tuple[Path, Path]:
     if not notebooks:
         raise InstructorError(f"{assignment} has no released notebooks in {course.release / assignment}.")
     check_releasable(assignment, notebooks, public)
-    dest = course.bundles / assignment
+    weights = sorted({w for nb in notebooks for w in used_weights(nbformat.read(str(nb), as_version=4), nb.name)})
+    missing = [w for w in weights if not w.is_file()]
+    if missing:
+        raise InstructorError(f"cannot bundle {assignment}: its notebook loads {', '.join(map(str, missing))}, "
+                              f"which is missing (git checkout -- checkpoints/, or retrain it: docs/CHECKPOINTS.md).")
+    dest = course.bundle_dir(assignment)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     for nb in notebooks:
         shutil.copy2(nb, dest / nb.name)
-    modules = bundle_modules(assignment, public)
     _copy_package(REPO / "tutorial_utils", dest / "tutorial_utils")
-    _copy_package(REPO / "solutions", dest / "solutions", only=modules)
-    (dest / "checkpoints").mkdir()
-    for p in sorted((REPO / "checkpoints").glob("*")):
-        if p.suffix in (".pt", ".json"):
-            shutil.copy2(p, dest / "checkpoints" / p.name)
-    if (REPO / "benchmarks" / "mnist_classifier.pt").is_file():     # the judge of notebook 7 (tutorial_utils.judge)
-        (dest / "benchmarks").mkdir()
-        shutil.copy2(REPO / "benchmarks" / "mnist_classifier.pt", dest / "benchmarks" / "mnist_classifier.pt")
+    _copy_package(REPO / "solutions", dest / "solutions", only=bundle_modules(assignment, public))
+    for w in weights:
+        (dest / "checkpoints").mkdir(exist_ok=True)
+        shutil.copy2(w, dest / "checkpoints" / w.name)
     (dest / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
-    shown = sorted(s for s in public if s != assignment)
-    (dest / "README.md").write_text(f"""# {assignment}: denoising diffusion (DDPM) on MNIST
-
-Set up once, then open the notebook:
-
-```bash
-{SETUP}
-```
-
-Open {', '.join(f'`{n.name}`' for n in notebooks)} and fill in the blanks that read `None`. The cell right after
-each blank checks your answer and says what is off. Run it before you go on. Hand in the notebook you worked in.
-
-* `tutorial_utils/`: data, plots and the self-checks the notebook imports.
-* `solutions/`: reference code of earlier stages ({', '.join(shown) if shown else 'none yet'}) and helpers the
-  notebook imports; the answers of this assignment are yours to write.
-* `checkpoints/`: pretrained weights, so a CPU is enough.
-
-MNIST is downloaded to `data/` on first use; offline, put the four `*-ubyte` files in `<folder>/MNIST/raw/` and
-set `DDPM_DATA_DIR=<folder>`.
-""")
+    (dest / "README.md").write_text(readme(assignment, notebooks, sorted(s for s in public if s != assignment), weights))
     zpath = course.bundles / f"{assignment}.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(dest.rglob("*")):

@@ -165,11 +165,10 @@ c.LimitOutput.max_traceback = 60
         """nbgrader command-line traits for grading ``assignment``: its time limits, the sandbox, the graded
         tests' inputs and the reference code its kernel may see (the public stages only: ddpm_instructor.bundle)."""
         cell, nbt = self.limits(assignment)
-        from .bundle import bundle_solutions_dir
         return [f"--GuardedExecute.timeout={cell}", f"--GuardedExecute.notebook_timeout={nbt}",
                 f"--GuardedExecute.inputs_dir={self.graded_inputs / assignment}",
                 f"--SandboxKernelManager.enabled={self.sandbox != 'off'}",
-                f"--SandboxKernelManager.solutions_dir={bundle_solutions_dir(self, assignment)}"]
+                f"--SandboxKernelManager.solutions_dir={self.bundle_dir(assignment) / 'solutions'}"]
 
     @property
     def graded_inputs(self) -> Path:
@@ -178,6 +177,11 @@ c.LimitOutput.max_traceback = 60
     @property
     def bundles(self) -> Path:
         return self.root / "bundles"
+
+    def bundle_dir(self, assignment: str) -> Path:
+        """What students get for ``assignment`` (written by ``ddpm_instructor.bundle``, which imports this module;
+        this module never imports it)."""
+        return self.bundles / assignment
 
     def env(self) -> dict:
         env = dict(os.environ)

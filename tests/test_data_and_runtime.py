@@ -68,6 +68,29 @@ def test_missing_data_error_names_folder_and_both_fixes(tmp_path):
     assert list(empty.iterdir()) == [] or all(p.is_dir() for p in empty.rglob("*"))  # nothing half-written
 
 
+def test_missing_data_error_names_the_folder_beside_the_notebook_and_that_fix_works_at_once(tmp_path, monkeypatch):
+    """A bundle's kernel runs beside its notebook, with data/ there: the message names that folder first (no restart)
+    and says that DDPM_DATA_DIR needs a JupyterLab restart; copying the four files in makes the same call work."""
+    have = resolve_data_root() / "MNIST" / "raw"
+    if not all((have / f).is_file() for f in data_mod.MNIST_FILES):
+        pytest.skip(f"no MNIST in {have} to copy (set DDPM_DATA_DIR)")
+    monkeypatch.chdir(tmp_path)                       # the notebook's folder
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_mnist_tensors(train=False, root=tmp_path / "data", download=False, limit=5)
+    msg = str(err.value)
+    first, fix, *rest = msg.splitlines()
+    assert fix.startswith("Simplest fix: copy the four MNIST files") and all(f in fix for f in data_mod.MNIST_FILES)
+    assert rest[0].strip() == f"{tmp_path / 'data' / 'MNIST' / 'raw'} (the data folder beside this notebook)"
+    assert rest[1] == "and run this cell again: no restart needed."
+    assert "read when the kernel starts" in msg and "restart JupyterLab" in msg and "%env DDPM_DATA_DIR=" in msg
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in data_mod.MNIST_FILES:
+        (raw / f).symlink_to(have / f)
+    x, y = load_mnist_tensors(train=False, root=tmp_path / "data", download=False, limit=5)
+    assert x.shape == (5, 1, 28, 28) and y.shape == (5,)
+
+
 def test_missing_data_error_when_download_fails(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")

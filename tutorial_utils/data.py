@@ -24,6 +24,7 @@ from torchvision import datasets, transforms
 COURSE_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "DDPM_DATA_DIR"
 DOWNLOAD_ENV = "DDPM_DOWNLOAD"
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 __all__ = ["DatasetNotFoundError", "resolve_data_root", "scale_to_minus_one_one", "mnist_transform",
            "mnist_dataset", "get_dataloaders", "load_mnist_tensors", "TensorBatches"]
@@ -70,14 +71,25 @@ def _open_mnist(train: bool, root=None, download: bool | None = None, transform=
             reason = f"the download failed ({type(err).__name__}: {err})"
     else:
         reason = "downloading is switched off"
-    raise DatasetNotFoundError(
-        f"MNIST was not found in {folder / 'MNIST' / 'raw'} and {reason}.\n"
-        f"Fix it in one of two ways:\n"
-        f"  1. point the course at a folder that already holds MNIST/raw/ "
-        f"(set the environment variable {DATA_ENV}=/path/to/data, or pass root=...);\n"
-        f"  2. connect to the internet and run again (set {DOWNLOAD_ENV}=1 if you switched downloads off), "
-        f"so torchvision downloads MNIST into {folder}."
-    )
+    raise DatasetNotFoundError(missing_data_message(folder, reason))
+
+
+def missing_data_message(folder: Path, reason: str) -> str:
+    """What to do when MNIST is not in ``folder``: the simple fix first (the four files, no restart), then the
+    environment variable (read when the kernel starts: it needs a restart), then the download."""
+    raw = folder / "MNIST" / "raw"
+    beside = " (the data folder beside this notebook)" if folder.parent == Path.cwd().resolve() else ""
+    return (
+        f"MNIST was not found in {raw} and {reason}.\n"
+        f"Simplest fix: copy the four MNIST files {', '.join(MNIST_FILES)} into\n"
+        f"    {raw}{beside}\n"
+        f"and run this cell again: no restart needed.\n"
+        f"Or use a folder that already holds MNIST/raw/: in the notebook run `%env {DATA_ENV}=/path/to/data` and run "
+        f"this cell again, or pass root=...; {DATA_ENV} set in a shell is read when the kernel starts, so set it "
+        f"before starting JupyterLab (restart JupyterLab if it is running: restarting only the kernel does not "
+        f"pick up a shell's new variable).\n"
+        f"Or connect to the internet and run this cell again (set {DOWNLOAD_ENV}=1 if you switched downloads off): "
+        f"torchvision downloads MNIST (about 12 MB) into {folder}.")
 
 
 def _digit_indices(targets: Tensor, digits) -> Tensor:
