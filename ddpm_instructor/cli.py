@@ -32,7 +32,7 @@ def status_text(course: CourseDir) -> str:
     for a in sorted(set(course.source_assignments()) | set(course.released_assignments()) | set(listdir(course.origin))):
         subs = course.submissions(a)
         graded = [s for s in subs if (course.autograded / s / a).is_dir()]
-        stale = [s for s in subs if needs_grading(course, s, a)]
+        stale = [s for s in subs if needs_grading(course, a, s)]
         fb = [s for s in subs if any((course.feedback / s / a).glob("*.html"))]
         lines.append(f"  {a:<28} released={'yes' if (course.release / a).exists() else 'no ':<3} "
                      f"submitted={len(subs):<4} autograded={len(graded):<4} to-grade={len(stale):<4} feedback={len(fb)}")

@@ -13,10 +13,16 @@ stop the batch or hide what the student got right:
   stream in, so a submission printing gigabytes cannot fill the grader's memory, the gradebook or
   the feedback;
 * the kernel runs in the bubblewrap sandbox (:class:`ddpm_instructor.sandbox.SandboxKernelManager`);
-* the graded test cells are judged **here**, outside the kernel (``ddpm_instructor.graded``): each one's record
-  is decoded and compared with the reference, and its outputs are replaced by the verdict (an error output
-  costs its points, nbgrader's rule) and its code by a one-line description, so the feedback shows each
-  test's result and message, never its code;
+* the graded test cells are judged outside the kernel and outside this process, in a child process with a
+  time and a memory limit (``ddpm_instructor.judging``: ``judge_timeout`` seconds per test, ``judge_memory_mb``):
+  each one's record is decoded and compared with the reference (``ddpm_instructor.graded``), and its outputs are
+  replaced by the verdict (an error output costs its points, nbgrader's rule) and its code by a one-line
+  description, so the feedback shows each test's result and message, never its code; a record too large, or
+  a test the judge does not finish in time, costs that test only;
+* the graded tests' inputs reach the kernel through the kernel manager (``SandboxKernelManager.inputs_dir``,
+  mounted read-only), never through this process's environment;
+* a graded test cell nbgrader had to put back (missing from the handed-in notebook, by grade id) is noted,
+  unless ``collect`` already compared that notebook with the release and said so;
 * everything that happened is written, in plain words, in a "Grader notes" cell at the top of the
   autograded notebook (and so in the feedback) and as a typed record (``ddpm_instructor.records``) in
   ``<course>/notes/`` for the grade export.
@@ -25,8 +31,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
+from pathlib import Path
 
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -35,6 +41,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Type, Unicode
 
 from . import records
+from .judging import GradedCell, judge_cells
 from .records import NotebookRun
 from .sandbox import SandboxKernelManager
 
@@ -70,6 +77,10 @@ class GuardedExecute(Execute):
     notes_dir = Unicode("", help="Where the typed record of each submission goes (<course>/notes).").tag(config=True)
     inputs_dir = Unicode("", help="The graded tests' inputs (ddpm_instructor.graded.write_inputs); empty: graded "
                          "cells are not judged here.").tag(config=True)
+    judge_timeout = Integer(30, help="Seconds the grader may spend judging one graded test's record (in a child "
+                            "process); a test it does not finish in time fails with a note.").tag(config=True)
+    judge_memory_mb = Integer(1024, help="Memory (MB of address space, beyond what Python and PyTorch take at start) "
+                              "the judging process may use.").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
@@ -89,8 +100,6 @@ class GuardedExecute(Execute):
         self._slowest = (0.0, "")
         self._executed = True
         self._t0 = time.monotonic()
-        if self.inputs_dir:               # the kernel reads the graded tests' inputs from here (read-only)
-            os.environ["DDPM_GRADER_INPUTS"] = self.inputs_dir
         self.interrupt_on_timeout = False          # a timeout raises CellTimeoutError; we restart instead
         self.raise_on_iopub_timeout = False
         # nbgrader gives a graded cell full marks when it has no error output: a cell the grader never gets
@@ -106,6 +115,20 @@ class GuardedExecute(Execute):
             self._notes.append(f"The notebook could not be executed ({type(e).__name__}: {str(e)[:300]}).")
         self._finish(nb, resources)
         return nb, resources
+
+    def create_kernel_manager(self):
+        """nbclient's, plus the graded tests' inputs handed to the kernel manager (it mounts them read-only and tells
+        the kernel where they are)."""
+        km = super().create_kernel_manager()
+        if self.inputs_dir and km.has_trait("inputs_dir"):
+            km.inputs_dir = self.inputs_dir
+        try:
+            note = getattr(km, "note", None)        # how the kernel is confined, when not by bubblewrap
+        except Exception:                           # the mode cannot be used: starting the kernel says why
+            note = None
+        if isinstance(note, str) and note and note not in self._notes:
+            self._notes.append(note)
+        return km
 
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
@@ -275,50 +298,75 @@ class GuardedExecute(Execute):
                                    text=f"\n[grader: output cut here; at most {self.max_output_chars:,} characters "
                                         "of text per cell are kept]\n"))
 
-    # ------------------------------------------------------------------ notes
+    # ------------------------------------------------------------------ judging and notes
     def _judge_graded_cells(self, nb) -> list:
-        """Judge every graded test cell outside the kernel and replace its code and outputs by the verdict."""
-        from .graded import judge_outputs
-        results = []
-        for cell in nb.cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
-                continue
-            gid, pts = meta.get("grade_id", "?"), float(meta.get("points", 0) or 0)
-            res = judge_outputs(gid, cell.outputs, self.inputs_dir, pts)
-            results.append(res)
-            cell.source = f"# Graded test `{gid}` ({pts:g} points): judged by the grader outside your notebook."
-            if res.passed:
-                cell.outputs = [new_output("stream", name="stdout", text=f"\u2713 {res.message}\n")]
-            else:
-                cell.outputs = [_error_output("GradedTestFailed", res.message)]
-        return results
+        """Judge every graded test cell in a bounded child process and replace its code and outputs by the verdict."""
+        cells = [c for c in nb.cells if _is_graded_test(c)]
+        asked = [GradedCell.from_outputs(c.metadata["nbgrader"].get("grade_id", "?"),
+                                         float(c.metadata["nbgrader"].get("points", 0) or 0), c.outputs) for c in cells]
+        batch = judge_cells(asked, self.inputs_dir, self.judge_timeout, self.judge_memory_mb)
+        self.log.info("judged %d graded test(s) in %d child process(es), peak %.0f MB", len(cells), batch.children,
+                      batch.peak_mb)
+        self._notes += batch.notes
+        for cell, res in zip(cells, batch.results):
+            cell.source = (f"# Graded test `{res.grade_id}` ({res.max_points:g} points): judged by the grader outside "
+                           "your notebook.")
+            cell.outputs = ([new_output("stream", name="stdout", text=f"\u2713 {res.message}\n")] if res.passed
+                            else [_error_output("GradedTestFailed", res.message)])
+        return batch.results
+
+    def _submitted_grade_ids(self, student: str, assignment: str, notebook: str) -> set | None:
+        """The grade ids of the notebook as handed in (nbgrader's submitted copy); None when it cannot be read."""
+        from nbgrader.coursedir import CourseDirectory
+        cd = CourseDirectory(parent=self)
+        path = Path(cd.format_path(cd.submitted_directory, student, assignment)) / f"{notebook}.ipynb"
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+            return {((c.get("metadata") or {}).get("nbgrader") or {}).get("grade_id") for c in cells} - {None}
+        except (OSError, ValueError, AttributeError, TypeError):
+            return None
+
+    def _restored_notes(self, nb, student, assignment, notebook, collected) -> list[str]:
+        """Graded test cells nbgrader put back (their grade id is not in the handed-in notebook).  Nothing when
+        collect filed this notebook: it compared it with the release and its notes already say what was deleted."""
+        if notebook in collected.notebooks or not (student and assignment and notebook):
+            return []
+        handed_in = self._submitted_grade_ids(student, assignment, notebook)
+        if handed_in is None:
+            return []
+        return [f"The graded test cell `{gid}` was missing; the original was put back and run."
+                for c in nb.cells if _is_graded_test(c) and (gid := c.metadata["nbgrader"].get("grade_id")) not in handed_in]
 
     def _finish(self, nb, resources):
         meta = (resources or {}).get("nbgrader", {})
         student, assignment, notebook = meta.get("student"), meta.get("assignment"), meta.get("notebook")
-        restored = [c.metadata.get("nbgrader", {}).get("grade_id", "?") for c in nb.cells
-                    if c.cell_type == "code" and c.source.startswith("# This cell (id:")]   # nbgrader put it back
+        known = bool(self.notes_dir and student and assignment)
+        collected = records.load_collect(self.notes_dir, assignment, student) if known else records.CollectRecord()
+        restored = self._restored_notes(nb, student, assignment, notebook, collected)
         tests = self._judge_graded_cells(nb) if self.inputs_dir else []
-        collected = []
-        if self.notes_dir and student and assignment:
-            collected = list(records.load_collect(self.notes_dir, assignment, student).notebooks.get(notebook, []))
-        for gid in restored:
-            if not any(gid in c and ("missing" in c or "deleted" in c) for c in collected):
-                collected.append(f"The graded test cell `{gid}` was missing; the original was put back and run.")
-        notes = list(dict.fromkeys(collected + self._notes))
-        if self.notes_dir and student and assignment:
-            path = records.notes_path(self.notes_dir, assignment, student, "autograde")
+        notes = list(dict.fromkeys(list(collected.notebooks.get(notebook, [])) + restored + self._notes))
+        if known:
             rec = records.load_autograde(self.notes_dir, assignment, student) or records.AutogradeRecord()
             rec.notebooks[notebook] = NotebookRun(executed=self._executed,
                                                   seconds=round(time.monotonic() - self._t0, 1),
                                                   slowest_cell=tuple(self._slowest), notes=notes, tests=tests)
-            records.save(rec, path)
-        nb.cells = [c for c in nb.cells if not c.metadata.get(NOTES_MARK)]
-        text = ("**Grader notes** (automatic):\n\n" + "\n".join(f"- {n}" for n in notes)) if notes else \
-            "**Grader notes** (automatic): the notebook ran without problems."
-        cell = new_markdown_cell(text)
-        cell.metadata[NOTES_MARK] = True
-        if nb.get("nbformat_minor", 5) < 5:
-            cell.pop("id", None)
-        nb.cells.insert(0, cell)
+            records.save(rec, records.notes_path(self.notes_dir, assignment, student, "autograde"))
+        _insert_notes_cell(nb, notes)
+
+
+def _is_graded_test(cell) -> bool:
+    """An autograded test cell: code, graded, not an answer cell."""
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _insert_notes_cell(nb, notes: list[str]) -> None:
+    """The "Grader notes" cell at the top of the autograded notebook (and so of the feedback)."""
+    nb.cells = [c for c in nb.cells if not c.metadata.get(NOTES_MARK)]
+    text = ("**Grader notes** (automatic):\n\n" + "\n".join(f"- {n}" for n in notes)) if notes else \
+        "**Grader notes** (automatic): the notebook ran without problems."
+    cell = new_markdown_cell(text)
+    cell.metadata[NOTES_MARK] = True
+    if nb.get("nbformat_minor", 5) < 5:
+        cell.pop("id", None)
+    nb.cells.insert(0, cell)

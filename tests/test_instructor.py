@@ -453,7 +453,7 @@ def test_sandbox_blocks_network_and_writes_outside(graded):
 
 def test_newer_submission_after_grading_is_regraded_alone_and_old_grade_kept(graded):
     course, root, tmp = graded["course"], graded["root"], graded["tmp"]
-    assert not ag.needs_grading(course, "s01-correct", A)
+    assert not ag.needs_grading(course, A, "s01-correct")
     late = tmp / "late" / "s02-blank" / A          # s02 hands in a completed notebook after grading
     late.mkdir(parents=True)
     nb = build_submission(graded["release_nb"], graded["refs"], "s02-blank", CLASS["s01-correct"])
@@ -461,7 +461,7 @@ def test_newer_submission_after_grading_is_regraded_alone_and_old_grade_kept(gra
     _write_ts(late, dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.timezone.utc))
     report = col.collect(course, [tmp / "late"])
     assert [s for s, _ in report.replaced] == [f"s02-blank/{A}"]
-    assert ag.needs_grading(course, "s02-blank", A) and not ag.needs_grading(course, "s01-correct", A)
+    assert ag.needs_grading(course, A, "s02-blank") and not ag.needs_grading(course, A, "s01-correct")
     res = ag.autograde(course, [A])                # no --force: only what changed
     assert [r.student for r in res] == ["s02-blank"] and res[0].ok
     assert res[0].score == expected_points(graded["points"], set())

@@ -1,0 +1,246 @@
+"""Judging in a bounded process (ddpm_instructor.judging) and the autograde backstop's bisection.
+
+A record can cost far more to judge than its size: these tests hand the judging child an expanded (stride-0)
+tensor, an oversized payload, a judge that never returns, one that allocates gigabytes and one that kills its own
+process, and check that each costs only its own blank, with a note, while the others are judged and the grader's
+own memory stays where it was.  The backstop's bisection is tested on a fake chunk runner (no nbgrader).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from traitlets.config import Config
+
+import solutions
+from ddpm_instructor import autograde as ag
+from ddpm_instructor import graded, judging, records
+from judging_hooks import VICTIM, dying_judge, greedy_judge, sleepy_judge
+from tutorial_utils.probes import PROBES, RECORD_MIME
+
+SCHED, LOSS, GUIDED = "test_linear_beta_schedule", VICTIM, "test_guided_eps"
+EXPANDED_SHAPE = (400_000, 1, 28, 28)          # 4-byte floats: 1 254 400 000 bytes once materialised
+
+
+@pytest.fixture(scope="module")
+def inputs_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("graded_inputs")
+    graded.write_inputs(d, [SCHED, LOSS, GUIDED])
+    return d
+
+
+def _outputs(inputs_dir: Path, gid: str, obj, mutate=None) -> list:
+    """The outputs a graded cell shows in the kernel: the probe's record of ``obj`` on the grader's inputs."""
+    spec = torch.load(inputs_dir / f"{gid}.pt", weights_only=True)
+    record = PROBES[spec["probe"]](obj, spec["inputs"])
+    if mutate is not None:
+        record = mutate(record)
+    buf = io.BytesIO()
+    torch.save({"grade_id": gid, "record": record}, buf)
+    return [{"output_type": "display_data", "metadata": {},
+             "data": {RECORD_MIME: base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": "[record]"}}]
+
+
+def _cell(inputs_dir, gid, obj, points=1.0, mutate=None):
+    return judging.GradedCell.from_outputs(gid, points, _outputs(inputs_dir, gid, obj, mutate))
+
+
+def _right_cells(inputs_dir):
+    from solutions.beyond import guided_eps
+    return [_cell(inputs_dir, SCHED, solutions.linear_beta_schedule, 1.0),
+            _cell(inputs_dir, LOSS, torch.nn.functional.mse_loss, 2.0),
+            _cell(inputs_dir, GUIDED, guided_eps, 3.0)]
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- records
+def test_right_answers_pass_in_one_child(inputs_dir):
+    batch = judging.judge_cells(_right_cells(inputs_dir), inputs_dir, timeout_s=60, memory_mb=1024)
+    assert [r.passed for r in batch.results] == [True, True, True], batch.results
+    assert [r.points for r in batch.results] == [1.0, 2.0, 3.0]
+    assert batch.children == 1 and batch.notes == []
+
+
+def test_expanded_and_oversized_records_cost_only_their_blank(inputs_dir):
+    cells = _right_cells(inputs_dir)
+
+    def expand(record):              # a few bytes of storage standing for 1.2 GB
+        record["value"] = torch.zeros(1, 1, 1, 1).expand(*EXPANDED_SHAPE)
+        return record
+    cells[1] = _cell(inputs_dir, LOSS, torch.nn.functional.mse_loss, 2.0, mutate=expand)
+    assert len(cells[1].outputs[0]["data"][RECORD_MIME]) < 10_000
+    # over the record limit and not even a torch file: refused unread (read, it would say "could not be read")
+    limit = judging.record_limit(GUIDED)
+    cells[2] = judging.GradedCell.from_outputs(GUIDED, 3.0, [{"output_type": "display_data",
+                                                              "data": {RECORD_MIME: "A" * (limit * 4 // 3 + 8)}}])
+    before = _maxrss_mb()
+    batch = judging.judge_cells(cells, inputs_dir, timeout_s=60, memory_mb=1024)
+    assert [r.passed for r in batch.results] == [True, False, False], batch.results
+    assert batch.results[1].points == 0 and batch.results[2].points == 0
+    gb = EXPANDED_SHAPE[0] * 28 * 28 * 4 / 2**30
+    assert f"{gb:.1f} GB" in batch.results[1].message and "expanded" in batch.results[1].message
+    assert "did not read it" in batch.results[2].message
+    assert any(f"`{LOSS}`" in n for n in batch.notes) and any(f"`{GUIDED}`" in n for n in batch.notes)
+    assert _maxrss_mb() - before < 200, "the grader's own memory grew"
+    assert batch.peak_mb < gb * 1024, "the judging child materialised the expanded tensor"
+
+
+def test_a_judge_that_allocates_gigabytes_is_refused_the_memory(inputs_dir):
+    before = _maxrss_mb()
+    batch = judging.judge_cells(_right_cells(inputs_dir), inputs_dir, timeout_s=60, memory_mb=512, judge=greedy_judge)
+    assert [r.passed for r in batch.results] == [True, False, True], batch.results
+    assert "could not judge this test" in batch.results[1].message
+    assert _maxrss_mb() - before < 200
+    assert batch.peak_mb < 3000
+
+
+def test_a_judge_that_loops_costs_only_its_blank(inputs_dir):
+    t0 = time.monotonic()
+    batch = judging.judge_cells(_right_cells(inputs_dir), inputs_dir, timeout_s=2, memory_mb=1024, judge=sleepy_judge)
+    took = time.monotonic() - t0
+    assert [r.passed for r in batch.results] == [True, False, True], batch.results
+    assert "stopped judging this test after 2 s" in batch.results[1].message
+    assert batch.children == 2, "the tests after the stopped one are judged in a fresh child"
+    assert any(f"`{LOSS}`" in n and "time limit" in n for n in batch.notes)
+    assert took < 60, took
+
+
+def test_a_judging_child_that_dies_costs_only_its_blank(inputs_dir):
+    batch = judging.judge_cells(_right_cells(inputs_dir), inputs_dir, timeout_s=60, memory_mb=1024, judge=dying_judge)
+    assert [r.passed for r in batch.results] == [True, False, True], batch.results
+    assert "ended without a verdict (signal 9" in batch.results[1].message
+
+
+def test_a_verdict_counts_only_for_the_test_it_was_asked_about():
+    cell = judging.GradedCell(SCHED, 1.0, [])
+    forged = {"grade_id": LOSS, "max_points": 100.0, "passed": True, "message": "ok", "points": 100.0}
+    res = judging._result(cell, forged)
+    assert not res.passed and res.points == 0 and res.max_points == 1.0
+
+
+def test_only_errors_and_records_reach_the_child():
+    outs = [{"output_type": "stream", "name": "stdout", "text": "x" * 10_000},
+            {"output_type": "display_data", "data": {"image/png": "A" * 10_000, RECORD_MIME: "QUJD"}},
+            {"output_type": "display_data", "data": {RECORD_MIME: ["not", "a", "string"]}},
+            {"output_type": "error", "ename": "ValueError", "evalue": "v" * 5000, "traceback": ["t" * 5000]}]
+    cell = judging.GradedCell.from_outputs(SCHED, 1.0, outs)
+    assert [o["output_type"] for o in cell.outputs] == ["display_data", "error"]
+    assert cell.outputs[0]["data"] == {RECORD_MIME: "QUJD"} and len(cell.outputs[1]["evalue"]) <= 1000
+    assert cell.payload_chars() == 4
+
+
+# --------------------------------------------------------------------------- execute: decided from structure
+def test_restored_test_cells_are_found_by_grade_id_not_by_text(tmp_path):
+    from ddpm_instructor.execute import GuardedExecute
+    a, s, name = "02_x", "s1", "02_x"
+    sub = tmp_path / "submitted" / s / a
+    sub.mkdir(parents=True)
+    graded_cell = lambda gid: nbformat.v4.new_code_cell(
+        "submit()", metadata={"nbgrader": {"grade": True, "grade_id": gid, "points": 1, "solution": False}})
+    handed_in = nbformat.v4.new_notebook(cells=[graded_cell("test_a")])
+    (sub / f"{name}.ipynb").write_text(nbformat.writes(handed_in))
+    run = nbformat.v4.new_notebook(cells=[graded_cell("test_a"), graded_cell("test_b")])   # nbgrader put b back
+    run.cells[0].source = "# This cell (id:test_a) was missing from the submission."       # text says nothing
+    ge = GuardedExecute(config=Config({"CourseDirectory": {"root": str(tmp_path)}}))
+    notes = ge._restored_notes(run, s, a, name, records.CollectRecord())
+    assert notes == ["The graded test cell `test_b` was missing; the original was put back and run."]
+    # collect filed this notebook: it compared it with the release, and its own notes say what was deleted
+    assert ge._restored_notes(run, s, a, name, records.CollectRecord(notebooks={name: []})) == []
+
+
+def test_inputs_reach_the_kernel_manager_not_the_environment(tmp_path):
+    from ddpm_instructor.execute import GuardedExecute
+    before = dict(os.environ)
+    ge = GuardedExecute(inputs_dir=str(tmp_path))
+    ge.nb = nbformat.v4.new_notebook()
+    km = ge.create_kernel_manager()
+    assert km.inputs_dir == str(tmp_path)
+    assert dict(os.environ) == before
+
+
+# --------------------------------------------------------------------------- the backstop
+class FakeChunks:
+    """nbgrader over a chunk, in order: a submission in ``stuck`` hangs until the backstop kills the chunk (the
+    ones after it are not reached); a chunk longer than ``max_len`` is too slow as a whole."""
+
+    def __init__(self, stuck=(), max_len=10**6):
+        self.stuck, self.max_len, self.graded, self.runs = set(stuck), max_len, {}, []
+
+    def run(self, chunk):
+        self.runs.append(list(chunk))
+        for k, s in enumerate(chunk):
+            if s in self.stuck or k >= self.max_len:
+                return ag.BACKSTOP_RC, Path(f"log{len(self.runs)}")
+            self.graded[s] = self.graded.get(s, 0) + 1
+        return 0, Path(f"log{len(self.runs)}")
+
+    def ok(self, s):
+        return s in self.graded
+
+
+def test_a_chunk_that_hits_the_backstop_is_bisected_until_only_the_offender_fails():
+    students = [f"s{i:02d}" for i in range(10)]
+    fake = FakeChunks(stuck={"s06"})
+    out = ag.bisect_backstop(students, fake.run, fake.ok)
+    assert set(out) == set(students)
+    assert [s for s in students if not fake.ok(s)] == ["s06"]
+    assert out["s06"][0] == ag.BACKSTOP_RC and ["s06"] in fake.runs          # it failed alone
+    assert all(fake.ok(s) for s in students if s != "s06")
+    assert all(n == 1 for n in fake.graded.values()), "a graded submission was graded again"
+    assert len(fake.runs) <= 1 + 2 * 3, fake.runs                          # ~log2 of the 4 it left
+
+
+def test_a_chunk_too_slow_as_a_whole_is_split_until_every_part_fits():
+    students = [f"s{i:02d}" for i in range(9)]
+    fake = FakeChunks(max_len=2)
+    out = ag.bisect_backstop(students, fake.run, fake.ok)
+    assert all(fake.ok(s) for s in students) and set(out) == set(students)
+    assert all(len(run) <= 4 for run in fake.runs[1:])
+
+
+def test_other_failures_are_not_bisected():
+    fake = FakeChunks()
+    out = ag.bisect_backstop(["a", "b", "c"], lambda c: (1, Path("log")), fake.ok)
+    assert {rc for rc, _ in out.values()} == {1}
+
+
+def test_the_backstop_kills_the_whole_process_group(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); " \
+             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(300)"
+    t0 = time.monotonic()
+    rc = ag.run_in_group([sys.executable, "-c", script], tmp_path, dict(os.environ), 3, tmp_path / "log.txt")
+    assert rc == ag.BACKSTOP_RC and time.monotonic() - t0 < 30
+    pid = int(pid_file.read_text())
+    for _ in range(50):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"process {pid} started by the killed command is still running")
+    assert "backstop" in (tmp_path / "log.txt").read_text()
+
+
+def test_autograde_does_not_release(tmp_path):
+    from ddpm_instructor.coursedir import CourseDir
+    from ddpm_instructor.errors import InstructorError
+    course = CourseDir(root=tmp_path / "course", quiet=True)
+    with pytest.raises(InstructorError, match=r"release 02_forward_closed_form"):
+        ag.check_released(course, "02_forward_closed_form")
+    assert not (tmp_path / "course" / "release").exists() and not (tmp_path / "course" / "gradebook.db").exists()
