@@ -4,7 +4,7 @@
     collect PATH [PATH ...]                        folders or LMS zip exports
     autograde [ASSIGNMENT ...]                     sandboxed, fast profile, tests judged outside the kernel
     feedback [ASSIGNMENT ...] [--zip]              HTML per student
-    grades [--out FILE.csv]                        CSV export
+    grades [--out FILE.csv] [--format canvas|moodle --roster R.csv]   CSV export, or an LMS import file
     roster FILE.csv | status | points | doctor
     grade-one SUBMISSION --assignment A            one submission on its own -> Gradescope's results.json
     export-autograder A                            Gradescope's autograder zip (setup.sh, run_autograder)
@@ -79,8 +79,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--student", action="append")
     s.add_argument("--zip", action="store_true", help="also zip each assignment's pages (<student>/<page>.html)")
 
-    s = sub.add_parser("grades", help="export the gradebook to CSV")
-    s.add_argument("--out", help="where to write the latest CSV (default grading/grades.csv)")
+    s = sub.add_parser("grades", help="export the gradebook to CSV, or an LMS's gradebook import file")
+    s.add_argument("--out", help="where to write the latest CSV (default grading/grades.csv, grading/grades-<format>.csv)")
+    s.add_argument("--format", choices=["csv", "canvas", "moodle"], default="csv",
+                   help="csv: the course's CSV (default); canvas / moodle: that LMS's gradebook import file")
+    s.add_argument("--roster", help="canvas / moodle: the roster CSV (as for collect) with each student's LMS ids")
 
     s = sub.add_parser("roster", help="import students (CSV: id,first_name,last_name,email) into the gradebook")
     s.add_argument("csv")
@@ -143,7 +146,11 @@ def _feedback(course: CourseDir, args) -> int:
 
 
 def _grades(course: CourseDir, args) -> int:
-    from .grades import grades
+    from .grades import grades, lms_export
+    if args.format != "csv":
+        report = lms_export(course, args.format, args.roster, args.out)
+        print(report.text())
+        return 1 if report.unmatched else 0
     main_csv, detail, rows = grades(course, args.out)
     for r in rows[:60]:
         print(f"  {r['assignment']:<24} {r['student_id']:<24} {r['score']:>6g}/{r['max_score']:<4g} {r['status']}")
@@ -166,10 +173,12 @@ def _status(course: CourseDir, args) -> int:
 
 def _points(course: CourseDir, args) -> int:
     for a in args.assignments or course.released_assignments():
-        rows = course.points(a)
-        print(f"{a}: {sum(r[2] for r in rows):g} points")
-        for nb, gid, pts in rows:
-            print(f"  {nb:<28} {gid:<32} {pts:g}")
+        auto, written = course.points(a), course.points(a, written=True)
+        ta, tw = sum(r[2] for r in auto), sum(r[2] for r in written)
+        print(f"{a}: {ta + tw:g} points ({ta:g} autograded, {tw:g} written, graded by hand in the formgrader)")
+        for kind, rows in (("autograded", auto), ("written", written)):
+            for nb, gid, pts in rows:
+                print(f"  {nb:<28} {gid:<40} {pts:>3g}  {kind}")
     return 0
 
 

@@ -239,14 +239,17 @@ c.LimitOutput.max_traceback = 60
         """Where the instructor edits the source notebooks; the snapshot when that is gone."""
         return self.origin / a if (self.origin / a).is_dir() else self.source / a
 
-    def points(self, assignment: str) -> list[tuple[str, str, float]]:
-        """(notebook, grade cell, points) in notebook order, from the generated student version."""
+    def points(self, assignment: str, written: bool = False) -> list[tuple[str, str, float]]:
+        """(notebook, grade cell, points) in notebook order, from the generated student version: the graded tests
+        (autograded), or with ``written=True`` the written answers (Markdown cells, graded by hand).  Before the
+        first release, from the source notebooks (the same nbgrader metadata)."""
         rows = []
-        for nb_path in sorted((self.release / assignment).glob("*.ipynb")):
+        folder = self.release / assignment if (self.release / assignment).is_dir() else self.source_dir_for(assignment)
+        for nb_path in sorted(folder.glob("*.ipynb")):
             nb = nbformat.read(str(nb_path), as_version=4)
             for cell in nb.cells:
                 meta = cell.metadata.get("nbgrader", {})
-                if meta.get("grade") or meta.get("task"):
+                if (meta.get("grade") or meta.get("task")) and (cell.cell_type == "markdown") == written:
                     rows.append((nb_path.stem, meta.get("grade_id"), float(meta.get("points", 0) or 0)))
         return rows
 
@@ -268,14 +271,11 @@ c.LimitOutput.max_traceback = 60
     def submissions(self, assignment: str) -> list[str]:
         return sorted(p.parent.name for p in self.submitted.glob(f"*/{assignment}") if p.is_dir())
 
-    def score(self, student, a) -> tuple[float, float]:
-        from nbgrader.api import MissingEntry
-        with self.gradebook() as gb:
-            try:
-                sub = gb.find_submission(a, student)
-                return float(sub.score), float(sub.max_score)
-            except MissingEntry:
-                return 0.0, float(gb.find_assignment(a).max_score)
+    def score(self, assignment: str, student: str) -> tuple[float, float]:
+        """The autograded points and their maximum, from ``ddpm_instructor.grades.submission_score``."""
+        from .grades import submission_score
+        sc = submission_score(self, assignment, student)
+        return sc.autograded, sc.autograded_max
 
 
 def listdir(p: Path) -> list[str]:

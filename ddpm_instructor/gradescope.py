@@ -33,20 +33,69 @@ SHIPPED = ["pyproject.toml", "README.md", "nbgrader_config.py", "solutions", "tu
 
 
 def _results(course: CourseDir, assignment: str, student: str, seconds: float, visibility: str) -> dict:
+    """Gradescope's ``results.json`` for the autograded part: the scores from ``grades.submission_score`` (the
+    source of the grades CSV too), the messages and notes from the autograde record."""
+    from .grades import submission_score
     rec = records.load_autograde(course.notes, assignment, student)
     notes = records.read_notes(course.notes, assignment, student)
-    points = course.points(assignment)
+    sc = submission_score(course, assignment, student)
     by_id = {t.grade_id: t for t in rec.tests()} if rec is not None else {}
     tests = []
-    for number, (_, gid, max_pts) in enumerate(points, 1):
-        t = by_id.get(gid)
-        tests.append({"name": gid, "number": str(number), "score": t.points if t else 0.0, "max_score": max_pts,
+    for number, (_, gid, max_pts) in enumerate(course.points(assignment), 1):
+        t, cell = by_id.get(gid), sc.cells.get(gid)
+        tests.append({"name": gid, "number": str(number), "score": cell.score if cell else 0.0, "max_score": max_pts,
                       "output": t.message if t else "not graded: the notebook could not be run (see the output above)",
                       "visibility": visibility})
-    score = sum(t["score"] for t in tests)
     output = "\n".join(f"- {n}" for n in notes) or "The notebook ran without problems."
-    return {"score": score, "execution_time": round(seconds, 1), "output": "Grader notes:\n" + output,
+    written = written_note(course, assignment)
+    return {"score": sc.autograded, "execution_time": round(seconds, 1),
+            "output": "Grader notes:\n" + output + (f"\n\n{written}" if written else ""),
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+def written_note(course: CourseDir, assignment: str) -> str:
+    """What ``results.json`` tells the student about the written answers, which this autograder does not grade."""
+    cells = course.points(assignment, written=True)
+    if not cells:
+        return ""
+    return (f"This score is the autograded part only. Your {len(cells)} written answer(s) "
+            f"({sum(p for *_, p in cells):g} points) are graded by hand, in a separate Gradescope assignment.")
+
+
+WRITTEN_README = """# {assignment}: Gradescope autograder
+
+Upload this zip as the autograder of a Gradescope *Programming Assignment* worth {auto:g} points: it grades the
+{n_auto} graded tests ({auto:g} points) in the sandbox and writes `results.json`.
+
+{written}
+"""
+
+WRITTEN_HOWTO = """## The written answers ({n} answer(s), {points:g} points): graded by hand, in a second assignment
+
+This autograder does not grade them (their cells score 0 here), as otter-grader's Gradescope export does:
+
+1. Create a second Gradescope assignment, *{assignment} (written)*, of type Homework / Problem Set (students
+   upload a PDF: JupyterLab's File > Save and Export Notebook As > PDF or HTML, printed to PDF), with one question
+   per answer cell, in this order and with these points:
+
+{table}
+
+2. Paste the rubric of each question from the instructor source (`notebooks/source/{assignment}/`, the
+   **Rubric** paragraph of each `written_*` cell) into that question's rubric.
+3. After grading, export both assignments' scores and add them (or use `./course instructor` locally, where the
+   formgrader grades the written answers and `grades` adds them: docs/INSTRUCTORS.md, "Grading the written answers").
+"""
+
+
+def autograder_readme(course: CourseDir, assignment: str) -> str:
+    """The README.md of the autograder zip: what it grades, and how to grade the written part on Gradescope."""
+    auto, cells = course.points(assignment), course.points(assignment, written=True)
+    written = WRITTEN_HOWTO.format(
+        n=len(cells), points=sum(p for *_, p in cells), assignment=assignment,
+        table="\n".join(f"   | {i} | `{gid}` | {pts:g} |" for i, (_, gid, pts) in enumerate(cells, 1))
+    ) if cells else "This assignment has no written answers: the autograder grades all of it."
+    return WRITTEN_README.format(assignment=assignment, auto=sum(p for *_, p in auto), n_auto=len(auto),
+                                 written=written)
 
 
 def grade_one(submission, out, assignment: str, public=(), source=None, workdir=None, sandbox=None,
@@ -122,7 +171,8 @@ def export_autograder(course: CourseDir, assignment: str, public=(), out=None,
     pub = " ".join(f"--public {s}" for s in stages)
     files = {"setup.sh": SETUP_SH,
              "run_autograder": RUN_AUTOGRADER.format(assignment=assignment, public=pub, visibility=visibility),
-             "requirements.txt": "\n".join(REQUIREMENTS + ["nbgrader>=0.9,<0.10", "nbclient>=0.8", "nbformat>=5.7"]) + "\n"}
+             "requirements.txt": "\n".join(REQUIREMENTS + ["nbgrader>=0.9,<0.10", "nbclient>=0.8", "nbformat>=5.7"]) + "\n",
+             "README.md": autograder_readme(course, assignment)}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, text in files.items():
             info = zipfile.ZipInfo(name)
@@ -138,4 +188,9 @@ def export_autograder(course: CourseDir, assignment: str, public=(), out=None,
                 if rel == "notebooks/source" and parts[2] != assignment:
                     continue
                 zf.write(p, "course/" + "/".join(parts))
+    written = course.points(assignment, written=True)
+    if written:
+        course.say(f"{assignment}: the autograder grades the graded tests only; the {len(written)} written answer(s) "
+                   f"({sum(p for *_, p in written):g} points) go in a separate, manually graded Gradescope assignment "
+                   "(README.md in the zip says how)")
     return out

@@ -36,7 +36,8 @@ def release(course: CourseDir, assignments=None, force=False, public=()) -> list
             if r.returncode != 0:
                 raise InstructorError(f"nbgrader generate_assignment {a} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
         folder, zpath = build_bundle(course, a)
-        total = sum(p for *_, p in course.points(a))
-        course.say(f"released {a} ({total:g} points): hand out {zpath} (or the folder {folder})")
+        auto, written = (sum(p for *_, p in course.points(a, written=w)) for w in (False, True))
+        course.say(f"released {a} ({auto:g} points autograded, {written:g} written): hand out {zpath} "
+                   f"(or the folder {folder})")
         done.append(a)
     return done

@@ -42,6 +42,9 @@ LESSONS = {
 }
 POINTS = {"01_forward_1d": 0, "02_forward_closed_form": 10, "03_unet": 0, "04_training": 10,
           "05_sampling": 5, "06_conditional": 9, "07_beyond": 12}
+# The written answers, graded by hand in the formgrader: points of each question's answer cell, in order.
+WRITTEN = {"01_forward_1d": [1, 1, 1], "02_forward_closed_form": [2], "03_unet": [1, 2, 1], "04_training": [],
+           "05_sampling": [1, 1], "06_conditional": [1, 1, 2], "07_beyond": [1, 1, 2]}
 
 
 def source_path(assignment):
@@ -57,8 +60,13 @@ def _nbg(cell):
 
 
 def _is_answer(cell):
-    """An answer to the "check your understanding" questions: an ungraded nbgrader solution cell."""
+    """Notes on an optional exercise: an ungraded nbgrader solution cell (code, comments only)."""
     return _nbg(cell).get("grade_id", "").startswith("answer_")
+
+
+def _is_written(cell):
+    """A written answer to a "check your understanding" question: a manually graded Markdown answer cell."""
+    return _nbg(cell).get("grade_id", "").startswith("written_")
 
 
 def _budget():
@@ -92,22 +100,29 @@ def test_nbgrader_metadata_is_complete_and_points_match_the_readme(assignment):
     for c in nb.cells:
         m = _nbg(c)
         if m:
-            assert m["schema_version"] == 3 and c.cell_type == "code" and c["id"] == m["grade_id"]
-            if m.get("grade"):
+            assert m["schema_version"] == 3 and c["id"] == m["grade_id"]
+            assert c.cell_type == ("markdown" if _is_written(c) else "code")
+            if _is_written(c):
+                assert m["grade"] and m["solution"] and not m["locked"] and m["points"] > 0
+            elif m.get("grade"):
                 assert m["points"] > 0 and m["locked"] and m["grade_id"].startswith("test_")
                 assert "### BEGIN HIDDEN TESTS" in c.source
-    points = sum(_nbg(c).get("points", 0) for c in nb.cells if _nbg(c).get("grade"))
+    points = sum(_nbg(c).get("points", 0) for c in nb.cells if _nbg(c).get("grade") and not _is_written(c))
     assert points == POINTS[assignment]
+    written = [_nbg(c)["points"] for c in nb.cells if _is_written(c)]
+    assert written == WRITTEN[assignment]
     readme = (NOTEBOOKS / "README.md").read_text()
-    m = re.search(rf"^\|\s*`?{assignment}`?.*\|\s*\*\*(\d+)\*\*\s*\|\s*$", readme, re.M)
-    assert m and int(m.group(1)) == points, f"notebooks/README.md's point table disagrees for {assignment}"
+    m = re.search(rf"^\|\s*`?{assignment}`?.*\|\s*\*\*(\d+)\*\*\s*\|[^|]*\|\s*(\d+)\s*\|\s*\*\*(\d+)\*\*\s*\|\s*$",
+                  readme, re.M)
+    assert m and [int(g) for g in m.groups()] == [points, sum(written), points + sum(written)], \
+        f"notebooks/README.md's point table (autograded, written, total) disagrees for {assignment}"
 
 
 @pytest.mark.parametrize("assignment", sorted(LESSONS))
 def test_each_blank_is_followed_by_its_self_check_then_its_graded_tests(assignment):
     cells = _read(assignment).cells
     for i, c in enumerate(cells):
-        if not _nbg(c).get("solution") or _is_answer(c):
+        if not _nbg(c).get("solution") or _is_answer(c) or _is_written(c):
             continue
         n_blanks = c.source.count("BEGIN SOLUTION")
         check = cells[i + 1]
@@ -123,26 +138,40 @@ def test_each_blank_is_followed_by_its_self_check_then_its_graded_tests(assignme
 
 
 @pytest.mark.parametrize("assignment", sorted(LESSONS))
-def test_answer_cells_hold_only_comments_and_are_never_graded(assignment):
-    """Answers to "Check your understanding" / "Try it yourself": ungraded solution cells that nbgrader blanks."""
-    from ddpm_instructor.blanks import blank_stub
-
+def test_each_question_has_a_written_answer_cell_with_a_model_answer_and_a_rubric(assignment):
+    """After each block of "Check your understanding" / "Try it yourself" questions: one manually graded Markdown
+    answer cell per question (a heading the student keeps, the model answer and rubric inside the solution region,
+    which nbgrader blanks), then, in notebook 7, the ungraded notes cell of the optional exercise."""
     cells = _read(assignment).cells
-    answers = [i for i, c in enumerate(cells) if _is_answer(c)]
     questions = [i for i, c in enumerate(cells) if c.cell_type == "markdown"
                  and ("Check your understanding" in c.source or "Try it yourself" in c.source)]
-    assert len(answers) == len(questions), "one answer cell per block of questions"
     assert questions or assignment == "04_training", f"{assignment} lost its questions"
-    for q, a in zip(questions, answers):
-        assert q < a and all(cells[k].cell_type == "markdown" or "experiments" in cells[k].source
-                             for k in range(q + 1, a)), "the answer follows its questions"
-        c, m = cells[a], _nbg(cells[a])
+    assert len(questions) <= 1
+    written = [i for i, c in enumerate(cells) if _is_written(c)]
+    assert len(written) == len(WRITTEN[assignment])
+    if questions:
+        q = questions[0]
+        assert written == list(range(written[0], written[0] + len(written))) and q < written[0], \
+            "the answers follow their questions, one after the other"
+        assert all(cells[k].cell_type == "markdown" or "experiments" in cells[k].source for k in range(q + 1, written[0]))
+    for i in written:
+        lines = cells[i].source.split("\n")
+        assert lines[0].startswith("**Your answer") and f"({_nbg(cells[i])['points']} point" in lines[0]
+        assert lines[2] == "### BEGIN SOLUTION" and lines[-1] == "### END SOLUTION"
+        inside = "\n".join(lines[3:-1])
+        assert inside.startswith("**Model answer.**") and f"**Rubric ({_nbg(cells[i])['points']} point" in inside
+    notes = [i for i, c in enumerate(cells) if _is_answer(c)]
+    assert len(notes) == (1 if assignment == "07_beyond" else 0)
+    for i in notes:
+        from ddpm_instructor.blanks import blank_stub
+        c, m = cells[i], _nbg(cells[i])
+        assert i == written[-1] + 1 and "Exercise (optional" in cells[questions[0]].source
         assert c.cell_type == "code" and m == {"grade": False, "grade_id": c["id"], "locked": False,
                                                "schema_version": 3, "solution": True}
         lines = c.source.split("\n")
-        assert blank_stub(lines[0]) == "# Your answers (not graded): write them here."
-        assert lines[-1] == "### END SOLUTION" and len(lines) > 3
-        assert all(line.startswith("#") for line in lines), "answers are comments: the cell must run as it is"
+        assert blank_stub(lines[0]) == "# Your notes on the optional exercise (not graded): write them here."
+        assert lines[-1] == "### END SOLUTION" and len(lines) > 2
+        assert all(line.startswith("#") for line in lines), "notes are comments: the cell must run as it is"
         assert not c.get("outputs")
 
 
@@ -439,5 +468,6 @@ def test_stored_check_data_is_what_the_reference_gives_now(tmp_path):
 
 
 def test_self_checks_never_call_the_reference():
-    src = (ROOT / "tutorial_utils" / "checks.py").read_text() + (ROOT / "tutorial_utils" / "probes.py").read_text()
+    files = sorted((ROOT / "tutorial_utils" / "checks").glob("*.py")) + [ROOT / "tutorial_utils" / "probes.py"]
+    src = "".join(p.read_text() for p in files)
     assert "import solutions" not in src and "solutions." not in src.replace("tutorial_utils.", "")

@@ -62,12 +62,18 @@ def _code_lines(nb):
     return [line.strip() for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()]
 
 
-ANSWER_STUB = "# Your answers (not graded): write them here."
+ANSWER_STUB = "# Your notes on the optional exercise (not graded): write them here."
+WRITTEN_STUB = "YOUR ANSWER HERE"     # nbgrader's ClearSolutions.text_stub for Markdown answer cells
 
 
 def _is_answer(cell) -> bool:
-    """The ungraded answers to the "check your understanding" questions (instructor version only)."""
+    """The ungraded notes on an optional exercise (instructor version: a model answer in comments)."""
     return _nbg(cell).get("grade_id", "").startswith("answer_")
+
+
+def _is_written(cell) -> bool:
+    """A written answer, graded by hand (instructor version: the model answer and the rubric)."""
+    return _nbg(cell).get("grade_id", "").startswith("written_")
 
 
 def test_regenerating_reproduces_the_committed_student_versions(tmp_path):
@@ -87,7 +93,7 @@ def test_every_blank_is_in_the_student_version_verbatim(assignment):
         assert lines.count(blank) >= BLANKS[assignment].count(blank), f"{blank!r} missing in {assignment}"
     # ... and nothing else was blanked: the source has exactly these regions.
     src = _read(source_path(assignment))
-    stubs = [BLANK_RE.search(line).group("stub").strip() for c in src.cells if not _is_answer(c)
+    stubs = [BLANK_RE.search(line).group("stub").strip() for c in src.cells if not _is_answer(c) and not _is_written(c)
              for line in c.source.splitlines() if "BEGIN SOLUTION" in line]
     assert stubs == BLANKS[assignment]
 
@@ -129,6 +135,44 @@ def test_no_answer_leaks_into_the_student_version(assignment):
                 assert words not in text, f"answer text leaked into the student version: {words!r}"
 
 
+def _solution_lines(cell) -> list[str]:
+    lines = cell.source.split("\n")
+    k, end = lines.index("### BEGIN SOLUTION"), lines.index("### END SOLUTION")
+    return lines[k + 1:end]
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_no_model_answer_or_rubric_reaches_the_student_version(assignment):
+    """Each written answer cell is released as its heading and nbgrader's stub: no line of the model answer or the
+    rubric appears anywhere in the student version, nor the words that introduce them."""
+    rel, src = _read(release_path(assignment)), _read(source_path(assignment))
+    written = [c for c in src.cells if _is_written(c)]
+    released = {c.get("id"): c for c in rel.cells}
+    text = "\n".join(c.source for c in rel.cells)
+    assert "Model answer" not in text and "Rubric" not in text
+    for cell in written:
+        gid = cell["id"]
+        heading = cell.source.split("\n")[0]
+        assert released[gid].source == f"{heading}\n\n{WRITTEN_STUB}", (gid, released[gid].source)
+        assert _nbg(released[gid])["points"] == _nbg(cell)["points"] and _nbg(released[gid])["grade"]
+        inside = [line.strip() for line in _solution_lines(cell) if len(line.strip()) > 12]
+        assert len(inside) >= 2, gid
+        for line in inside:
+            assert line not in text, f"model answer or rubric leaked into the student version: {line!r}"
+
+
+def test_written_answers_wait_for_the_formgrader_unless_left_blank():
+    """nbgrader's rule, on the released cells: an answer left as released scores 0 at once (its checksum is
+    unchanged); any written answer has no automatic score, so the formgrader asks for a manual grade."""
+    from nbgrader.utils import determine_grade
+    cells = [c for a in LESSONS for c in _read(release_path(a)).cells if _is_written(c)]
+    assert len(cells) == 15 and sum(_nbg(c)["points"] for c in cells) == 19
+    for cell in cells:
+        assert determine_grade(cell) == (0, _nbg(cell)["points"])
+        answered = nbformat.from_dict(dict(cell, source=cell.source.replace(WRITTEN_STUB, "The noise level.")))
+        assert determine_grade(answered) == (None, _nbg(cell)["points"])
+
+
 def _cut_after_last_graded_cell(nb):
     last = max(i for i, c in enumerate(nb.cells) if _nbg(c).get("grade_id", "").startswith(("check_", "test_")))
     nb.cells = nb.cells[:last + 1]
@@ -147,7 +191,8 @@ def _restore_hidden_tests(nb, src):
 
 def _fill_blanks(nb, src):
     """Substitute every blank of the student version with the reference code of the source notebook."""
-    by_id = {_nbg(c)["grade_id"]: c for c in src.cells if _nbg(c).get("solution") and not _is_answer(c)}
+    by_id = {_nbg(c)["grade_id"]: c for c in src.cells if _nbg(c).get("solution") and not _is_answer(c)
+             and not _is_written(c)}
     filled = 0
     for cell in nb.cells:
         gid = _nbg(cell).get("grade_id")
@@ -198,7 +243,7 @@ def test_student_versions_fail_their_self_checks_as_released(released_run):
 
 def test_released_student_versions_score_zero(released_run):
     assignment, nb = released_run
-    graded = [c for c in nb.cells if _nbg(c).get("grade")]
+    graded = [c for c in nb.cells if _nbg(c).get("grade") and not _is_written(c)]
     assert graded
     for cell in graded:
         assert _errors(cell), f"{assignment}: graded test {_nbg(cell)['grade_id']} passes without an answer"
