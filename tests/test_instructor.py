@@ -532,7 +532,7 @@ def test_bundle_holds_nothing_forbidden(released):
     bundle = released["root"] / "bundles" / A
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
     assert f"{A}.ipynb" in files and "README.md" in files and "requirements.txt" in files
-    assert "tutorial_utils/checks.py" in files and "tutorial_utils/check_data.pt" in files
+    assert "tutorial_utils/checks/__init__.py" in files and "tutorial_utils/check_data.pt" in files
     assert not any(f.startswith("checkpoints/") for f in files)      # notebook 2 loads no weights (bundle.used_weights)
     solution_modules = {f.split("/")[1] for f in files if f.startswith("solutions/")}
     assert solution_modules == {"__init__.py", "helpers.py", "model.py"}, solution_modules   # 02 is not public

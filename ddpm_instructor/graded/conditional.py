@@ -1,0 +1,53 @@
+"""Notebook 6: inputs and expected values of ``UNet_cond``'s three blanks."""
+from __future__ import annotations
+
+import torch
+
+import solutions
+
+from .case import Case, images
+
+
+def inputs_class_emb(seed: int, ch: int, n_classes: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    emb = solutions.UNet_cond(ch=ch, n_classes=n_classes).class_emb
+    y = torch.cat([torch.randperm(n_classes, generator=g), torch.randint(0, n_classes, (3,), generator=g)])
+    return {"ch": ch, "n_classes": n_classes, "y": y,
+            "weight": torch.randn(emb.num_embeddings, emb.embedding_dim, generator=g)}
+
+
+def expected_class_emb(inputs) -> dict:
+    emb = solutions.UNet_cond(ch=inputs["ch"], n_classes=inputs["n_classes"]).class_emb
+    return {"shape": [emb.num_embeddings, emb.embedding_dim], "lookup": inputs["weight"][inputs["y"]]}
+
+
+def inputs_cond(seed: int, ch: int = 8, n_classes: int = 10, B: int = 4) -> dict:
+    torch.manual_seed(seed)
+    ref = solutions.UNet_cond(ch=ch, n_classes=n_classes)
+    with torch.no_grad():                       # a trained-looking embedding, not the init: every class differs
+        ref.class_emb.weight.normal_(0, 1)
+    g = torch.Generator().manual_seed(seed)
+    return {"ch": ch, "n_classes": n_classes, "state_dict": {k: v.clone() for k, v in ref.state_dict().items()},
+            "x": images(g, B), "t": torch.randint(0, 1000, (B,), generator=g),
+            "y": torch.randint(0, n_classes, (B,), generator=g)}
+
+
+def expected_cond(inputs) -> dict:
+    ref = solutions.UNet_cond(ch=inputs["ch"], n_classes=inputs["n_classes"])
+    ref.load_state_dict(inputs["state_dict"])
+    ref.eval()
+    with torch.no_grad():
+        t_emb, y_emb = ref.time_mlp(inputs["t"]), ref.class_emb(inputs["y"])
+        return {"y_emb": y_emb, "cond_emb": t_emb + y_emb, "out": ref(inputs["x"], inputs["t"], inputs["y"])}
+
+
+TESTS = {
+    "test_UNet_cond_class_emb": Case("class_emb", "class_emb", lambda: inputs_class_emb(76, 16, 7), expected_class_emb),
+    "test_UNet_cond_y_emb": Case("cond_forward", "cond_y_emb", lambda: inputs_cond(77), expected_cond),
+    "test_UNet_cond_cond_emb": Case("cond_forward", "cond_cond_emb", lambda: inputs_cond(78), expected_cond),
+}
+
+SELF_CHECKS = {
+    "class_emb": Case("class_emb", "", lambda: inputs_class_emb(0, 8, 10), expected_class_emb),
+    "cond_forward": Case("cond_forward", "", lambda: inputs_cond(0), expected_cond),
+}
