@@ -239,3 +239,19 @@ def test_autograder_readme_says_how_to_grade_the_written_part(course):
     assert "worth 10 points" in readme and "second Gradescope assignment" in readme
     assert "| 1 | `written_02_1` | 2 |" in readme
     assert "The written answers (3 answer(s), 3 points)" in gradescope.autograder_readme(course, W)
+
+
+# ------------------------------------------------------------------ the points tables say what the notebooks hold
+def test_the_docs_points_table_gives_the_autograded_and_written_points_of_every_assignment():
+    import re
+    docs = (REPO / "docs" / "INSTRUCTORS.md").read_text()
+    lessons = sorted(p.name for p in (REPO / "notebooks" / "release").iterdir() if p.is_dir())
+    totals = [0.0, 0.0]
+    for a in lessons:
+        auto, written = sum(_points(a, False).values()), sum(_points(a, True).values())
+        totals = [totals[0] + auto, totals[1] + written]
+        m = re.search(rf"^\| {a} \|[^|]*\| (\d+) \|[^|]*\| (\d+) \| (\d+) \|$", docs, re.M)
+        assert m and [float(g) for g in m.groups()] == [auto, written, auto + written], a
+    assert totals == [46, 19]
+    assert "| **course** | | **46** | | **19** | **65** |" in docs
+    assert "Points: 65 in all: 46 autograded" in (REPO / "README.md").read_text()
