@@ -13,7 +13,8 @@ the student's home, so a student's own Jupyter settings still win:
     etc/jupyter/nbgrader_config.py              nbgrader's Validate reports every failing cell, self-checks included
     etc/jupyter-student/                        read only by the lab this module opens (``JUPYTER_CONFIG_PATH``):
         labconfig/page_config.json                nbgrader's instructor front-ends off (Formgrader, Create Assignment,
-        jupyter_server_config.d/ddpm-student.json  Course List, Assignment List) and their server parts; Validate stays
+        jupyter_server_config.d/ddpm-student.json  Course List, Assignment List, the Nbgrader menu that held them) and
+                                                    their server parts; the Validate button stays
 
 The last two are what nbgrader documents as ``jupyter labextension disable @jupyter/nbgrader:formgrader`` and
 ``jupyter server extension disable nbgrader.server_extensions.formgrader`` (and so on), written into a folder of their
@@ -29,9 +30,11 @@ from pathlib import Path
 KERNEL_NAME = "ddpm-course"
 KERNEL_DISPLAY_NAME = "Python (DDPM course)"
 STUDENT_CONFIG = "jupyter-student"       # <prefix>/etc/<this>
-# nbgrader's front-end plugins and server extensions a student has no use for (nbgrader's installation guide)
+# nbgrader's front-end plugins and server extensions a student has no use for (nbgrader's installation guide), and
+# its "Nbgrader" menu, which would be left empty
 INSTRUCTOR_LABEXTENSIONS = ["@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
-                            "@jupyter/nbgrader:course-list", "@jupyter/nbgrader:assignment-list"]
+                            "@jupyter/nbgrader:course-list", "@jupyter/nbgrader:assignment-list",
+                            "@jupyter/nbgrader:menu"]
 INSTRUCTOR_SERVER_EXTENSIONS = ["nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list",
                                 "nbgrader.server_extensions.assignment_list"]
 LAB_OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
