@@ -33,9 +33,10 @@ NAMES = {
     "training": ["p_losses", "train_step", "train"],
     "sampling": ["ddpm_reverse_step", "p_sample_DDPM", "p_sample_loop_DDPM", "p_sample_cDDPM", "p_sample_loop_cDDPM"],
     "conditional": ["UNet_cond"],
-    "beyond": ["cosine_alpha_bars", "cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg"],
+    "beyond": ["cosine_alpha_bars", "cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg",
+               "dpm_solver_2m_sample_loop"],
     "flow": ["flow_interpolant", "velocity_target", "flow_matching_loss", "guided_velocity", "euler_step", "heun_step",
-             "flow_sample_loop", "dpm_solver_2m_sample_loop"],
+             "flow_sample_loop"],
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 

@@ -21,6 +21,9 @@
 
   w = 1 is the plain conditional model, w > 1 pushes samples towards what makes them look like class y.
 
+* **DPM-Solver++(2M)** — Lu et al. (2022), Algorithm 2: a second-order multistep solver of the same model's
+  probability-flow ODE, on timesteps evenly spaced in λ = log(α/σ) (notebook 8 compares it with flow matching).
+
 Index ``t`` runs over ``0 .. T-1`` (the papers' 1 .. T), as in the rest of ``solutions``.
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ from .helpers import extract
 from .sampling import _sample_loop, ddpm_reverse_step
 
 __all__ = ["cosine_alpha_bars", "cosine_beta_schedule", "guided_eps", "ddim_step", "ddim_sample_loop", "p_sample_loop_cfg",
-           "ddim_timesteps", "ddim_sigma"]
+           "ddim_timesteps", "ddim_sigma", "logsnr_timesteps", "dpm_solver_2m_sample_loop"]
 
 
 # ----------------------------------------------------------------------------- cosine schedule
@@ -186,3 +189,74 @@ def p_sample_loop_cfg(model: nn.Module, shape, y: Tensor, w: float, null_class: 
         return ddpm_reverse_step(x, _model_eps(model, x, t, y, w, null_class), t, i, schedule=s)
 
     return _sample_loop(step, model, shape, schedule, device, keep_every, progress, seed)
+
+
+# ----------------------------------------------------------------------------- DPM-Solver++(2M) (notebook 8 compares it)
+def logsnr_timesteps(schedule, n_steps: int) -> list[int]:
+    """``n_steps`` distinct timesteps from T-1 down to 0, as evenly spaced in λ_t = log(α_t / σ_t) as integers allow."""
+    if not 1 <= n_steps <= schedule.T:
+        raise ValueError(f"n_steps must be between 1 and T = {schedule.T}; got {n_steps}.")
+    ab = schedule.alpha_bars.double().cpu()
+    lam = 0.5 * torch.log(ab / (1 - ab))                                     # decreasing in t
+    if n_steps == 1:
+        return [schedule.T - 1]
+    ts, targets = [], torch.linspace(float(lam[-1]), float(lam[0]), n_steps, dtype=torch.float64)
+    for i, target in enumerate(targets.tolist()):
+        t = int((lam - target).abs().argmin())
+        t = min(t, (ts[-1] - 1) if ts else schedule.T - 1, schedule.T - 1)   # strictly decreasing
+        ts.append(max(t, n_steps - 1 - i))                                   # room left for the rest
+    return ts
+
+
+@torch.inference_mode()
+def dpm_solver_2m_sample_loop(model: nn.Module, shape, y: Tensor, n_steps: int = 8, w: float | None = None,
+                              null_class: int | None = None, schedule=None, device=None,
+                              seed: int | None = None, clip_x0: bool = False) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) on the probability-flow ODE of an ε-prediction model.
+
+    With α_t = sqrt(ᾱ_t), σ_t = sqrt(1 - ᾱ_t), λ_t = log(α_t / σ_t) and the data prediction
+    x̂_0 = (x_t - σ_t ε̃) / α_t, one step from t_{i-1} to t_i (h_i = λ_{t_i} - λ_{t_{i-1}}, r_i = h_{i-1} / h_i):
+
+        D_i = (1 + 1/(2 r_i)) x̂_0(t_{i-1}) - 1/(2 r_i) x̂_0(t_{i-2})        (D_1 = x̂_0(t_0): a DDIM step)
+        x_{t_i} = (σ_{t_i} / σ_{t_{i-1}}) x_{t_{i-1}} - α_{t_i} (e^{-h_i} - 1) D_i
+
+    One network call per step, on timesteps evenly spaced in λ (``logsnr_timesteps``; the paper's choice for
+    small images: on DDIM's grid, evenly spaced in t, the last steps span most of λ's range and the
+    extrapolation overshoots), the last one landing on the clean x̂_0.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    schedule = (schedule or default_schedule()).to(device)
+    y = _check_guidance(shape, y, w, null_class, device)
+    if seed is not None:
+        torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    ts = logsnr_timesteps(schedule, n_steps) + [-1]                          # -1: the clean image (ᾱ = 1)
+    x = torch.randn(shape, device=device)                                    # x_T ~ N(0, I)
+
+    def coefs(t):
+        a = _alpha_bar_at(schedule.alpha_bars.double(), t, x).float()
+        alpha, sigma = a.sqrt(), (1 - a).sqrt()
+        return alpha, sigma, torch.log(alpha) - torch.log(sigma)             # λ = log(α/σ); -1 -> +inf
+
+    x0_prev, h_prev = None, None
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        alpha, sigma, lam = coefs(t)
+        alpha_n, sigma_n, lam_n = coefs(t_next)
+        tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
+        x0 = (x - sigma * _model_eps(model, x, tt, y, w, null_class)) / alpha   # data prediction x̂_0
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)                                             # the data range, as DDIM's clip_x0
+        if t_next < 0:                                                       # the last step lands on x̂_0
+            x = x0
+            break
+        h = lam_n - lam
+        if x0_prev is None:
+            d = x0                                                           # first step: first order (DDIM's)
+        else:
+            r = h_prev / h
+            d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
+        x = sigma_n / sigma * x - alpha_n * torch.expm1(-h) * d
+        x0_prev, h_prev = x0, h
+    model.train(was_training)
+    return x

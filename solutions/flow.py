@@ -28,9 +28,8 @@ Convention, used everywhere in this module and in notebook 8: **t = 0 is data, t
 The flow model is the course's ``UNet_cond`` unchanged (no new class): its sinusoidal time embedding was built
 for timesteps 0 .. 999, so a continuous t in [0, 1] goes in as ``TIME_SCALE * t`` — in one place, ``velocity``.
 
-For comparison with the diffusion model on equal terms, this module also holds **DPM-Solver++(2M)** (Lu et al.
-2022, "DPM-Solver++", Algorithm 2): the second-order multistep solver of the probability-flow ODE of the
-DDPM-trained ``unet_cond``, in the data-prediction form.
+The diffusion model's second-order ODE solver, DPM-Solver++(2M), is in ``beyond.py`` (stage 07, so notebook 8 can
+use it while its own answers are not public).
 """
 from __future__ import annotations
 
@@ -38,12 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .beyond import _alpha_bar_at, _check_guidance, _model_eps
-from .diffusion import default_schedule
+from .beyond import _check_guidance
 
 __all__ = ["TIME_SCALE", "flow_interpolant", "velocity_target", "flow_matching_loss", "velocity",
            "guided_velocity", "flow_velocity", "euler_step", "heun_step", "flow_times", "flow_sample_loop",
-           "network_calls", "logsnr_timesteps", "dpm_solver_2m_sample_loop"]
+           "network_calls"]
 
 TIME_SCALE = 1000.0          # t in [0, 1] -> the embedding's range 0 .. 1000 (what UNet_cond was built for)
 
@@ -158,74 +156,5 @@ def flow_sample_loop(model: nn.Module, shape, y: Tensor, n_steps: int = 8, metho
             x = heun_step(field, x, t, t_next)
         else:
             x = euler_step(x, field(x, t), t, t_next)
-    model.train(was_training)
-    return x
-
-
-# ----------------------------------------------------------------------------- DPM-Solver++(2M) for the DDPM model
-def logsnr_timesteps(schedule, n_steps: int) -> list[int]:
-    """``n_steps`` distinct timesteps from T-1 down to 0, as evenly spaced in λ_t = log(α_t / σ_t) as integers allow."""
-    if not 1 <= n_steps <= schedule.T:
-        raise ValueError(f"n_steps must be between 1 and T = {schedule.T}; got {n_steps}.")
-    ab = schedule.alpha_bars.double().cpu()
-    lam = 0.5 * torch.log(ab / (1 - ab))                                     # decreasing in t
-    if n_steps == 1:
-        return [schedule.T - 1]
-    ts, targets = [], torch.linspace(float(lam[-1]), float(lam[0]), n_steps, dtype=torch.float64)
-    for i, target in enumerate(targets.tolist()):
-        t = int((lam - target).abs().argmin())
-        t = min(t, (ts[-1] - 1) if ts else schedule.T - 1, schedule.T - 1)   # strictly decreasing
-        ts.append(max(t, n_steps - 1 - i))                                   # room left for the rest
-    return ts
-
-
-@torch.inference_mode()
-def dpm_solver_2m_sample_loop(model: nn.Module, shape, y: Tensor, n_steps: int = 8, w: float | None = None,
-                              null_class: int | None = None, schedule=None, device=None,
-                              seed: int | None = None) -> Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) on the probability-flow ODE of an ε-prediction model.
-
-    With α_t = sqrt(ᾱ_t), σ_t = sqrt(1 - ᾱ_t), λ_t = log(α_t / σ_t) and the data prediction
-    x̂_0 = (x_t - σ_t ε̃) / α_t, one step from t_{i-1} to t_i (h_i = λ_{t_i} - λ_{t_{i-1}}, r_i = h_{i-1} / h_i):
-
-        D_i = (1 + 1/(2 r_i)) x̂_0(t_{i-1}) - 1/(2 r_i) x̂_0(t_{i-2})        (D_1 = x̂_0(t_0): a DDIM step)
-        x_{t_i} = (σ_{t_i} / σ_{t_{i-1}}) x_{t_{i-1}} - α_{t_i} (e^{-h_i} - 1) D_i
-
-    One network call per step, on timesteps evenly spaced in λ (``logsnr_timesteps``; the paper's choice for
-    small images: on DDIM's grid, evenly spaced in t, the last steps span most of λ's range and the
-    extrapolation overshoots), the last one landing on the clean x̂_0.
-    """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    schedule = (schedule or default_schedule()).to(device)
-    y = _check_guidance(shape, y, w, null_class, device)
-    if seed is not None:
-        torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    ts = logsnr_timesteps(schedule, n_steps) + [-1]                          # -1: the clean image (ᾱ = 1)
-    x = torch.randn(shape, device=device)                                    # x_T ~ N(0, I)
-
-    def coefs(t):
-        a = _alpha_bar_at(schedule.alpha_bars.double(), t, x).float()
-        alpha, sigma = a.sqrt(), (1 - a).sqrt()
-        return alpha, sigma, torch.log(alpha) - torch.log(sigma)             # λ = log(α/σ); -1 -> +inf
-
-    x0_prev, h_prev = None, None
-    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
-        alpha, sigma, lam = coefs(t)
-        alpha_n, sigma_n, lam_n = coefs(t_next)
-        tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
-        x0 = (x - sigma * _model_eps(model, x, tt, y, w, null_class)) / alpha   # data prediction x̂_0
-        if t_next < 0:                                                       # the last step lands on x̂_0
-            x = x0
-            break
-        h = lam_n - lam
-        if x0_prev is None:
-            d = x0                                                           # first step: first order (DDIM's)
-        else:
-            r = h_prev / h
-            d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_prev
-        x = sigma_n / sigma * x - alpha_n * torch.expm1(-h) * d
-        x0_prev, h_prev = x0, h
     model.train(was_training)
     return x

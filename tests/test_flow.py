@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from solutions import flow
-from solutions.beyond import ddim_sample_loop
+from solutions.beyond import ddim_sample_loop, dpm_solver_2m_sample_loop, logsnr_timesteps
 from solutions.diffusion import default_schedule
 
 
@@ -129,10 +129,10 @@ def test_guidance_mixes_the_two_velocities_in_one_call_of_batch_2B():
 def test_logsnr_timesteps_are_distinct_decreasing_and_end_at_0():
     sched = default_schedule()
     for n in (2, 8, 32, 1000):
-        ts = flow.logsnr_timesteps(sched, n)
+        ts = logsnr_timesteps(sched, n)
         assert len(ts) == n and ts[0] == 999 and ts[-1] == 0 and all(a > b for a, b in zip(ts, ts[1:]))
     ab = sched.alpha_bars.double()
-    lam = (0.5 * torch.log(ab / (1 - ab)))[flow.logsnr_timesteps(sched, 8)]
+    lam = (0.5 * torch.log(ab / (1 - ab)))[logsnr_timesteps(sched, 8)]
     gaps = lam[1:] - lam[:-1]
     assert gaps.max() / gaps.min() < 1.3                             # evenly spaced in λ, up to integer t
 
@@ -156,7 +156,7 @@ def test_dpm_solver_2m_solves_the_probability_flow_ode_better_than_ddim():
     torch.manual_seed(5)
     x_T = torch.randn(4, 1, 28, 28)
     errors = {}
-    samplers = {"dpm": lambda m, n: flow.dpm_solver_2m_sample_loop(m, x_T.shape, y, n_steps=n, seed=5),
+    samplers = {"dpm": lambda m, n: dpm_solver_2m_sample_loop(m, x_T.shape, y, n_steps=n, seed=5),
                 "ddim": lambda m, n: ddim_sample_loop(m, x_T.shape, n_steps=n, y=y, seed=5)}
     for name, sample in samplers.items():
         for n in (10, 20):
