@@ -4,12 +4,13 @@ A graded cell's output is a record written by code the grader does not trust.  D
 far more than its size: a few kilobytes of stride-0 (expanded) tensor stand for gigabytes once any arithmetic
 touches them, and a crafted record can make a judge work for as long as it likes.  So:
 
-* a cell whose record is larger than ``graded.record_limit(grade_id)`` is refused **unread**, here, in the grader;
-* the others are sent to a child process with a time limit per test (``timeout_s``, wall clock, enforced here by
-  killing the child) and a memory limit (``memory_mb`` of address space beyond what Python and PyTorch take at
-  start, ``RLIMIT_AS``), plus a CPU-time limit as a backstop;
-* in the child, a record whose tensors would take more than the record limit once materialised (an expanded
-  tensor) is refused before any arithmetic;
+* the grader's own process only gathers the cells' outputs (it never imports PyTorch, never decodes a record)
+  and sends them to a child process with a time limit per test (``timeout_s``, wall clock, enforced by killing
+  the child) and a memory limit (``memory_mb`` of address space beyond what Python and PyTorch take at start,
+  ``RLIMIT_AS``), plus a CPU-time limit as a backstop;
+* in the child, a record larger than ``graded.record_limit(grade_id)`` is refused **unread** (never decoded), and
+  a record whose tensors would take more than that once materialised (an expanded tensor) is refused before any
+  arithmetic;
 * a test the child does not finish (killed after its time, or the child dies) costs that test only, with a note
   saying so; the remaining tests are judged in a fresh child.
 
@@ -37,6 +38,9 @@ DEFAULT_RECORD_LIMIT = 4 * 1024 * 1024      # bytes of a decoded record when gra
 READY_TIMEOUT_S = 300                       # starting a child (the first one imports PyTorch in the fork server)
 MAX_MESSAGE = 1 << 20                       # the largest verdict message the grader reads from a child
 PRELOAD = ["ddpm_instructor.graded", "solutions.beyond"]
+REFUSALS = {"size": "The result shown by `{gid}` was larger than its limit; the grader did not read it.",
+            "memory": "The grader stopped judging `{gid}` (its result would take more memory than it can hold once "
+                      "read: an expanded tensor?); the other tests were judged."}
 
 
 class JudgingError(RuntimeError):
@@ -45,28 +49,30 @@ class JudgingError(RuntimeError):
 
 @dataclass
 class GradedCell:
-    """What a judging child needs of one graded cell: its grade id, points, and the outputs that matter (the error
-    outputs, and the record payloads, as ``judge_outputs`` reads them); everything else is left behind."""
+    """What a judging child needs of one graded cell: its grade id, points, and the outputs that can matter (error
+    outputs, cut short; the text entries of displayed data, among them the record); streams and the rest stay
+    behind.  Nothing here reads the record: the grader's process never imports PyTorch."""
     grade_id: str
     max_points: float
     outputs: list = field(default_factory=list)
 
     @classmethod
     def from_outputs(cls, grade_id: str, max_points: float, outputs: list) -> "GradedCell":
-        mime = _record_mime()
         kept = []
         for out in outputs or []:
             if out.get("output_type") == "error":
                 kept.append({"output_type": "error", "ename": str(out.get("ename", "Error"))[:200],
                              "evalue": str(out.get("evalue", ""))[:1000], "traceback": []})
-            payload = (out.get("data") or {}).get(mime) if isinstance(out.get("data"), dict) else None
-            if isinstance(payload, str):
-                kept.append({"output_type": "display_data", "metadata": {}, "data": {mime: payload}})
+            data = out.get("data")
+            if isinstance(data, dict):
+                text = {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)
+                        and not k.startswith("image/")}
+                if text:
+                    kept.append({"output_type": "display_data", "metadata": {}, "data": text})
         return cls(grade_id, float(max_points), kept)
 
-    def payload_chars(self) -> int:
-        mime = _record_mime()
-        return sum(len(o["data"][mime]) for o in self.outputs if mime in (o.get("data") or {}))
+    def payloads(self, mime: str) -> list[str]:
+        return [o["data"][mime] for o in self.outputs if mime in (o.get("data") or {})]
 
 
 @dataclass
@@ -76,11 +82,6 @@ class JudgeBatch:
     notes: list = field(default_factory=list)       # notebook-level notes (a test stopped, a record refused)
     peak_mb: float = 0.0                            # the largest resident size a judging child reached
     children: int = 0                               # how many child processes it took
-
-
-def _record_mime() -> str:
-    from tutorial_utils.probes import RECORD_MIME
-    return RECORD_MIME
 
 
 def record_limit(grade_id: str) -> int:
@@ -99,17 +100,6 @@ def _mb(n_bytes: float) -> str:
     return f"{n_bytes / 2**20:.1f} MB" if n_bytes < 2**30 else f"{n_bytes / 2**30:.1f} GB"
 
 
-def _refused(cell: GradedCell) -> TestResult | None:
-    """A verdict without reading the record, when its payload (base64) is larger than the record limit allows."""
-    limit = record_limit(cell.grade_id)
-    chars = cell.payload_chars()
-    if chars <= 4 * math.ceil(limit / 3):
-        return None
-    return TestResult(cell.grade_id, cell.max_points, False,
-                      f"the result of this test is {_mb(chars * 3 / 4)}, more than the {_mb(limit)} its result can "
-                      "be; the grader did not read it, and nothing was earned.")
-
-
 # --------------------------------------------------------------------------- the grader's side
 def judge_cells(cells: list, inputs_dir, timeout_s: float, memory_mb: int, judge=None) -> JudgeBatch:
     """Judge ``cells`` ([GradedCell]) against the graded inputs in ``inputs_dir``, each test in at most
@@ -117,14 +107,7 @@ def judge_cells(cells: list, inputs_dir, timeout_s: float, memory_mb: int, judge
     ``graded.judge_outputs``'s signature) replaces the judge, for tests.  Raises ``JudgingError`` only when no
     child process will start."""
     batch = JudgeBatch(results=[None] * len(cells))
-    pending = []
-    for i, cell in enumerate(cells):
-        refused = _refused(cell)
-        if refused is not None:
-            batch.results[i] = refused
-            batch.notes.append(f"The result shown by `{cell.grade_id}` was too large; the grader did not read it.")
-        else:
-            pending.append(i)
+    pending = list(range(len(cells)))
     while pending:
         done = _run_child([cells[i] for i in pending], str(inputs_dir), timeout_s, memory_mb, judge, batch)
         for k, res in enumerate(done):
@@ -183,9 +166,8 @@ def _run_child(cells: list, inputs_dir: str, timeout_s: float, memory_mb: int, j
             if isinstance(msg, dict) and isinstance(msg.get("result"), dict):
                 done.append(_result(cell, msg["result"]))
                 batch.peak_mb = max(batch.peak_mb, float(msg.get("peak_mb", 0) or 0))
-                if msg.get("refused") is True:
-                    batch.notes.append(f"The grader stopped judging `{cell.grade_id}` (its result would take more "
-                                       "memory than it can hold once read); the other tests were judged.")
+                if msg.get("refused") in REFUSALS:
+                    batch.notes.append(REFUSALS[msg["refused"]].format(gid=cell.grade_id))
                 continue
             done.append(_stopped(cell, msg, timeout_s, _stop(proc), batch))
             break
@@ -260,12 +242,22 @@ def _materialized_bytes(value) -> int:
     return total
 
 
-def _too_big(cell: GradedCell) -> TestResult | None:
+def _refused(cell: GradedCell, mime: str) -> TestResult | None:
+    """A verdict without decoding the record, when its payload (base64) is larger than the record limit allows."""
+    limit = record_limit(cell.grade_id)
+    chars = sum(len(p) for p in cell.payloads(mime))
+    if chars <= 4 * math.ceil(limit / 3):
+        return None
+    return TestResult(cell.grade_id, cell.max_points, False,
+                      f"the result of this test is {_mb(chars * 3 / 4)}, more than the {_mb(limit)} its result can "
+                      "be; the grader did not read it, and nothing was earned.")
+
+
+def _too_big(cell: GradedCell, mime: str) -> TestResult | None:
     """Refuse a record whose tensors, materialised, would exceed its limit; None to judge it (or when it cannot
     even be decoded: the judge says so)."""
     from . import graded
-    mime = _record_mime()
-    payloads = [o["data"][mime] for o in cell.outputs if mime in (o.get("data") or {})]
+    payloads = cell.payloads(mime)
     if len(payloads) != 1:
         return None
     try:
@@ -289,19 +281,24 @@ def _child_main(conn, cells, inputs_dir, memory_mb, timeout_s, judge) -> None:
     import torch
     torch.set_num_threads(1)
     from . import graded
+    from tutorial_utils.probes import RECORD_MIME
     judge = judge or graded.judge_outputs
     _limit_self(memory_mb, int(timeout_s * len(cells)) + 30)
     conn.send_bytes(json.dumps({"ready": True}).encode())
     for cell in cells:
         refused = None
         try:
-            refused = _too_big(cell)
-            res = refused or judge(cell.grade_id, cell.outputs, inputs_dir, cell.max_points)
+            res = _refused(cell, RECORD_MIME)
+            refused = "size" if res else None
+            if res is None:
+                res = _too_big(cell, RECORD_MIME)
+                refused = "memory" if res else None
+            res = res or judge(cell.grade_id, cell.outputs, inputs_dir, cell.max_points)
         except Exception as e:              # the judge itself failed: this test is not earned, the others go on
             res = TestResult(cell.grade_id, cell.max_points, False,
                              f"the grader could not judge this test ({type(e).__name__}: {str(e)[:200]}); "
                              "nothing earned.")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        conn.send_bytes(json.dumps({"result": asdict(res), "refused": refused is not None,
+        conn.send_bytes(json.dumps({"result": asdict(res), "refused": refused,
                                     "peak_mb": round(peak, 1)}).encode())
     conn.close()

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -138,7 +139,15 @@ def test_only_errors_and_records_reach_the_child():
     cell = judging.GradedCell.from_outputs(SCHED, 1.0, outs)
     assert [o["output_type"] for o in cell.outputs] == ["display_data", "error"]
     assert cell.outputs[0]["data"] == {RECORD_MIME: "QUJD"} and len(cell.outputs[1]["evalue"]) <= 1000
-    assert cell.payload_chars() == 4
+    assert cell.payloads(RECORD_MIME) == ["QUJD"]
+
+
+def test_the_graders_process_never_imports_torch():
+    code = ("import sys, ddpm_instructor.execute, ddpm_instructor.judging as j; "
+            "j.GradedCell.from_outputs('t', 1, [{'output_type': 'display_data', 'data': {'x/y': 'QUJD'}}]); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 # --------------------------------------------------------------------------- execute: decided from structure
