@@ -85,6 +85,7 @@ class GuardedExecute(Execute):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
         super().__init__(*args, **kwargs)
+        self._notes: list[str] = []
 
     # ------------------------------------------------------------------ driving the notebook
     def preprocess(self, nb, resources=None, km=None):
