@@ -1,5 +1,7 @@
-"""Start `./course lab --no-browser` on a free local port for a test, and stop it (tests/test_lab_launch.py and
-tests/test_browser.py).  The server gets its own runtime/config folders and workspace under the test's tmp_path."""
+"""Start a JupyterLab server for a test on a free local port, and stop it (tests/test_lab_launch.py and
+tests/test_browser.py): the student lab (`./course lab`), the instructor lab (`./course instructor lab`), or any
+command that ends in `jupyter lab` options (a bundle's `.venv/bin/python tutorial_utils/lab.py`).  Each server gets
+its own runtime/config folders (never the tester's ~/.jupyter) and, for the student lab, a workspace under tmp_path."""
 from __future__ import annotations
 
 import os
@@ -19,16 +21,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_lab(tmp_path: Path, token: str, timeout: float = 120, **env_extra):
-    """(process, base URL) of a running `./course lab`; raises AssertionError with its log if it does not come up."""
+def start_server(argv: list[str], tmp_path: Path, token: str, timeout: float = 120, cwd: Path = ROOT,
+                 log: str = "lab.log", **env_extra):
+    """(process, base URL) of ``argv`` + the server options (port, local address, token); raises AssertionError with
+    its log if it does not come up in ``timeout`` seconds."""
     port = free_port()
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
-               DDPM_WORKSPACE=str(tmp_path / "workspace"), **env_extra)
-    log = open(tmp_path / "lab.log", "wb")
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / f"rt-{port}"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
+               **env_extra)
+    out = open(tmp_path / log, "wb")
     proc = subprocess.Popen(
-        [str(ROOT / "course"), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", "--ServerApp.port_retries=0"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [*argv, "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+         "--ServerApp.port_retries=0"], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
     while True:
@@ -38,8 +41,21 @@ def start_lab(tmp_path: Path, token: str, timeout: float = 120, **env_extra):
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 stop(proc)
-                raise AssertionError("JupyterLab did not come up:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+                raise AssertionError(f"JupyterLab ({' '.join(map(str, argv))}) did not come up:\n"
+                                     + (tmp_path / log).read_text()[-3000:])
             time.sleep(0.5)
+
+
+def start_lab(tmp_path: Path, token: str, timeout: float = 120, **env_extra):
+    """`./course lab` on a workspace in ``tmp_path/workspace``."""
+    return start_server([str(ROOT / "course"), "lab"], tmp_path, token, timeout,
+                        DDPM_WORKSPACE=str(tmp_path / "workspace"), **env_extra)
+
+
+def start_instructor_lab(tmp_path: Path, course_dir: Path, token: str, timeout: float = 120, **env_extra):
+    """`./course instructor lab` on the course directory ``course_dir``."""
+    return start_server([str(ROOT / "course"), "instructor", "--course-dir", str(course_dir), "lab", "--"],
+                        tmp_path, token, timeout, log="instructor_lab.log", **env_extra)
 
 
 def stop(proc) -> None:
