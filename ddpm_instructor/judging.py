@@ -8,9 +8,10 @@ touches them, and a crafted record can make a judge work for as long as it likes
   and sends them to a child process with a time limit per test (``timeout_s``, wall clock, enforced by killing
   the child) and a memory limit (``memory_mb`` of address space beyond what Python and PyTorch take at start,
   ``RLIMIT_AS``), plus a CPU-time limit as a backstop;
-* in the child, a record larger than ``graded.record_limit(grade_id)`` is refused **unread** (never decoded), and
-  a record whose tensors would take more than that once materialised (an expanded tensor) is refused before any
-  arithmetic;
+* in the child, ``graded.judge_outputs`` refuses a payload longer than ``graded.record_limit(grade_id)`` unread
+  and an expanded, oversized or mis-shaped entry before any arithmetic (the record's own validation); the limits
+  here bound whatever that misses: a judge that allocates too much fails with its error, one that runs too long
+  is stopped;
 * a test the child does not finish (killed after its time, or the child dies) costs that test only, with a note
   saying so; the remaining tests are judged in a fresh child.
 
@@ -24,7 +25,6 @@ again.  The child sends its verdicts back as JSON (never pickle), one message pe
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import resource
@@ -32,15 +32,11 @@ from dataclasses import asdict, dataclass, field
 
 from .records import TestResult
 
-__all__ = ["GradedCell", "JudgeBatch", "JudgingError", "judge_cells", "record_limit", "DEFAULT_RECORD_LIMIT"]
+__all__ = ["GradedCell", "JudgeBatch", "JudgingError", "judge_cells"]
 
-DEFAULT_RECORD_LIMIT = 4 * 1024 * 1024      # bytes of a decoded record when graded.record_limit says nothing
 READY_TIMEOUT_S = 300                       # starting a child (the first one imports PyTorch in the fork server)
 MAX_MESSAGE = 1 << 20                       # the largest verdict message the grader reads from a child
 PRELOAD = ["ddpm_instructor.graded", "solutions.beyond"]
-REFUSALS = {"size": "The result shown by `{gid}` was larger than its limit; the grader did not read it.",
-            "memory": "The grader stopped judging `{gid}` (its result would take more memory than it can hold once "
-                      "read: an expanded tensor?); the other tests were judged."}
 
 
 class JudgingError(RuntimeError):
@@ -71,33 +67,14 @@ class GradedCell:
                     kept.append({"output_type": "display_data", "metadata": {}, "data": text})
         return cls(grade_id, float(max_points), kept)
 
-    def payloads(self, mime: str) -> list[str]:
-        return [o["data"][mime] for o in self.outputs if mime in (o.get("data") or {})]
-
 
 @dataclass
 class JudgeBatch:
     """The verdicts on one notebook's graded cells, and what the grader had to stop."""
     results: list = field(default_factory=list)     # [TestResult], in the order of the cells given
-    notes: list = field(default_factory=list)       # notebook-level notes (a test stopped, a record refused)
+    notes: list = field(default_factory=list)       # notebook-level notes (a test the grader stopped)
     peak_mb: float = 0.0                            # the largest resident size a judging child reached
     children: int = 0                               # how many child processes it took
-
-
-def record_limit(grade_id: str) -> int:
-    """The most bytes a decoded record of ``grade_id`` may take (``graded.record_limit``; a default until then)."""
-    from . import graded
-    limit = getattr(graded, "record_limit", None)
-    if callable(limit):
-        try:
-            return int(limit(grade_id))
-        except (KeyError, ValueError, TypeError):
-            pass
-    return DEFAULT_RECORD_LIMIT
-
-
-def _mb(n_bytes: float) -> str:
-    return f"{n_bytes / 2**20:.1f} MB" if n_bytes < 2**30 else f"{n_bytes / 2**30:.1f} GB"
 
 
 # --------------------------------------------------------------------------- the grader's side
@@ -166,8 +143,6 @@ def _run_child(cells: list, inputs_dir: str, timeout_s: float, memory_mb: int, j
             if isinstance(msg, dict) and isinstance(msg.get("result"), dict):
                 done.append(_result(cell, msg["result"]))
                 batch.peak_mb = max(batch.peak_mb, float(msg.get("peak_mb", 0) or 0))
-                if msg.get("refused") in REFUSALS:
-                    batch.notes.append(REFUSALS[msg["refused"]].format(gid=cell.grade_id))
                 continue
             done.append(_stopped(cell, msg, timeout_s, _stop(proc), batch))
             break
@@ -219,86 +194,26 @@ def _limit_self(memory_mb: int, cpu_s: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _materialized_bytes(value) -> int:
-    """What the tensors in a decoded record would take once made contiguous (an expanded tensor: far more than
-    its storage).  Walks dicts, lists, tuples and dataclasses without recursion."""
-    import dataclasses
-
-    import torch
-    total, stack, seen = 0, [value], 0
-    while stack:
-        v = stack.pop()
-        seen += 1
-        if seen > 1_000_000:
-            raise ValueError("a record with more than a million entries")
-        if isinstance(v, torch.Tensor):
-            total += v.numel() * v.element_size()
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-            stack.extend(getattr(v, f.name) for f in dataclasses.fields(v))
-    return total
-
-
-def _refused(cell: GradedCell, mime: str) -> TestResult | None:
-    """A verdict without decoding the record, when its payload (base64) is larger than the record limit allows."""
-    limit = record_limit(cell.grade_id)
-    chars = sum(len(p) for p in cell.payloads(mime))
-    if chars <= 4 * math.ceil(limit / 3):
-        return None
-    return TestResult(cell.grade_id, cell.max_points, False,
-                      f"the result of this test is {_mb(chars * 3 / 4)}, more than the {_mb(limit)} its result can "
-                      "be; the grader did not read it, and nothing was earned.")
-
-
-def _too_big(cell: GradedCell, mime: str) -> TestResult | None:
-    """Refuse a record whose tensors, materialised, would exceed its limit; None to judge it (or when it cannot
-    even be decoded: the judge says so)."""
-    from . import graded
-    payloads = cell.payloads(mime)
-    if len(payloads) != 1:
-        return None
-    try:
-        size = _materialized_bytes(graded.decode(payloads[0]))
-    except MemoryError:
-        size = math.inf
-    except Exception:
-        return None
-    limit = record_limit(cell.grade_id)
-    if size <= limit:
-        return None
-    return TestResult(cell.grade_id, cell.max_points, False,
-                      f"the grader stopped judging this test at {_mb(limit)}: the tensors in its result would take "
-                      f"{_mb(size) if size != math.inf else 'more memory than allowed'} once read (more than its "
-                      "result can hold: an expanded tensor?); nothing earned.")
-
-
 def _child_main(conn, cells, inputs_dir, memory_mb, timeout_s, judge) -> None:
     """In the child: limits first, then one verdict per cell (JSON), in order."""
     os.setpgid(0, 0)
     import torch
     torch.set_num_threads(1)
     from . import graded
-    from tutorial_utils.probes import RECORD_MIME
     judge = judge or graded.judge_outputs
     _limit_self(memory_mb, int(timeout_s * len(cells)) + 30)
     conn.send_bytes(json.dumps({"ready": True}).encode())
     for cell in cells:
-        refused = None
         try:
-            res = _refused(cell, RECORD_MIME)
-            refused = "size" if res else None
-            if res is None:
-                res = _too_big(cell, RECORD_MIME)
-                refused = "memory" if res else None
-            res = res or judge(cell.grade_id, cell.outputs, inputs_dir, cell.max_points)
+            res = judge(cell.grade_id, cell.outputs, inputs_dir, cell.max_points)
+        except MemoryError:                 # the judge needed more than the memory allowed for judging
+            res = TestResult(cell.grade_id, cell.max_points, False,
+                             f"the grader stopped judging this test at {memory_mb} MB (the memory it allows for "
+                             "judging); nothing earned.")
         except Exception as e:              # the judge itself failed: this test is not earned, the others go on
             res = TestResult(cell.grade_id, cell.max_points, False,
                              f"the grader could not judge this test ({type(e).__name__}: {str(e)[:200]}); "
                              "nothing earned.")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        conn.send_bytes(json.dumps({"result": asdict(res), "refused": refused,
-                                    "peak_mb": round(peak, 1)}).encode())
+        conn.send_bytes(json.dumps({"result": asdict(res), "peak_mb": round(peak, 1)}).encode())
     conn.close()
