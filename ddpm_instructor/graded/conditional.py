@@ -24,9 +24,11 @@ def expected_class_emb(inputs) -> dict:
 def inputs_cond(seed: int, ch: int = 8, n_classes: int = 10, B: int = 4) -> dict:
     torch.manual_seed(seed)
     ref = solutions.UNet_cond(ch=ch, n_classes=n_classes)
-    with torch.no_grad():                       # a trained-looking embedding, not the init: every class differs
-        ref.class_emb.weight.normal_(0, 1)
     g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():                       # trained-looking weights, not the init: every class differs, and no
+        ref.class_emb.weight.normal_(0, 1)      # weight (the norms' ones and zeros) is the same for two seeds
+        for p in ref.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
     return {"ch": ch, "n_classes": n_classes, "state_dict": {k: v.clone() for k, v in ref.state_dict().items()},
             "x": images(g, B), "t": torch.randint(0, 1000, (B,), generator=g),
             "y": torch.randint(0, n_classes, (B,), generator=g)}
