@@ -90,7 +90,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="what is released, collected, graded")
     s = sub.add_parser("points", help="the points of every graded cell")
     s.add_argument("assignments", nargs="*")
-    sub.add_parser("doctor", help="check nbgrader and the sandbox")
+    s = sub.add_parser("doctor", help="check nbgrader and the sandbox: the mode in force and what a kernel reaches")
+    s.add_argument("--mode", choices=["auto", "bwrap", "user", "off"], help="check this sandbox mode (default auto)")
 
     s = sub.add_parser("grade-one", help="grade one submission on its own and write Gradescope's results.json")
     s.add_argument("submission", help="the notebook, or a folder holding it (Gradescope: /autograder/submission)")
@@ -199,15 +200,16 @@ def _export_autograder(course: CourseDir, args) -> int:
 
 
 def _doctor(course: CourseDir, args) -> int:
-    from .sandbox import probe, selftest
-    why = selftest()
-    print(f"nbgrader: {subprocess.run([sys.executable, '-m', 'nbgrader', '--version'], capture_output=True, text=True).stdout.strip()}")
+    from .sandbox import doctor
+    nbg = subprocess.run([sys.executable, "-m", "nbgrader", "--version"], capture_output=True, text=True)
+    print(f"nbgrader: {nbg.stdout.strip()}")
     print(f"course directory: {course.root}")
-    print(f"sandbox: {'NOT AVAILABLE: ' + why if why else 'bubblewrap works'}")
-    if not why:
-        for k, v in probe().items():
-            print(f"  {k}: {v}")
-    return 1 if why else 0
+    mode, checks = doctor(getattr(args, "mode", None) or course.sandbox)
+    fallback = {"user": " (the fallback: bubblewrap cannot be used here)", "off": " (NO sandbox)"}.get(mode, "")
+    print(f"sandbox mode in force: {mode}{fallback}; what a kernel in it could reach:")
+    for c in checks:
+        print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}" + (f": {c.detail}" if c.detail else ""))
+    return 1 if mode in ("none", "off") or not all(c.ok for c in checks[1:]) else 0
 
 
 def _lab(course: CourseDir, args) -> int:

@@ -101,7 +101,7 @@ class CourseDir:
         self.repo_config = Path(repo_config) if repo_config else REPO / "nbgrader_config.py"
         self.cell_timeout = cell_timeout
         self.notebook_timeout = notebook_timeout
-        self.sandbox = sandbox or os.environ.get("DDPM_SANDBOX", "bwrap")
+        self.sandbox = sandbox or "auto"         # SandboxKernelManager.mode: auto | bwrap | user | off
         self.quiet = quiet
         for d in ("source", "release", "submitted", "autograded", "feedback", "archive", "inbox", "backups",
                   "notes", "exports", "logs"):
@@ -148,7 +148,7 @@ c.Autograde.create_student = True
 c.OverwriteCells.add_missing_cells = True   # a deleted graded test cell is put back and run
 c.GuardedExecute.startup_timeout = 120
 c.GuardedExecute.notes_dir = {str(self.notes)!r}
-c.SandboxKernelManager.hide_inside = {hidden!r}   # the kernel must not see grades, submissions, sources or answers
+c.SandboxKernelManager.protect = {hidden!r}   # never readable by the kernel (checked in the fallback mode)
 c.LimitOutput.max_lines = 300
 c.LimitOutput.max_traceback = 60
 '''
@@ -167,8 +167,10 @@ c.LimitOutput.max_traceback = 60
         cell, nbt = self.limits(assignment)
         return [f"--GuardedExecute.timeout={cell}", f"--GuardedExecute.notebook_timeout={nbt}",
                 f"--GuardedExecute.inputs_dir={self.graded_inputs / assignment}",
-                f"--SandboxKernelManager.enabled={self.sandbox != 'off'}",
-                f"--SandboxKernelManager.solutions_dir={self.bundle_dir(assignment) / 'solutions'}"]
+                f"--SandboxKernelManager.mode={self.sandbox}",
+                f"--SandboxKernelManager.bundle_dir={self.bundle_dir(assignment)}",
+                f"--SandboxKernelManager.inputs_dir={self.graded_inputs / assignment}",
+                f"--SandboxKernelManager.data_dir={self.env().get('DDPM_DATA_DIR', '')}"]
 
     @property
     def graded_inputs(self) -> Path:

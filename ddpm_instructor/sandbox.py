@@ -1,300 +1,593 @@
-"""Run untrusted notebook code (students' submissions) inside a bubblewrap sandbox.
+"""Run untrusted notebook code (students' submissions) in a kernel that sees an allow-list.
 
-Only the *kernel* is confined: nbgrader itself (which writes the gradebook and the autograded
-notebooks) runs normally, and the Jupyter kernel that executes the student's cells is started as
+Only the *kernel* is confined: nbgrader itself (which writes the gradebook and the autograded notebooks) runs
+normally.  ``SandboxKernelManager`` is a drop-in ``AsyncKernelManager`` (nbclient's ``kernel_manager_class``) with
+four modes (trait ``mode``):
 
-    bwrap --unshare-all (no network) --ro-bind / / ... hidden paths ... --bind SCRATCH CWD -- prlimit ... python -m ipykernel_launcher
+``bwrap`` (what ``auto`` picks where bubblewrap can create namespaces)
+    The kernel's root is an empty tmpfs holding only what the notebook needs, read-only: ``/usr`` and the other
+    system folders, the ``/etc`` files the dynamic loader reads, the Python installation and the venv (their
+    editable-install finders and the ``.pth`` files that point anywhere else masked, and no copy of the course's
+    packages), the assignment's student bundle at ``/sandbox/bundle`` (on ``PYTHONPATH``: its ``tutorial_utils``,
+    public ``solutions``, checkpoints and judge weights), MNIST at ``/sandbox/data`` and the graded tests' inputs
+    at ``/sandbox/inputs``.  Nothing else of the host: no checkout (``tests/``, ``benchmarks/``, ``docs/``), no
+    grading directory, no other copy of the course, no host ``/tmp`` or home.  The writable places are sized
+    tmpfs mounts: ``/tmp`` (``tmp_mb``), ``/dev/shm`` (``shm_mb``) and the working copy of the student's folder
+    at ``/home/student/<assignment>`` (``work_mb``; the copy is made inside, so nothing the kernel writes reaches
+    the real folder).  No network, own pid/ipc/uts namespaces.  bubblewrap starts from an empty environment and
+    the kernel gets only the variables listed in ``kernel_env``.  When the grader is root the kernel runs as an
+    unprivileged uid of its own (``UID_BASE`` + a slot held for the kernel's lifetime), so ``RLIMIT_NPROC``
+    (``nproc``, counted per uid and never enforced for root) really bounds it; the folder of its ZeroMQ sockets is
+    handed back to root once they exist, before any cell runs.
+``user`` (what ``auto`` picks where bubblewrap cannot create namespaces, e.g. Docker's default seccomp profile)
+    The kernel runs as that unprivileged uid on the host's filesystem, in a 0700 folder it owns holding the working
+    copy and copies of the bundle and inputs, with the same rlimits.  Before the first kernel the grader checks, as
+    that uid, that it cannot read the checkout, the grading directory or ``protect``; it refuses with an
+    ``InstructorError`` that says what to ``chmod`` otherwise.  Every notebook graded so carries a note saying so.
+``off``
+    The kernel runs unconfined, as the grader (``--no-sandbox``: trusted notebooks only); a note says so.
 
-``SandboxKernelManager`` is a drop-in ``AsyncKernelManager`` (nbclient's ``kernel_manager_class``):
-
-* the kernel talks to nbgrader over ZeroMQ *ipc* sockets (files in a private temp dir), so it needs
-  no network namespace at all;
-* the kernel's working directory is a throw-away **copy** of the student's autograded folder, mounted
-  at the same path: the student's code can write "into its folder" but nothing it writes (files,
-  symlinks) ever reaches the real autograded folder that nbgrader reads and writes;
-* everything else is read-only, and the paths in :data:`HIDE` (plus the grading course directory and
-  the source notebooks) are replaced by empty tmpfs mounts;
-* the course's ``solutions/`` is replaced by the student bundle's copy (``solutions_dir``: the public stages
-  only, ``ddpm_instructor.bundle``), so the kernel cannot import the reference of the assignment it is graded on;
-  the instructor tooling, the git history, the notebooks and the grading directory are hidden;
-* the graded tests' inputs (``DDPM_GRADER_INPUTS``) are mounted read-only;
-* ``prlimit`` caps address space, file size and core dumps; per-cell and per-notebook time limits are
-  applied by the grader (``ddpm_instructor.execute.GuardedExecute``).
-
-Settings are traits of ``SandboxKernelManager`` (``enabled``, ``hide_inside``, ``solutions_dir``), set by the
-course directory's generated nbgrader config and command line.  Machine-level knobs stay environment variables:
-``DDPM_SANDBOX_HIDE`` / ``DDPM_SANDBOX_RO`` (os.pathsep separated extra paths to hide / keep readable),
-``DDPM_SANDBOX_MEM_MB``, ``DDPM_SANDBOX_FSIZE_MB``.
+``rlimits`` (address space ``mem_mb``, file size ``fsize_mb``, processes ``nproc``, no core dumps) apply in every
+confined mode.  All settings are traits, set by the course directory's generated nbgrader config and command line
+(``ddpm_instructor.coursedir``).  ``doctor()`` runs the exact kernel command with a probe instead of the kernel and
+reports what it could reach (``./course instructor doctor``).
 """
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, List, Unicode
+from traitlets import Enum, Integer, List, Unicode, default
+
+from .errors import InstructorError
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
+MODES = ("auto", "bwrap", "user", "off")
+BUNDLE_IN, INPUTS_IN, DATA_IN, SRC_IN = "/sandbox/bundle", "/sandbox/inputs", "/sandbox/data", "/sandbox/.src"
+HOME_IN = "/home/student"
+SYSTEM = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+ETC = ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/fonts"]
+COURSE_PACKAGES = {"solutions", "ddpm_instructor", "tutorial_utils", "tests", "benchmarks", "notebooks"}
+UID_BASE = 1_999_000           # kernels run as UID_BASE + 1 + slot, group UID_BASE; no file on the host is theirs
+SLOTS = 512
+ROOT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"]   # the boot step's, then none
+NOTES = {
+    "user": "Your code ran as an unprivileged user with no filesystem sandbox (bubblewrap cannot create namespaces "
+            "on this grading machine); that user cannot read the grader's files.",
+    "off": "Your code ran without any sandbox, as the grader's own user (the instructor turned the sandbox off).",
+}
 
-# Hidden from student code by default (replaced by empty tmpfs).  /run holds sockets such as docker's.
-HIDE = ["/root", "/home", "/run", "/var/run", "/mnt", "/media", "/srv", "/opt/conda/pkgs", "/var/lib/docker"]
-
-ENV_MODE = "DDPM_SANDBOX"
-ENV_HIDE = "DDPM_SANDBOX_HIDE"
-ENV_RO = "DDPM_SANDBOX_RO"
-ENV_MEM = "DDPM_SANDBOX_MEM_MB"
-ENV_FSIZE = "DDPM_SANDBOX_FSIZE_MB"
-ENV_TMP = "DDPM_SANDBOX_TMP_MB"
-
-ENV_KEEP = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "MPLBACKEND", "PYTHONHASHSEED", "PYTHONUNBUFFERED",
-            "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-            "NBGRADER_EXECUTION", "VIRTUAL_ENV", "PYDEVD_DISABLE_FILE_VALIDATION", "PYTHONPATH"}
-ENV_KEEP_PREFIXES = ("LC_", "DDPM_PROFILE", "DDPM_DATA_DIR", "DDPM_DOWNLOAD", "DDPM_SEED", "DDPM_GRADER_INPUTS")
-
-DEFAULT_MEM_MB = 8192          # address-space cap of the kernel (PyTorch on CPU needs ~2-3 GB of it)
-DEFAULT_FSIZE_MB = 256         # largest file the student code may write
-DEFAULT_TMP_MB = 512           # size of the private /tmp (RAM-backed)
-
-__all__ = ["SandboxKernelManager", "bwrap_available", "probe", "sandbox_command"]
+__all__ = ["SandboxKernelManager", "bwrap_available", "doctor", "resolve_mode", "selftest", "NOTES"]
 
 
-def _env_paths(name: str) -> list[str]:
-    return [p for p in os.environ.get(name, "").split(os.pathsep) if p]
-
-
-def _is_under(path: str, parent: str) -> bool:
+def _under(path: str, parent: str) -> bool:
     path, parent = os.path.normpath(path), os.path.normpath(parent)
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def required_paths() -> list[str]:
-    """What the kernel must be able to read: the Python installation, the venv, the course code, MNIST."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
-             str(COURSE_ROOT)}
-    data = os.environ.get("DDPM_DATA_DIR")
-    if data:
-        paths.add(data)
-    paths.update(_env_paths(ENV_RO))
-    return sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+def _outermost(paths) -> list[str]:
+    paths = sorted({os.path.realpath(p) for p in paths if p and os.path.exists(p)})
+    return [p for p in paths if not any(q != p and _under(p, q) for q in paths)]
 
 
-def sandbox_command(inner: list[str], workdir: str, scratch: str, private: str,
-                    hide_inside: list[str] | None = None, env: dict | None = None,
-                    replace: dict | None = None) -> list[str]:
-    """The bwrap argv that runs ``inner`` with ``scratch`` mounted (read-write) at ``workdir``.
-
-    ``private`` is a directory that stays writable (the kernel's connection file and ipc sockets).
-    ``hide_inside`` are paths inside the readable set that must still be hidden (the course directory
-    with every submission and the gradebook, the source notebooks, ...).  ``replace`` maps a path the kernel
-    sees to the folder mounted there read-only (``solutions/`` -> the bundle's copy; an empty tmpfs when the
-    folder is ``""``), and mounts the graded tests' inputs read-only at their own path.
-    """
-    mem = int(os.environ.get(ENV_MEM, DEFAULT_MEM_MB))
-    fsize = int(os.environ.get(ENV_FSIZE, DEFAULT_FSIZE_MB))
-    tmp_mb = int(os.environ.get(ENV_TMP, DEFAULT_TMP_MB))
-    cmd = ["bwrap", "--unshare-all", "--unshare-user-try", "--die-with-parent", "--cap-drop", "ALL",
-           "--hostname", "grader",
-           "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
-    required = required_paths()
-    # The venv or the course checkout may live under /tmp (a CI clone, say): the private /tmp above hid them.
-    required_in_tmp = [r for r in required if _is_under(r, "/tmp")]
-    for r in required_in_tmp:
-        cmd += ["--ro-bind", r, r]
-    hidden = [p for p in HIDE + _env_paths(ENV_HIDE) if os.path.lexists(p)]
-    for h in hidden:
-        real = os.path.realpath(h)
-        if _is_under(real, "/tmp") or os.path.islink(h):
-            continue
-        cmd += ["--tmpfs", real]
-        for r in required:                      # put back what lives under a hidden path (e.g. ~/.pyenv)
-            if _is_under(r, real) and r != real:
-                cmd += ["--ro-bind", r, r]
-    for h in hide_inside or []:
-        real = os.path.realpath(h)
-        visible = not _is_under(real, "/tmp") or any(_is_under(real, r) for r in required_in_tmp)
-        if os.path.exists(h) and visible:
-            cmd += ["--tmpfs", real]
-    for where, what in (replace or {}).items():
-        if what:
-            cmd += ["--ro-bind", os.path.realpath(what), where]
-        elif os.path.exists(where):
-            cmd += ["--tmpfs", where]
-    inputs = (env or {}).get("DDPM_GRADER_INPUTS") or os.environ.get("DDPM_GRADER_INPUTS")
-    if inputs and os.path.isdir(inputs):
-        cmd += ["--ro-bind", os.path.realpath(inputs), inputs]
-    cmd += ["--bind", private, private, "--bind", scratch, workdir, "--chdir", workdir]
-    # Only whitelisted environment variables reach student code (the instructor's shell may hold tokens).
-    # JPY_PARENT_PID is left out on purpose: it means nothing in the new pid namespace (--die-with-parent
-    # does that job).
-    cmd += ["--clearenv"]
-    keep = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
-    keep.update(env or {})
-    for k, v in sorted(keep.items()):
-        cmd += ["--setenv", k, v]
-    limits = ["prlimit", f"--as={mem * 1024 * 1024}", f"--fsize={fsize * 1024 * 1024}", "--core=0", "--"]
-    return cmd + ["--"] + limits + inner
+# ------------------------------------------------------------------ what the kernel may read
+def site_dirs() -> list[str]:
+    return [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
 
 
-def bwrap_available() -> str | None:
-    """None when bwrap works here, else a sentence saying why not."""
-    if shutil.which("bwrap") is None:
-        return "bubblewrap is not installed (apt-get install -y bubblewrap)"
-    if shutil.which("prlimit") is None:
-        return "prlimit (util-linux) is not installed"
+def python_roots() -> list[str]:
+    """The Python installation and the venv (outermost folders, system folders left out: they are bound anyway)."""
+    roots = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))] + site_dirs()
+    return [r for r in _outermost(roots) if not any(_under(r, s) for s in SYSTEM)]
+
+
+def _pth_points_elsewhere(path: str, visible: list[str]) -> bool:
     try:
-        r = subprocess.run(["bwrap", "--unshare-all", "--unshare-user-try", "--die-with-parent", "--ro-bind", "/", "/",
-                            "--dev", "/dev", "--proc", "/proc", "--", "true"], capture_output=True, text=True, timeout=30)
-    except Exception as e:  # pragma: no cover - depends on the host
-        return f"bwrap could not be started: {e}"
-    if r.returncode != 0:
-        return f"bwrap cannot create a sandbox here: {r.stderr.strip()}"
-    return None
-
-
-def selftest() -> str | None:
-    """Start Python with ipykernel through the exact sandbox command used for kernels; None when it works."""
-    why = bwrap_available()
-    if why:
-        return why
-    with tempfile.TemporaryDirectory(prefix="ddpm-selftest-") as tmp:
-        work, scratch = os.path.join(tmp, "work"), os.path.join(tmp, "scratch")
-        os.makedirs(work)
-        os.makedirs(scratch)
-        cmd = sandbox_command([sys.executable, "-c", "import ipykernel, os; os.listdir('.')"], work, scratch, tmp)
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            return "the sandboxed Python did not start within 120 s"
-        if r.returncode != 0:
-            return f"the sandbox command fails here ({r.stderr.strip()[-500:]})"
-    return None
-
-
-def probe() -> dict:
-    """Try to escape from inside the sandbox and report what happened (``instructor doctor``)."""
-    code = r"""
-import json, os, socket, sys
-r = {}
-for name, addr in [("internet", ("1.1.1.1", 53)), ("loopback", ("127.0.0.1", 22))]:
-    try:
-        socket.create_connection(addr, timeout=3); r["network " + name] = "REACHABLE"
-    except OSError as e:
-        r["network " + name] = f"blocked ({e.__class__.__name__})"
-for p in sys.argv[1:]:
-    try:
-        open(p, "w").write("x")
+        lines = Path(path).read_text(errors="replace").splitlines()
     except OSError:
-        pass
-open("own_folder_probe.txt", "w").write("x")
-r["secret env visible"] = "DDPM_PROBE_SECRET" in os.environ
-r["/root shows"] = sorted(os.listdir("/root")) if os.path.isdir("/root") else []
-print(json.dumps(r))
-"""
-    tag = f"ddpm-sandbox-probe-{os.getpid()}"
-    targets = [f"/etc/{tag}", f"/root/{tag}", str(COURSE_ROOT / tag), f"/tmp/{tag}"]
-    with tempfile.TemporaryDirectory(prefix="ddpm-probe-") as tmp:
-        work = os.path.join(tmp, "work")
-        scratch = os.path.join(tmp, "scratch")
-        os.makedirs(work)
-        os.makedirs(scratch)
-        os.environ["DDPM_PROBE_SECRET"] = "x"
-        try:
-            cmd = sandbox_command([sys.executable, "-c", code, *targets], work, scratch, tmp)
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        finally:
-            del os.environ["DDPM_PROBE_SECRET"]
-        if r.returncode != 0:
-            return {"error": r.stderr.strip()[-2000:]}
-        out = json.loads(r.stdout.strip().splitlines()[-1])
-        for t in targets:
-            escaped = os.path.exists(t)
-            out[f"write {t}"] = "ESCAPED" if escaped else "contained"
-            if escaped:
-                os.remove(t)
-        out["write own folder"] = "contained (went to the scratch copy)" if not os.path.exists(
-            os.path.join(work, "own_folder_probe.txt")) else "ESCAPED"
-        return out
+        return True
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("import ", "import\t")):
+            if "__editable__" in line:
+                return True
+            continue
+        target = os.path.realpath(os.path.join(os.path.dirname(path), line))
+        if not any(_under(target, v) for v in visible):
+            return True
+    return False
+
+
+def masked_paths(visible: list[str]) -> list[str]:
+    """Inside the visible Python: editable-install finders and ``.pth`` files that point into a checkout, any copy of
+    the course's packages, and the base installation's site-packages when the venv does not use them."""
+    out = []
+    for d in site_dirs():
+        for name in sorted(os.listdir(d)):
+            p = os.path.join(d, name)
+            if name.startswith("__editable__") or name.endswith(".egg-link") or name in COURSE_PACKAGES:
+                out.append(p)
+            elif name.endswith(".pth") and _pth_points_elsewhere(p, visible):
+                out.append(p)
+    used = {os.path.realpath(p) for p in site_dirs()}
+    for d in site.getsitepackages([sys.base_prefix]):
+        if os.path.isdir(d) and os.path.realpath(d) not in used and any(_under(d, v) for v in visible):
+            out.append(d)
+    return out
 
 
 def course_copies() -> list[Path]:
-    """Every checkout of the course this Python could import from: this one, and the one an editable install maps
-    ``solutions`` to (setuptools' finder keeps a ``MAPPING``).  The kernel must see neither's answers."""
+    """Checkouts of the course this Python knows: this one, and the one an editable install maps packages to."""
     roots = {COURSE_ROOT}
-    for module in list(sys.modules.values()):
-        mapping = getattr(module, "MAPPING", None)
-        if isinstance(mapping, dict) and isinstance(mapping.get("solutions"), str):
-            roots.add(Path(mapping["solutions"]).resolve().parent)
+    for d in site_dirs():
+        for p in Path(d).glob("__editable__*finder.py"):
+            for line in p.read_text(errors="replace").splitlines():
+                if line.startswith("MAPPING") and "{" in line:
+                    try:
+                        mapping = eval(line.split("=", 1)[1].strip(), {})   # a dict literal written by setuptools
+                    except Exception:
+                        continue
+                    roots |= {Path(v).resolve().parent for v in mapping.values() if isinstance(v, str)}
     return sorted(roots)
 
 
-HIDDEN_IN_COURSE = ["ddpm_instructor", ".git", "notebooks", "workspace", "runs", "grading"]
-
-
-def _copy_regular_files(src: str, dst: str) -> None:
-    """Copy the student's folder into the scratch dir: regular files and folders only, never links."""
-    for root, dirs, files in os.walk(src, followlinks=False):
+# ------------------------------------------------------------------ inside the sandbox: the boot step
+BOOT = r'''
+import json, os, resource, sys
+a = json.loads(sys.argv[1]); cmd = sys.argv[2:]
+uid, gid = a["uid"], a["gid"]
+def own(p):
+    if uid is not None:
+        os.chown(p, uid, gid, follow_symlinks=False)
+def copy(src, dst):
+    for root, dirs, files in os.walk(src):
         rel = os.path.relpath(root, src)
-        target = os.path.join(dst, rel) if rel != "." else dst
-        os.makedirs(target, exist_ok=True)
-        for name in files:
-            s = os.path.join(root, name)
+        t = dst if rel == "." else os.path.join(dst, rel)
+        os.makedirs(t, exist_ok=True); own(t)
+        for n in files:
+            s, d = os.path.join(root, n), os.path.join(t, n)
             if os.path.islink(s) or not os.path.isfile(s):
                 continue
-            shutil.copyfile(s, os.path.join(target, name))
+            try:
+                with open(s, "rb") as fi, open(d, "wb") as fo:
+                    while True:
+                        b = fi.read(1 << 20)
+                        if not b:
+                            break
+                        fo.write(b)
+                own(d)
+            except OSError:
+                pass
+os.makedirs(a["work"], exist_ok=True); own(a["work"])
+if uid is not None:
+    os.chmod(a["work"], 0o700)
+for d in a["mkdirs"]:
+    os.makedirs(d, exist_ok=True); own(d)
+if a["src"]:
+    copy(a["src"], a["work"])
+for name, v in a["limits"].items():
+    resource.setrlimit(getattr(resource, name), (v, v))
+if uid is not None:
+    os.setgroups([]); os.setresgid(gid, gid, gid); os.setresuid(uid, uid, uid)
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000) == 0:      # a user namespace of its own in which no further one can be made
+        libc.prctl(4, 1)                   # PR_SET_DUMPABLE: /proc/self is ours again after the switch
+        for f, text in (("/proc/self/uid_map", f"{uid} {uid} 1"), ("/proc/self/setgroups", "deny"),
+                        ("/proc/self/gid_map", f"{gid} {gid} 1"), ("/proc/sys/user/max_user_namespaces", "0")):
+            with open(f, "w") as fo:
+                fo.write(text)
+    if a["pdeathsig"]:
+        libc.prctl(1, 9)                   # PR_SET_PDEATHSIG (cleared by every switch above)
+os.umask(0o077); os.chdir(a["work"]); os.execv(cmd[0], cmd)
+'''
+
+READ_CHECK = r'''
+import json, os, sys
+a = json.loads(sys.argv[1])
+os.setgroups([]); os.setresgid(a["gid"], a["gid"], a["gid"]); os.setresuid(a["uid"], a["uid"], a["uid"])
+def readable(p):
+    try:
+        if os.path.isdir(p):
+            os.listdir(p)
+        else:
+            open(p, "rb").read(1)
+        return True
+    except OSError:
+        return False
+print(json.dumps({"readable": [p for p in a["protect"] if readable(p)], "unreadable": [p for p in a["need"] if not readable(p)]}))
+'''
+
+KILL_UID = "import os, sys; u, g = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); os.setresgid(g, g, g); " \
+           "os.setresuid(u, u, u); os.kill(-1, 9)"
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of ``uid`` (what a user-mode kernel left running)."""
+    subprocess.run([sys.executable, "-I", "-S", "-c", KILL_UID, str(uid), str(UID_BASE)], env={},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+
+
+class _Slot:
+    """A uid of our own for one kernel, held (flock) for the kernel manager's lifetime."""
+
+    def __init__(self):
+        d = os.path.join(tempfile.gettempdir(), "ddpm-sandbox-slots")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        for i in range(SLOTS):
+            fd = os.open(os.path.join(d, str(i)), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.fd, self.uid = fd, UID_BASE + 1 + i
+            return
+        raise InstructorError(f"all {SLOTS} sandbox uids are in use: too many kernels at once.")
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# ------------------------------------------------------------------ which mode works here
+def _system_args() -> list[str]:
+    args = ["--perms", "0755", "--dir", "/etc"]
+    for p in SYSTEM:
+        if os.path.islink(p):
+            args += ["--symlink", os.readlink(p), p]
+        elif os.path.isdir(p):
+            args += ["--ro-bind", p, p]
+    for p in ETC:
+        if os.path.exists(p):
+            args += ["--ro-bind", p, p]
+    return args
+
+
+def _namespaces() -> list[str]:
+    ns = ["--new-session", "--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+          "--unshare-cgroup-try", "--hostname", "grader"]
+    if _as_root():         # the boot step switches to the kernel's uid: it keeps only what that needs
+        ns += ["--cap-drop", "ALL"] + [x for c in ROOT_CAPS for x in ("--cap-add", c)]
+    else:
+        ns += ["--unshare-user"]
+    return ns
+
+
+@functools.lru_cache(maxsize=8)
+def _bwrap_problem(bwrap: str | None) -> str | None:
+    if bwrap is None:
+        return "bubblewrap is not installed (apt-get install -y bubblewrap)"
+    try:
+        r = subprocess.run([bwrap, *_namespaces(), *_system_args(), "--proc", "/proc", "--dev", "/dev", "--",
+                            "/usr/bin/env", "true"], capture_output=True, text=True, timeout=30, env={})
+    except Exception as e:  # pragma: no cover - depends on the host
+        return f"bubblewrap could not be started: {e}"
+    if r.returncode != 0:
+        return f"bubblewrap cannot create namespaces here ({r.stderr.strip()[-300:]})"
+    return None
+
+
+def bwrap_available(bwrap: str | None = None) -> str | None:
+    """None when bubblewrap can build the kernel's sandbox here, else a sentence saying why not."""
+    return _bwrap_problem(bwrap or shutil.which("bwrap"))
+
+
+def resolve_mode(mode: str = "auto", bwrap: str | None = None) -> str:
+    """The mode in force: ``auto`` is ``bwrap`` where bubblewrap works, else ``user`` where the grader is root."""
+    if mode not in MODES:
+        raise InstructorError(f"sandbox mode {mode!r}: use one of {', '.join(MODES)}.")
+    why = bwrap_available(bwrap) if mode in ("auto", "bwrap") else None
+    if mode == "bwrap" and why:
+        raise InstructorError(f"sandbox mode bwrap: {why}. Install bubblewrap, allow user namespaces, or use the "
+                              "fallback (mode user, run as root).")
+    if mode == "auto" and not why:
+        return "bwrap"
+    if mode in ("auto", "user") and not _as_root():
+        raise InstructorError(f"cannot sandbox student code: {why or 'mode user'}; the fallback (an unprivileged "
+                              "uid for the kernel) needs the grader to run as root. Install bubblewrap, or grade as "
+                              "root, or, for trusted notebooks only, pass --no-sandbox.")
+    return "user" if mode == "auto" else mode
+
+
+def selftest(mode: str = "auto") -> str | None:
+    """None when student code can be confined here in ``mode``, else why not."""
+    try:
+        resolve_mode(mode)
+    except InstructorError as e:
+        return str(e)
+    return None
+
+
+# ------------------------------------------------------------------ the kernel manager
+def _parents(args: list[str], made: set[str], binds: list[str], dst: str) -> None:
+    """Create (0755) the folders above ``dst`` that neither a bind mount nor an earlier step made."""
+    todo, p = [], os.path.dirname(dst)
+    while p not in ("/", "") and p not in made and not any(_under(p, b) for b in binds):
+        todo.append(p)
+        p = os.path.dirname(p)
+    for d in reversed(todo):
+        args += ["--perms", "0755", "--dir", d]
+        made.add(d)
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    if src and os.path.isdir(src):
+        shutil.copytree(src, dst, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
 
 
 class SandboxKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels run inside bubblewrap (see the module docstring)."""
+    """A kernel manager whose kernels see only an allow-list (see the module docstring)."""
 
-    enabled = Bool(True, help="Run kernels in bubblewrap; False only for trusted notebooks.").tag(config=True)
-    hide_inside = List(Unicode(), help="Paths the kernel must not see (the grading directory, the sources, the "
-                       "instructor tooling).").tag(config=True)
-    solutions_dir = Unicode("", help="Mounted over the course's solutions/: the student bundle's copy (public "
-                            "stages only).  Empty: solutions/ is hidden entirely.").tag(config=True)
+    mode = Enum(list(MODES), "auto", help="auto | bwrap | user | off (see ddpm_instructor.sandbox).").tag(config=True)
+    mem_mb = Integer(8192, help="Address-space limit of each kernel process, MB (PyTorch on CPU needs 2-3 GB)."
+                     ).tag(config=True)
+    fsize_mb = Integer(256, help="Largest file the kernel may write, MB.").tag(config=True)
+    tmp_mb = Integer(512, help="Size of the kernel's private /tmp (RAM-backed), MB.").tag(config=True)
+    shm_mb = Integer(64, help="Size of the kernel's /dev/shm, MB.").tag(config=True)
+    work_mb = Integer(512, help="Size of the working copy of the student's folder, MB.").tag(config=True)
+    nproc = Integer(256, help="Processes and threads the kernel may have at once (RLIMIT_NPROC).").tag(config=True)
+    bundle_dir = Unicode("", help="The assignment's student bundle (<course>/bundles/<assignment>): read-only at "
+                         f"{BUNDLE_IN}, on the kernel's PYTHONPATH.").tag(config=True)
+    inputs_dir = Unicode("", help=f"The graded tests' inputs: read-only at {INPUTS_IN}, in DDPM_GRADER_INPUTS."
+                         ).tag(config=True)
+    data_dir = Unicode(help=f"MNIST (a folder holding MNIST/raw): read-only at {DATA_IN}, in DDPM_DATA_DIR."
+                       ).tag(config=True)
+    extra_ro = List(Unicode(), help="More host paths the kernel may read (bound read-only at the same path)."
+                    ).tag(config=True)
+    protect = List(Unicode(), help="Paths the kernel must never read (the grading directory, the sources); in user "
+                   "mode the grader refuses to start a kernel that could.").tag(config=True)
+    kernel_env = List(Unicode(), ["DDPM_PROFILE", "DDPM_SEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LANG", "TZ",
+                                  "PYTHONHASHSEED", "NBGRADER_EXECUTION"],
+                      help="The only variables of the grader's environment the kernel gets.").tag(config=True)
+    bwrap = Unicode("", help="The bubblewrap executable (default: bwrap on PATH).").tag(config=True)
+
+    @default("data_dir")
+    def _data_dir_default(self):
+        return os.environ.get("DDPM_DATA_DIR", "")      # tutorial_utils' own setting, not the sandbox's
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._private = tempfile.mkdtemp(prefix="ddpm-k-", dir="/tmp")   # short: unix socket paths <= 107 chars
-        os.chmod(self._private, 0o700)
+        self._socks = os.path.join(self._private, "k")
+        os.makedirs(self._socks, mode=0o700)
         self.transport = "ipc"
-        self.ip = os.path.join(self._private, "s")
-        self.connection_file = os.path.join(self._private, "kernel.json")
+        self.ip = os.path.join(self._socks, "s")
+        self.connection_file = os.path.join(self._socks, "kernel.json")
+        self._slot: _Slot | None = None
+        self._mode: str | None = None
+        self._launch_env: dict = {}
+
+    # ---------------------------------------------------------------- what is in force
+    @property
+    def in_force(self) -> str:
+        if self._mode is None:
+            self._mode = resolve_mode(self.mode, self.bwrap or None)
+        return self._mode
 
     @property
-    def sandboxed(self) -> bool:
-        return self.enabled and os.environ.get(ENV_MODE, "bwrap") != "off"
+    def note(self) -> str | None:
+        """What the grader notes of a notebook graded with this kernel must say (None: confined by bubblewrap)."""
+        return NOTES.get(self.in_force)
 
+    @property
+    def uid(self) -> int | None:
+        if not _as_root() or self.in_force == "off":
+            return None
+        if self._slot is None:
+            self._slot = _Slot()
+        return self._slot.uid
+
+    def limits(self) -> dict:
+        mb = 1024 * 1024
+        return {"RLIMIT_AS": self.mem_mb * mb, "RLIMIT_FSIZE": self.fsize_mb * mb, "RLIMIT_CORE": 0,
+                "RLIMIT_NPROC": self.nproc}
+
+    def _env(self, tmp: str, bundle: str, inputs: str, data: str) -> dict:
+        env = {k: os.environ[k] for k in self.kernel_env if k in os.environ}
+        env.setdefault("LANG", "C.UTF-8")
+        env.update(PATH=f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin", HOME=tmp, TMPDIR=tmp,
+                   USER="student", LOGNAME="student", MPLBACKEND="Agg", MPLCONFIGDIR=f"{tmp}/.mpl",
+                   XDG_CACHE_HOME=f"{tmp}/.cache", IPYTHONDIR=f"{tmp}/.ipython", JUPYTER_RUNTIME_DIR=self._socks,
+                   PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", DDPM_DOWNLOAD="0")
+        for key, value in (("PYTHONPATH", bundle), ("DDPM_GRADER_INPUTS", inputs), ("DDPM_DATA_DIR", data)):
+            if value:
+                env[key] = value
+        return env
+
+    # ---------------------------------------------------------------- the command
     def format_kernel_cmd(self, extra_arguments=None):
-        extra_arguments = list(extra_arguments or [])
-        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file] + extra_arguments
-        if not self.sandboxed:
+        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file] + list(extra_arguments or [])
+        cwd = os.path.realpath((self._launch_args or {}).get("cwd") or os.getcwd())
+        return self.command(inner, cwd)
+
+    def command(self, inner: list[str], cwd: str) -> list[str]:
+        """The argv that runs ``inner`` as the kernel runs (``cwd``: the student's folder, copied); sets the
+        environment it is launched with."""
+        mode = self.in_force
+        if mode == "off":
+            self._launch_env = dict(os.environ)
+            extra = {"PYTHONPATH": os.pathsep.join(p for p in (self.bundle_dir, os.environ.get("PYTHONPATH")) if p),
+                     "DDPM_GRADER_INPUTS": self.inputs_dir}
+            self._launch_env.update({k: v for k, v in extra.items() if v})
             return inner
-        cwd = (self._launch_args or {}).get("cwd") or os.getcwd()
-        cwd = os.path.realpath(cwd)
-        scratch = os.path.join(self._private, "work")
-        if os.path.exists(scratch):
-            shutil.rmtree(scratch, ignore_errors=True)
-        _copy_regular_files(cwd, scratch)
-        hide_inside = list(self.hide_inside)
-        replace = {}
+        boot = {"uid": self.uid, "gid": UID_BASE if self.uid is not None else None, "limits": self.limits(),
+                "mkdirs": [], "pdeathsig": mode == "user"}
+        argv = self._user_argv(boot, cwd) if mode == "user" else self._bwrap_argv(boot, cwd)
+        return argv + [sys.executable, "-I", "-S", "-c", BOOT, json.dumps(boot)] + inner
+
+    def _bwrap_argv(self, boot: dict, cwd: str) -> list[str]:
+        """bubblewrap over an empty root: the allow-list, read-only, and the sized tmpfs mounts."""
+        mb, p = 1024 * 1024, self._private
+        args = [self.bwrap or shutil.which("bwrap") or "bwrap", *_namespaces(), *_system_args(),
+                "--dev", "/dev", "--proc", "/proc",
+                "--perms", "1777", "--size", str(self.tmp_mb * mb), "--tmpfs", "/tmp",
+                "--perms", "1777", "--size", str(self.shm_mb * mb), "--tmpfs", "/dev/shm"]
+        binds = [a for a in SYSTEM if os.path.isdir(a) and not os.path.islink(a)] + ["/dev", "/proc"]
+        made = {"/etc", "/tmp", "/dev/shm"}
+        visible = _outermost(python_roots() + list(self.extra_ro))
+        for r in visible:
+            _parents(args, made, binds, r)
+            args += ["--ro-bind", r, r]
+            binds.append(r)
+        empty_dir, empty_file = os.path.join(p, "empty"), os.path.join(p, "empty.txt")
+        os.makedirs(empty_dir, mode=0o555, exist_ok=True)
+        Path(empty_file).touch(mode=0o444)
+        for m in masked_paths(visible):
+            args += ["--ro-bind", empty_dir if os.path.isdir(m) else empty_file, m]
+        etc = os.path.join(p, "etc")
+        os.makedirs(etc, exist_ok=True)
+        uid, gid = boot["uid"] if boot["uid"] is not None else os.getuid(), boot["gid"] or os.getgid()
+        Path(etc, "passwd").write_text(f"student:x:{uid}:{gid}:student:/tmp:/usr/sbin/nologin\n")
+        Path(etc, "group").write_text(f"student:x:{gid}:\n")
+        args += ["--ro-bind", f"{etc}/passwd", "/etc/passwd", "--ro-bind", f"{etc}/group", "/etc/group"]
+        for src, dst in ((self.bundle_dir, BUNDLE_IN), (self.inputs_dir, INPUTS_IN), (self.data_dir, DATA_IN)):
+            if src and os.path.isdir(src):
+                _parents(args, made, binds, dst)
+                args += ["--ro-bind", os.path.realpath(src), dst]
+        work = f"{HOME_IN}/{os.path.basename(cwd) or 'work'}"
+        _parents(args, made, binds, SRC_IN)
+        args += ["--perms", "0700", "--dir", SRC_IN, "--ro-bind", cwd, SRC_IN + "/f"]
+        made.add(SRC_IN)
+        _parents(args, made, binds, work)
+        args += ["--perms", "0755", "--size", str(self.work_mb * mb), "--tmpfs", work]
+        _parents(args, made, binds, self._socks)
+        args += ["--bind", self._socks, self._socks, "--chdir", "/", "--clearenv"]
+        env = self._env("/tmp", BUNDLE_IN if self.bundle_dir else "", INPUTS_IN if self.inputs_dir else "",
+                        DATA_IN if self.data_dir else "")
+        for k, v in sorted(env.items()):
+            args += ["--setenv", k, v]
+        boot.update(src=SRC_IN + "/f", work=work)
+        self._launch_env = {}          # bubblewrap itself (pid 1 inside) starts from an empty environment
+        return args + ["--"]
+
+    def _user_argv(self, boot: dict, cwd: str) -> list[str]:
+        """The fallback: no namespaces; the kernel's uid owns a 0700 folder with copies of what it may read."""
+        uid, p = boot["uid"], self._private
+        self.check_user_mode(uid)
+        _kill_uid(uid)
+        bundle, inputs, tmp = (os.path.join(p, d) for d in ("bundle", "inputs", "tmp"))
+        _copy_tree(self.bundle_dir, bundle)
+        _copy_tree(self.inputs_dir, inputs)
+        boot.update(src=cwd, work=os.path.join(p, "work"), mkdirs=[tmp])
+        self._launch_env = self._env(tmp, bundle if self.bundle_dir else "", inputs if self.inputs_dir else "",
+                                     self.data_dir)
+        return []
+
+    # ---------------------------------------------------------------- the fallback's own check
+    _checked: set = set()
+
+    def protected_paths(self) -> list[str]:
+        """What the kernel must not read: every checkout of the course (all but the folders the kernel needs, such as
+        a venv inside it), and ``protect``."""
+        need = python_roots() + [self.data_dir] + list(self.extra_ro)
+        out = []
         for root in course_copies():
-            replace[str(root / "solutions")] = self.solutions_dir
-            hide_inside += [str(root / d) for d in HIDDEN_IN_COURSE]
-        env = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/.mpl", "XDG_CACHE_HOME": "/tmp/.cache",
-               "JUPYTER_RUNTIME_DIR": self._private, "IPYTHONDIR": "/tmp/.ipython"}
-        return sandbox_command(inner, cwd, scratch, self._private, hide_inside=hide_inside, env=env, replace=replace)
+            if root.is_dir():
+                out.append(str(root))
+                out += [str(e) for e in sorted(root.iterdir()) if not any(n and _under(n, str(e)) for n in need)]
+        return out + [p for p in self.protect if os.path.exists(p)]
+
+    def needed_paths(self) -> list[str]:
+        import ipykernel
+        return [p for p in (os.path.realpath(sys.executable), os.__file__, ipykernel.__file__, self.data_dir) if p]
+
+    def check_user_mode(self, uid: int) -> None:
+        """Refuse (InstructorError) when the kernel's uid could read the grader's files or cannot read its own."""
+        protect, need = self.protected_paths(), self.needed_paths()
+        key = (tuple(protect), tuple(need))
+        if key in SandboxKernelManager._checked:
+            return
+        r = subprocess.run([sys.executable, "-I", "-S", "-c", READ_CHECK,
+                            json.dumps({"uid": uid, "gid": UID_BASE, "protect": protect, "need": need})],
+                           env={}, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise InstructorError(f"sandbox mode user: could not test what uid {uid} can read ({r.stderr[-300:]}).")
+        res = json.loads(r.stdout)
+        if res["readable"]:
+            raise InstructorError(
+                f"sandbox mode user: the kernel's unprivileged uid ({uid}) could read the grader's files: "
+                f"{', '.join(res['readable'])}. Make them unreadable to other users (chmod -R o-rwx on each; keep the "
+                "venv outside the checkout, or leave only it readable), or install bubblewrap.")
+        if res["unreadable"]:
+            raise InstructorError(
+                f"sandbox mode user: the kernel's unprivileged uid ({uid}) cannot read what the notebook needs: "
+                f"{', '.join(res['unreadable'])}. Make them readable to other users (chmod -R o+rX, and o+x on the "
+                "folders above them).")
+        SandboxKernelManager._checked.add(key)
+
+    # ---------------------------------------------------------------- launching and stopping
+    def _hand_over(self) -> None:
+        """Before the launch: the kernel's uid gets what it must write (its sockets' folder) and read."""
+        uid = self.uid
+        if uid is None:
+            return
+        if os.path.exists(self.connection_file):
+            os.chmod(self.connection_file, 0o644 if self.in_force == "bwrap" else 0o600)
+            if self.in_force == "user":
+                os.chown(self.connection_file, uid, UID_BASE)
+        os.chown(self._socks, uid, UID_BASE)
+        if self.in_force == "user":
+            os.chown(self._private, uid, UID_BASE)
+            os.chmod(self._private, 0o700)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         # the kernel's own stdout/stderr (not the notebook outputs) could be flooded: discard them
-        kw["stdout"] = subprocess.DEVNULL
-        kw["stderr"] = subprocess.DEVNULL
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
+        kw["env"] = self._launch_env
+        if self.in_force != "off":
+            kw["cwd"] = "/"
+        self._hand_over()
         return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def _async_post_start_kernel(self, **kw):
+        if self.in_force == "bwrap" and self.uid is not None:
+            await self._lock_sockets()
+        await super()._async_post_start_kernel(**kw)
+
+    async def _lock_sockets(self, timeout: float = 120) -> None:
+        """Once the kernel has made its five sockets (before any cell runs), their folder, the only writable bind of a
+        host folder, goes back to root: the kernel can use the sockets but never write a file there."""
+        import asyncio
+        names = [f"{self.ip}-{port}" for port in (self.shell_port, self.iopub_port, self.stdin_port,
+                                                   self.control_port, self.hb_port)]
+        t0 = time.monotonic()
+        while not all(os.path.exists(n) for n in names) and time.monotonic() - t0 < timeout:
+            if not await self._async_is_alive():
+                break
+            await asyncio.sleep(0.02)
+        self._lock_now()
+
+    def _lock_now(self) -> None:
+        if self.in_force == "bwrap" and self.uid is not None:
+            os.chown(self._socks, 0, 0)
+            os.chmod(self._socks, 0o755)
 
     async def _async_interrupt_kernel(self):
         # SIGINT to the process group would also stop bwrap (and so kill the kernel): ask the kernel itself
@@ -305,20 +598,196 @@ class SandboxKernelManager(AsyncKernelManager):
 
     interrupt_kernel = _async_interrupt_kernel
 
+    def _release(self) -> None:
+        if self._slot is not None:
+            if self._mode == "user":
+                _kill_uid(self._slot.uid)
+            self._slot.release()
+            self._slot = None
+        shutil.rmtree(self._private, ignore_errors=True)
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
-            shutil.rmtree(self._private, ignore_errors=True)
+            self._release()
 
     cleanup_resources = _async_cleanup_resources
 
     def __del__(self):
         try:
-            shutil.rmtree(self._private, ignore_errors=True)
+            self._release()
         except Exception:
             pass
 
 
-if __name__ == "__main__":  # python -m ddpm_instructor.sandbox : print the probe
+# ------------------------------------------------------------------ what the kernel can reach (doctor, tests)
+PROBE = r'''
+import json, os, resource, socket, sys, time
+
+def _writable_dirs(walk):
+    if not walk:
+        return [d for d in (os.environ.get("TMPDIR"), "/tmp", "/var/tmp", "/dev/shm", os.getcwd()) if d and os.access(d, os.W_OK)]
+    found = {}
+    for root, dirs, files in os.walk("/"):
+        if root.startswith(("/proc", "/sys")):
+            dirs[:] = []
+            continue
+        try:
+            if os.statvfs(root).f_flag & os.ST_RDONLY:
+                dirs[:] = []
+                continue
+            if os.access(root, os.W_OK):
+                found.setdefault(os.stat(root).st_dev, root)
+        except OSError:
+            dirs[:] = []
+    return sorted(found.values())
+
+def _fill(d, limit):
+    """Write files of 1 MB chunks into d (a new file when one reaches the file-size limit) until a write fails."""
+    chunk, total, paths = b"x" * (1 << 20), 0, []
+    while total < limit:
+        path = os.path.join(d, f".fill-{os.getpid()}-{len(paths)}")
+        paths.append(path)
+        n = 0
+        try:
+            with open(path, "wb", buffering=0) as f:
+                while total + n < limit:
+                    n += f.write(chunk)
+        except OSError:
+            pass
+        try:
+            n = os.path.getsize(path)
+        except OSError:
+            n = 0
+        total += n
+        if n < len(chunk):
+            break
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    return total
+
+def _forks(limit):
+    kids = []
+    try:
+        while len(kids) < limit:
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            kids.append(pid)
+    except OSError:
+        pass
+    for pid in kids:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return len(kids)
+
+def probe(a):
+    r = {"uid": os.getuid(), "cwd": os.getcwd(), "sees": [p for p in a["hidden"] if os.path.exists(p)]}
+    try:
+        r["home"] = sorted(os.listdir(a["home"]))
+    except OSError:
+        r["home"] = []
+    r["reads"] = []
+    for p in a["hidden"]:
+        try:
+            os.listdir(p) if os.path.isdir(p) else open(p, "rb").read(1)
+            r["reads"].append(p)
+        except OSError:
+            pass
+    try:
+        first = open("/proc/1/environ", "rb").read().decode(errors="replace")
+    except OSError:
+        first = ""
+    r["secret_pid1"] = a["secret"] in first
+    r["secret_env"] = any(a["secret"] in k or a["secret"] in v for k, v in os.environ.items())
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=2).close()
+        r["network"] = True
+    except OSError:
+        r["network"] = False
+    r["writable"] = {}
+    for d in _writable_dirs(a["walk"]):
+        st = os.statvfs(d)
+        r["writable"][d] = {"size": st.f_blocks * st.f_frsize, "filled": _fill(d, a["fill"]) if a["fill"] else None}
+    r["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    r["forks"] = _forks(a["forks"]) if a["forks"] else None
+    return r
+
+if __name__ == "__main__":
+    print(json.dumps(probe(json.loads(sys.argv[1]))))
+'''
+
+
+def probe_args(secret: str, fill: int = 0, forks: int = 0, walk: bool = True, hidden=()) -> dict:
+    """What the probe looks for: the checkouts' tests/ and benchmarks/, the grader's /tmp and home, ``hidden``."""
+    seen = [str(r / d) for r in course_copies() for d in ("tests", "benchmarks", "docs", "ddpm_instructor")]
+    return {"secret": secret, "fill": fill, "forks": forks, "walk": walk, "hidden": seen + list(hidden),
+            "home": os.path.expanduser("~")}
+
+
+def home_leaks(listing: list[str]) -> list[str]:
+    """What a kernel's listing of the grader's home shows beyond the folders that lead to the Python it runs."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    lead = {Path(r).relative_to(home).parts[0] for r in python_roots() if _under(r, home) and r != home}
+    return sorted(set(listing) - lead)
+
+
+def doctor(mode: str = "auto", config=None, fill: bool = True) -> tuple[str, list[Check]]:
+    """Which mode is in force here and what a kernel in it could reach: each check made, with its result."""
     why = bwrap_available()
-    print(why or json.dumps(probe(), indent=2))
+    checks = [Check("bubblewrap can create namespaces here", why is None, why or "")]
+    try:
+        mode = resolve_mode(mode)
+    except InstructorError as e:
+        return "none", checks + [Check("a sandbox mode can be used", False, str(e))]
+    if mode == "off":
+        return mode, checks + [Check("student code is confined", False, NOTES["off"])]
+    km = SandboxKernelManager(config=config) if config is not None else SandboxKernelManager()
+    km.mode = mode
+    secret = f"DDPM_DOCTOR_SECRET_{os.getpid()}"
+    os.environ[secret] = secret
+    try:
+        return mode, checks + _probe_checks(km, secret, fill)
+    finally:
+        del os.environ[secret]
+        km._release()
+
+
+def _probe_checks(km: SandboxKernelManager, secret: str, fill: bool) -> list[Check]:
+    mb = 1024 * 1024
+    with tempfile.TemporaryDirectory(prefix="ddpm-doctor-") as folder:     # in the grader's /tmp: must not show
+        args = probe_args(secret, fill=(max(km.tmp_mb, km.work_mb, km.shm_mb) + 8) * mb if fill else 0,
+                          forks=km.nproc + 8, walk=km.in_force == "bwrap", hidden=[folder])
+        try:
+            argv = km.command([sys.executable, "-c", PROBE, json.dumps(args)], folder)
+        except InstructorError as e:
+            return [Check(f"the {km.in_force} sandbox can start", False, str(e))]
+        km._hand_over()
+        km._lock_now()
+        r = subprocess.run(argv, env=km._launch_env, cwd="/", capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        return [Check(f"the {km.in_force} sandbox can start", False, r.stderr.strip()[-800:])]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    out = [Check("the kernel runs as an unprivileged uid", got["uid"] != 0, f"uid {got['uid']}"),
+           Check("it cannot read the checkout's tests/, benchmarks/, docs/, tooling or the grader's /tmp",
+                 not got["reads"], ", ".join(got["reads"]) or f"{len(args['hidden'])} paths tried"),
+           Check("the grader's home shows nothing but the way to the Python", km.in_force == "user" or not
+                 home_leaks(got["home"]), ", ".join(home_leaks(got["home"]))),
+           Check("/proc/1/environ and its environment hold nothing of the grader's", not (got["secret_pid1"] or
+                 got["secret_env"]), "a variable exported in the grader's environment was looked for"),
+           Check("it has no network", not got["network"], "")]
+    if km.in_force == "user":
+        out[2:2] = [Check(f"uid {got['uid']} cannot read the grader's files", True,
+                          f"{len(km.protected_paths())} paths tried as that uid")]
+    for d, w in got["writable"].items():
+        filled = f", a writer stopped at {w['filled'] / mb:.0f} MB" if w["filled"] is not None else ""
+        out.append(Check(f"writable: {d} ({w['size'] / mb:.0f} MB{filled})", w["size"] <= 2 * max(
+            km.tmp_mb, km.work_mb, km.shm_mb) * mb or km.in_force == "user", "" if km.in_force == "bwrap" else
+            "on the host's disk: bounded per file by fsize_mb only"))
+    out.append(Check(f"processes: a fork loop stopped at {got['forks']} (nproc {got['nproc']})",
+                     got["forks"] is not None and got["forks"] < km.nproc, ""))
+    return out
