@@ -149,6 +149,8 @@ def _copy_package(src: Path, dst: Path, only: list[str] | None = None) -> None:
             continue
         if p.is_file():
             shutil.copy2(p, dst / p.name)
+        elif p.is_dir() and only is None:          # a subpackage (tutorial_utils.checks): the kernel sees only this copy
+            shutil.copytree(p, dst / p.name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
 
 
 def bundle_solutions_dir(course: CourseDir, assignment: str) -> Path:
