@@ -153,6 +153,9 @@ PY="${{AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}}"
 export DDPM_DATA_DIR="${{DDPM_DATA_DIR:-$ROOT/data}}" DDPM_DOWNLOAD=0 DDPM_PROFILE=fast
 export PYTHONPATH="$ROOT/source/course"          # the course shipped in this zip, never an installed copy
 mkdir -p "$ROOT/results"
+# Where bubblewrap cannot create namespaces (Docker's default seccomp profile) the kernel runs as an unprivileged uid
+# (ddpm_instructor.sandbox, mode user), which must not be able to read the course shipped here (answers, tooling).
+chmod -R go-rwx "$ROOT/source"
 "$PY" -m ddpm_instructor grade-one "$ROOT/submission" --assignment {assignment} {public} \\
     --source "$ROOT/source/course/notebooks/source" --out "$ROOT/results/results.json" --visibility {visibility} "$@"
 """
