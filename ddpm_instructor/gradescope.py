@@ -72,12 +72,14 @@ Upload this zip as the autograder of a Gradescope *Programming Assignment* worth
 
 WRITTEN_HOWTO = """## The written answers ({n} answer(s), {points:g} points): graded by hand, in a second assignment
 
-This autograder does not grade them (their cells score 0 here), as otter-grader's Gradescope export does:
+This autograder does not grade them (`results.json` has no test for them), as with otter-grader's Gradescope export:
 
 1. Create a second Gradescope assignment, *{assignment} (written)*, of type Homework / Problem Set (students
    upload a PDF: JupyterLab's File > Save and Export Notebook As > PDF or HTML, printed to PDF), with one question
    per answer cell, in this order and with these points:
 
+   | question | answer cell | points |
+   |---|---|---|
 {table}
 
 2. Paste the rubric of each question from the instructor source (`notebooks/source/{assignment}/`, the
