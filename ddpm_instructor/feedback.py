@@ -1,5 +1,6 @@
 """Step 4: ``feedback`` -- an HTML page per student and assignment (nbgrader's), each graded test shown by its
-result and message only (``GuardedExecute`` replaced its code); a plain page when a submission could not be graded."""
+result and message only (``GuardedExecute`` replaced its code), each written answer with the points and comment
+given in the formgrader; a plain page when a submission could not be graded."""
 from __future__ import annotations
 
 import html
@@ -47,9 +48,21 @@ def feedback(course: CourseDir, assignments=None, students=None, zip_it=False) -
             made.append(failure_page(course, s, a, "Your submission could not be graded automatically. "
                                            "Your instructor has been told and will grade it by hand."))
         course.say(f"{a}: feedback for {len(subs)} student(s) in {course.feedback}/<student>/{a}/")
+        waiting = written_to_grade(course, a, graded)
+        if waiting:
+            course.say(f"  {len(waiting)} of them still have written answers to grade ({', '.join(waiting[:10])}"
+                       f"{', ...' if len(waiting) > 10 else ''}): their pages show those answers without points. "
+                       "Grade them in the formgrader (./course instructor lab), then run feedback again.")
         if zip_it:
             course.say(f"{a}: all pages zipped in {feedback_zip(course, a)}")
     return made
+
+def written_to_grade(course, assignment: str, students) -> list[str]:
+    """The students whose written answers of ``assignment`` wait for the formgrader."""
+    from .grades import submission_score
+    with course.gradebook() as gb:
+        return [s for s in sorted(students) if submission_score(course, assignment, s, gb).pending]
+
 
 def failure_page(course, s, a, msg) -> Path:
     d = course.feedback / s / a

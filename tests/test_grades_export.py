@@ -3,7 +3,7 @@ Canvas and Moodle gradebook import files, and one score for the CSV and Gradesco
 
 A small course directory is built directly with nbgrader's Gradebook API from the committed student versions of
 notebooks 1 (written answers only) and 2 (graded tests and one written answer): no notebook is executed; only
-the feedback test runs nbgrader (generate_feedback, a few seconds).  The expected numbers come from the points
+the feedback test runs nbgrader (generate_feedback).  About 25 s on 2 busy cores.  The expected numbers come from the points
 in the released notebooks and the grades given below, never from the code under test.
 """
 from __future__ import annotations
@@ -168,6 +168,8 @@ def test_feedback_shows_the_manual_points_and_the_comment(course):
     assert "Right idea; say why the bumps merge at t = 250." in html
     assert "ann&#39;s answer." in html or "ann's answer." in html
     assert "11.5" in html                               # nbgrader's total: 10 autograded + 1.5 by hand
+    from ddpm_instructor.feedback import written_to_grade      # what feedback warns about
+    assert written_to_grade(course, A, ["ann", "bob", "dan"]) == ["bob"]
 
 
 # ------------------------------------------------------------------ one score
