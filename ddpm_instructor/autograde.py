@@ -119,7 +119,7 @@ def backstop_s(course: CourseDir, assignment: str, n_students: int) -> int:
     from .execute import GuardedExecute
     cell, nbt = course.limits(assignment)
     n_nb = max(1, len(list((course.release / assignment).glob("*.ipynb"))))
-    judge_s = GuardedExecute.class_traits()["judge_timeout"].default_value
+    judge_s = course.judge_timeout or GuardedExecute.class_traits()["judge_timeout"].default_value
     n_tests = len(course.points(assignment))
     return n_students * n_nb * (nbt + 4 * cell + 60) + n_students * n_tests * judge_s + 300
 

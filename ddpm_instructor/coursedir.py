@@ -95,7 +95,8 @@ class CourseDir:
     """An nbgrader course directory used for grading (see the module docstring)."""
 
     def __init__(self, root=None, source=None, repo_config=None, cell_timeout=None, notebook_timeout=None,
-                 sandbox: str | None = None, quiet: bool = False):
+                 sandbox: str | None = None, quiet: bool = False, judge_timeout: int | None = None,
+                 judge_memory_mb: int | None = None):
         self.root = Path(root or os.environ.get(COURSE_DIR_ENV) or REPO / "grading").resolve()
         self.origin = Path(source or os.environ.get(SOURCE_ENV) or REPO / "notebooks" / "source").resolve()
         self.repo_config = Path(repo_config) if repo_config else REPO / "nbgrader_config.py"
@@ -103,6 +104,8 @@ class CourseDir:
         self.notebook_timeout = notebook_timeout
         self.sandbox = sandbox or "auto"         # SandboxKernelManager.mode: auto | bwrap | user | off
         self.quiet = quiet
+        self.judge_timeout = judge_timeout          # GuardedExecute.judge_timeout / judge_memory_mb; None: theirs
+        self.judge_memory_mb = judge_memory_mb
         for d in ("source", "release", "submitted", "autograded", "feedback", "archive", "inbox", "backups",
                   "notes", "exports", "logs"):
             setattr(self, d, self.root / d)
@@ -170,7 +173,9 @@ c.LimitOutput.max_traceback = 60
                 f"--SandboxKernelManager.mode={self.sandbox}",
                 f"--SandboxKernelManager.bundle_dir={self.bundle_dir(assignment)}",
                 f"--SandboxKernelManager.inputs_dir={self.graded_inputs / assignment}",
-                f"--SandboxKernelManager.data_dir={self.env().get('DDPM_DATA_DIR', '')}"]
+                f"--SandboxKernelManager.data_dir={self.env().get('DDPM_DATA_DIR', '')}"] + [
+                f"--GuardedExecute.{k}={v}" for k, v in (("judge_timeout", self.judge_timeout),
+                                                         ("judge_memory_mb", self.judge_memory_mb)) if v]
 
     @property
     def graded_inputs(self) -> Path:

@@ -247,3 +247,11 @@ def test_autograde_does_not_release(tmp_path):
     with pytest.raises(InstructorError, match=r"release 02_forward_closed_form"):
         ag.check_released(course, "02_forward_closed_form")
     assert not (tmp_path / "course" / "release").exists() and not (tmp_path / "course" / "gradebook.db").exists()
+
+
+def test_judging_limits_reach_nbgrader_as_traits(tmp_path):
+    from ddpm_instructor.coursedir import CourseDir
+    course = CourseDir(root=tmp_path / "course", quiet=True, judge_timeout=12, judge_memory_mb=300)
+    traits = course.traits("02_forward_closed_form")
+    assert "--GuardedExecute.judge_timeout=12" in traits and "--GuardedExecute.judge_memory_mb=300" in traits
+    assert not any("judge_" in t for t in CourseDir(root=tmp_path / "c2", quiet=True).traits("02_forward_closed_form"))
