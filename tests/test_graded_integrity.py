@@ -1,0 +1,195 @@
+"""Records a hostile class forges, graded end to end: release, collect, autograde in the sandbox, grades CSV -- and
+the same forgeries through Gradescope's path (``ddpm_instructor.gradescope.grade_one``).
+
+Each submission gets the grade a fair grader gives it, computed here from the points table and the blanks it
+really answered, never copied from the grader's output:
+
+* a probe patched so the schedule's record holds one entry instead of four (a short list);
+* ``submit`` replaced so that no real record is shown, and forged ones (right fields, right shapes, values not
+  computed by any answer) are shown instead;
+* an answer function that, when called, patches ``torch.save`` to empty the lists of every record saved after it;
+* an answer function that empties the probe's argument list through its caller's frames;
+* notebook 4: a loop whose x_t blank zeroes the draws (t = 0, ε = 0, x_t = x_0), its other blanks as handed out:
+  its pred_noise and loss lines then run on t = 0 and ε = 0, not on the grader's draws, and earn nothing either;
+* all of it at once (``torch.save`` patched, then ``submit`` replaced after a right ``q_sample``), also through
+  ``grade_one``.
+
+Runtime: about 1 minute on an idle 2-core machine (five notebook-2 submissions and one of notebook 4 in one
+autograde, one notebook-2 submission through grade_one); several times that on a busy one.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ddpm_instructor import autograde as ag
+from ddpm_instructor import collect as col
+from ddpm_instructor import grades as gr
+from ddpm_instructor import release as rel
+from ddpm_instructor.coursedir import CourseDir as Course
+from test_instructor import A, REPO, SANDBOX_PROBLEM, SCHED, _reference_sources, build_submission
+
+NB4 = "04_training"
+SANDBOX = "off" if SANDBOX_PROBLEM else "bwrap"
+# the schedule blank left as handed out, but its function, when called, does something to the grader's machinery
+SCHED_NONE = "return None"
+PATCH_SAVE = """import torch
+    if not getattr(torch.save, "empties_lists", False):
+        real_save = torch.save
+        def save(obj, f, *args, **kwargs):
+            record = obj.get("record") if isinstance(obj, dict) else None
+            for key, value in (record or {}).items():
+                if isinstance(value, list):
+                    record[key] = []
+            return real_save(obj, f, *args, **kwargs)
+        save.empties_lists = True
+        torch.save = save
+    return None"""
+EMPTY_CALLERS_ARGS = """import sys
+    frame = sys._getframe(1)
+    for _ in range(3):                  # up to the probe that called this function
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, dict) and isinstance(value.get("args"), list):
+                value["args"].clear()
+            elif isinstance(value, list) and value and isinstance(value[0], (list, tuple)):
+                value.clear()
+        frame = frame.f_back or frame
+    return None"""
+SHORT_PROBE = """from tutorial_utils.checks.diffusion import ScheduleRecord
+_real_probe = ScheduleRecord.probe
+ScheduleRecord.probe = classmethod(lambda cls, fn, inputs: cls(*[v[:1] for v in vars(_real_probe(fn, inputs)).values()]))"""
+FORGER = """import json, os, torch
+import tutorial_utils.probes as p
+from tutorial_utils.checks import RECORDS
+
+def forged_submit(grade_id, obj):
+    spec = torch.load(os.path.join(os.environ["DDPM_GRADER_INPUTS"], grade_id + ".pt"), weights_only=True)
+    cls, inputs = RECORDS[spec["probe"]], spec["inputs"]
+    fields = {}
+    for name, s in cls.spec(inputs).items():          # the declared fields, every tensor of the declared shape
+        one = lambda s: torch.zeros(s.shape) if type(s).__name__ == "Obs" else ("" if type(s).__name__ == "Text" else 0)
+        fields[name] = [one(x) for x in s] if isinstance(s, list) else one(s)
+    if "x0" in inputs:                                 # x_t "computed" with no noise at all
+        fields.update(out=inputs["x0"].clone(), sqrt_alpha_bar=torch.ones(len(inputs["t"]), 1, 1, 1))
+    from IPython.display import display
+    display({p.RECORD_MIME: p.encode(grade_id, cls.kind, fields), "text/plain": "forged"}, raw=True)
+
+p.submit = forged_submit"""
+
+# student -> (assignment, blanks answered right, how the submission is made)
+CLASS = {
+    "f01-short-list": (A, {"sab", "somab", "ret"}, {"edit": {SCHED: SCHED_NONE}, "add_after": ("linear_beta_schedule", SHORT_PROBE)}),
+    "f02-forged-records": (A, set(), {"blank": True, "add_after": ("linear_beta_schedule", FORGER)}),
+    "f03-patches-torch-save": (A, {"sab", "somab", "ret"}, {"edit": {SCHED: PATCH_SAVE}}),
+    "f04-empties-probe-args": (A, set(), {"blank": True, "edit_blank": {SCHED_NONE: EMPTY_CALLERS_ARGS}}),
+    "f05-zeroes-draws": (NB4, {"loss_fn"}, {"edit": {"x_t = q_sample(x_0, t, noise)": "t, noise, x_t = 0 * t, 0 * noise, x_0"}}),
+    # q_sample answered right, but its records are forged: the grader never saw that code run on its inputs
+    "f06-every-forgery": (A, set(), {"edit": {SCHED: PATCH_SAVE}, "add_after": ("q_sample", FORGER)}),
+}
+GRADESCOPE = ["f06-every-forgery"]
+# which blank each graded test needs (a test passes only if its blanks were answered right)
+NEEDS = {"test_linear_beta_schedule": "schedule", "test_q_sample_sqrt_alpha_bar": "sab",
+         "test_q_sample_sqrt_one_minus_alpha_bar": "somab", "test_q_sample_return": "ret", "test_loss_fn": "loss_fn",
+         "test_train_x_t": "x_t", "test_train_pred_noise": "pred_noise", "test_train_loss": "loss"}
+# why each forged record fails, in the words the grader must use
+WHY = {("f01-short-list", "test_linear_beta_schedule"): "results has 1 entries; the grader asked for 4",
+       ("f02-forged-records", "test_linear_beta_schedule"): "wrong endpoint",
+       ("f02-forged-records", "test_q_sample_return"): "q_sample's result differs",
+       ("f03-patches-torch-save", "test_linear_beta_schedule"): "results has 0 entries; the grader asked for 4",
+       ("f04-empties-probe-args", "test_linear_beta_schedule"): "results has 0 entries; the grader asked for 4",
+       ("f06-every-forgery", "test_linear_beta_schedule"): "results has 0 entries; the grader asked for 4",
+       ("f06-every-forgery", "test_q_sample_sqrt_alpha_bar"): "sqrt_alpha_bar has the wrong values",
+       ("f05-zeroes-draws", "test_train_x_t"): "It equals x_0",
+       ("f05-zeroes-draws", "test_train_pred_noise"): "timesteps other than the t drawn"}
+
+
+def _refs(assignment: str) -> dict:
+    """The source notebook's solution cells, without the BEGIN/END SOLUTION lines: grade id -> code."""
+    if assignment == A:
+        return _reference_sources()
+    src = next((REPO / "notebooks" / "source" / assignment).glob("*.ipynb"))
+    return {c.metadata["nbgrader"]["grade_id"]: "\n".join(l for l in c.source.split("\n") if "### BEGIN SOLUTION" not in l
+                                                          and "### END SOLUTION" not in l)
+            for c in nbformat.read(str(src), as_version=4).cells if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def _submission(root: Path, student: str):
+    assignment, _, how = CLASS[student]
+    release_nb = nbformat.read(str(next((root / "release" / assignment).glob("*.ipynb"))), as_version=4)
+    nb = build_submission(release_nb, _refs(assignment), student, (set(), how))
+    for old, new in how.get("edit_blank", {}).items():        # an edit of the handed-out (blank) cell itself
+        cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "linear_beta_schedule")
+        assert old in cell.source
+        cell.source = cell.source.replace(old, new)
+    return nb
+
+
+def expected(points: dict, assignment: str, right: set) -> dict:
+    """grade id -> the points a fair grader gives: a test's points if its blank was answered right, else 0."""
+    return {gid: (pts if NEEDS[gid] in right else 0.0) for gid, pts in points[assignment].items()}
+
+
+@pytest.fixture(scope="module")
+def forged(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("forged")
+    base = tempfile.mkdtemp(prefix="ddpm-forged-", dir="/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
+    root = Path(base) / "course"
+    course = Course(root=root, cell_timeout=60, notebook_timeout=300, sandbox=SANDBOX, quiet=True)
+    rel.release(course, [A, NB4], public=[A])
+    points = {a: {gid: pts for _, gid, pts in course.points(a)} for a in (A, NB4)}
+    inbox = tmp / "in"
+    for student, (assignment, _, _) in CLASS.items():
+        nb = _submission(root, student)
+        d = inbox / student / assignment
+        d.mkdir(parents=True)
+        nbformat.write(nb, str(d / next((root / "release" / assignment).glob("*.ipynb")).name))
+    col.collect(course, [inbox])
+    results = {(r.assignment, r.student): r for r in ag.autograde(course, [A, NB4], jobs=2)}
+    _, cells_csv, rows = gr.grades(course)
+    with open(cells_csv) as f:
+        cells = {(r["student_id"], r["cell"]): r for r in csv.DictReader(f) if r.get("kind", "autograded") == "autograded"}
+    yield dict(course=course, root=root, points=points, results=results, cells=cells, tmp=tmp)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("student", list(CLASS))
+def test_each_forgery_gets_exactly_the_fair_grade(forged, student):
+    assignment, right, _ = CLASS[student]
+    want = expected(forged["points"], assignment, right)
+    r = forged["results"][(assignment, student)]
+    assert r.ok, r
+    got = {gid: float(forged["cells"][(student, gid)]["score"]) for gid in want}
+    assert got == want, (student, {gid: forged["cells"][(student, gid)].get("comments", "")[:200] for gid in want})
+    assert r.score == pytest.approx(sum(want.values())), r
+
+
+@pytest.mark.parametrize("student, gid", list(WHY))
+def test_the_failed_test_says_why(forged, student, gid):
+    assignment = CLASS[student][0]
+    nb = nbformat.read(str(next((forged["root"] / "autograded" / student / assignment).glob("*.ipynb"))), as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+    text = json.dumps(cell.outputs, ensure_ascii=False)
+    assert WHY[(student, gid)] in text, text[:1500]
+
+
+@pytest.mark.parametrize("student", GRADESCOPE)
+def test_gradescope_gives_the_forgeries_the_same_grade(forged, student, tmp_path):
+    """``grade_one`` is what run_autograder runs for each submission on Gradescope."""
+    from ddpm_instructor.gradescope import grade_one
+    assignment, right, _ = CLASS[student]
+    nb_path = tmp_path / "my homework.ipynb"
+    nbformat.write(_submission(forged["root"], student), str(nb_path))
+    result = grade_one(nb_path, tmp_path / "results.json", assignment, sandbox=SANDBOX, workdir=tmp_path,
+                       cell_timeout=60, notebook_timeout=300)
+    want = expected(forged["points"], assignment, right)
+    assert want == {gid: float(forged["cells"][(student, gid)]["score"]) for gid in want}      # as autograde gave
+    got = {t["name"]: t["score"] for t in result["tests"] if t["name"] in want}
+    assert got == want, (student, result)
+    assert json.loads((tmp_path / "results.json").read_text())["tests"] == result["tests"]
