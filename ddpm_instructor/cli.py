@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("collect", help="file submissions (folders in nbgrader layout, LMS folders or zips)")
     s.add_argument("paths", nargs="+")
     s.add_argument("--assignment", help="only collect this assignment")
-    s.add_argument("--student-regex", help="regex with a (?P<student>...) group, matched against each file's path")
+    s.add_argument("--student-regex", help="regex with a (?P<student>...) group, matched against each top-level "
+                   "file or folder name of an export (never a path inside a student's zip)")
     s.add_argument("--roster", help="CSV with an id column (optional lms_id/name/email) to map LMS names to ids")
     s.add_argument("--timestamp", help="submission time to record (default: the file's time in the zip/folder)")
     s.add_argument("--dry-run", action="store_true")
