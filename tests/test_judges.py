@@ -6,7 +6,7 @@ The rule these tests hold: a record earns a blank's points only if producing it 
 right on the grader's inputs.  So an empty or short list, a missing or extra field, a tensor of another shape, an
 expanded (stride-0) tensor, a NaN, an oversized tensor each fail, with a message that names it; a loop or a step
 that does not use the grader's draws (t, ε, z) fails, and so does a record that reports other draws, however
-consistent it is with them.  Runtime: about 15 s on 2 cores (one probe run per graded test).
+consistent it is with them.  Runtime: about 25 s on a busy 2-core machine (one probe run per graded test).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from tutorial_utils.probes import RECORD_MIME, encode
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {"02_forward_closed_form": "02_forward_closed_form.ipynb", "04_training": "04_training_algorithm1.ipynb",
            "05_sampling": "05_sampling_algorithm2.ipynb", "06_conditional": "06_class_conditional.ipynb",
-           "07_beyond": "07_beyond_ddpm.ipynb"}
+           "07_beyond": "07_beyond_ddpm.ipynb", "08_flow_matching": "08_flow_matching.ipynb"}
 # grade id -> (assignment, the solution cell whose object the graded cell submits, that object's name)
 SUBMITS = {
     "test_linear_beta_schedule": ("02_forward_closed_form", "linear_beta_schedule", "linear_beta_schedule"),
@@ -52,6 +52,11 @@ SUBMITS = {
     "test_ddim_x0_pred": ("07_beyond", "ddim_step", "ddim_step"),
     "test_ddim_x_prev": ("07_beyond", "ddim_step", "ddim_step"),
     "test_guided_eps": ("07_beyond", "guided_eps", "guided_eps"),
+    "test_flow_interpolant": ("08_flow_matching", "flow_interpolant", "flow_interpolant"),
+    "test_velocity_target": ("08_flow_matching", "velocity_target", "velocity_target"),
+    "test_euler_step": ("08_flow_matching", "euler_step", "euler_step"),
+    "test_heun_step": ("08_flow_matching", "heun_step", "heun_step"),
+    "test_guided_velocity": ("08_flow_matching", "guided_velocity", "guided_velocity"),
 }
 # grade id -> the record entry its judge reads first (a path into the plain record)
 JUDGED = {
@@ -62,6 +67,8 @@ JUDGED = {
     "test_UNet_cond_y_emb": ("y_emb",), "test_UNet_cond_cond_emb": ("cond_emb",),
     "test_cosine_alpha_bars": ("alpha_bars", 0), "test_cosine_betas": ("results", 0),
     "test_ddim_x0_pred": ("x0_preds", 0), "test_ddim_x_prev": ("outs", 0), "test_guided_eps": ("results", 0),
+    "test_flow_interpolant": ("results", 0), "test_velocity_target": ("results", 0), "test_euler_step": ("results", 0),
+    "test_heun_step": ("results", 0), "test_guided_velocity": ("results", 0),
 }
 
 

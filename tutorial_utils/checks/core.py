@@ -69,6 +69,7 @@ class Unusable:
     want: tuple = ()
     detail: str = ""
     fit: str = "exact"
+    kind: str = "float"                     # the dtype kind the field declares
 
     def wanted(self) -> str:
         return {"broadcast": f"a shape that broadcasts to {self.want}", "scalar": "a single value"}.get(
@@ -179,8 +180,8 @@ def _read_description(v: dict, spec: Obs, label: str):
             raise RecordError(f"{label}: a description that no probe writes.")
         shape = tuple(shape)
         problem = "shape" if not spec.fits(shape) else "dtype"
-        return Unusable(problem, kind, shape, dtype, spec.shape, fit=spec.fit)
-    return Unusable("type", kind, want=spec.shape, fit=spec.fit)
+        return Unusable(problem, kind, shape, dtype, spec.shape, fit=spec.fit, kind=spec.dtype)
+    return Unusable("type", kind, want=spec.shape, fit=spec.fit, kind=spec.dtype)
 
 
 def _read_value(v, spec: Obs, label: str):
@@ -201,7 +202,7 @@ def _read_value(v, spec: Obs, label: str):
     if not spec.fits(shape):
         return Unusable("shape", "Tensor", shape, dtype, spec.shape, fit=spec.fit)
     if v.dtype not in KINDS[spec.dtype]:
-        return Unusable("dtype", "Tensor", shape, dtype, spec.shape, fit=spec.fit)
+        return Unusable("dtype", "Tensor", shape, dtype, spec.shape, fit=spec.fit, kind=spec.dtype)
     if v.dtype in FLOATS and not bool(torch.isfinite(v).all()):
         bad = int((~torch.isfinite(v)).sum())
         return Unusable("finite", "Tensor", shape, dtype, spec.shape, f"{bad} of its {v.numel()} values", spec.fit)
@@ -281,8 +282,8 @@ def expect(value, label: str, *, none: str, raised: str = "", absent: str = "", 
         if value.problem == "shape":
             fail(f"wrong shape: {label} has shape {value.shape}, expected {value.wanted()}{shape_hint}.")
         if value.problem == "dtype":
-            fail(f"{label} has dtype {value.dtype}; it should hold {'whole numbers' if 'int' in value.dtype else 'floating-point values'} "
-                 f"like the inputs (shape {value.shape}).")
+            want = {"float": "floating-point values", "int": "whole numbers (an integer dtype)", "bool": "booleans"}
+            fail(f"{label} has dtype {value.dtype}; it should hold {want[value.kind]}.")
         fail(f"{label} is not finite: {value.detail} are NaN or infinite.")
     return value
 
