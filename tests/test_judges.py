@@ -127,7 +127,12 @@ def _label(gid: str) -> str:
 
 
 # --------------------------------------------------------------------------- every judge: right, and damaged
-@pytest.mark.parametrize("gid", list(graded.TESTS))
+def test_every_graded_test_is_judged_here():
+    """A graded test added to ``ddpm_instructor.graded`` gets its rows in SUBMITS and JUDGED above."""
+    assert set(JUDGED) == set(SUBMITS) == set(graded.TESTS), set(graded.TESTS) ^ set(JUDGED)
+
+
+@pytest.mark.parametrize("gid", list(JUDGED))
 def test_the_reference_answer_passes_and_its_payload_is_within_the_limit(gid):
     res = judged(gid, right(gid))
     assert res.passed and res.points == 2.0, res
@@ -136,7 +141,7 @@ def test_the_reference_answer_passes_and_its_payload_is_within_the_limit(gid):
     assert len(payload) < limit <= 4 * len(payload) + 200_000, (gid, len(payload), limit)
 
 
-@pytest.mark.parametrize("gid", list(graded.TESTS))
+@pytest.mark.parametrize("gid", list(JUDGED))
 def test_missing_and_extra_fields_fail_naming_the_field(gid):
     plain = right(gid)
     field = JUDGED[gid][0]
@@ -149,7 +154,7 @@ def test_missing_and_extra_fields_fail_naming_the_field(gid):
     assert not res.passed and "'bonus' is not a field" in res.message, res
 
 
-@pytest.mark.parametrize("gid", [g for g in graded.TESTS if len(JUDGED[g]) == 2])
+@pytest.mark.parametrize("gid", [g for g in JUDGED if len(JUDGED[g]) == 2])
 def test_empty_and_short_lists_fail(gid):
     field = JUDGED[gid][0]
     for cut in (0, 1):
@@ -170,7 +175,7 @@ def _tensor_entry(gid):
     return plain, box, key
 
 
-@pytest.mark.parametrize("gid", list(graded.TESTS))
+@pytest.mark.parametrize("gid", list(JUDGED))
 def test_an_expanded_tensor_is_refused_before_any_arithmetic(gid):
     plain, box, key = _tensor_entry(gid)
     v = box[key]
@@ -182,7 +187,7 @@ def test_an_expanded_tensor_is_refused_before_any_arithmetic(gid):
     assert not res.passed and _label(gid) in res.message and "not a plain tensor" in res.message, res
 
 
-@pytest.mark.parametrize("gid", list(graded.TESTS))
+@pytest.mark.parametrize("gid", list(JUDGED))
 def test_an_oversized_tensor_is_refused_naming_it(gid):
     plain, box, key = _tensor_entry(gid)
     declared = RECORDS[graded.TESTS[gid].probe].spec(graded.TESTS[gid].make_inputs())
@@ -194,7 +199,7 @@ def test_an_oversized_tensor_is_refused_naming_it(gid):
         in res.message, res
 
 
-@pytest.mark.parametrize("gid", list(graded.TESTS))
+@pytest.mark.parametrize("gid", list(JUDGED))
 def test_a_tensor_of_another_shape_or_dtype_or_with_nan_fails_its_blank(gid):
     plain, box, key = _tensor_entry(gid)
     v = box[key]
