@@ -140,7 +140,8 @@ def _drew_other(rec: TrainRecord, inputs: dict) -> str:
     if t_ok and n_ok:
         return ""
     which = " and ".join(n for n, ok in (("t", t_ok), ("noise", n_ok)) if not ok)
-    return (f" The loop's {which} is not what its handed-out line drew (t = torch.randint(0, T, ...), "
+    return (f" The loop's {which} {'are' if not (t_ok or n_ok) else 'is'} not what its handed-out line drew "
+            "(t = torch.randint(0, T, ...), "
             "noise = torch.randn_like(x_0)): keep those lines and use what they draw.")
 
 
