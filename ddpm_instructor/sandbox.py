@@ -191,8 +191,6 @@ if uid is not None:
                         ("/proc/self/gid_map", f"{gid} {gid} 1"), ("/proc/sys/user/max_user_namespaces", "0")):
             with open(f, "w") as fo:
                 fo.write(text)
-    if a["pdeathsig"]:
-        libc.prctl(1, 9)                   # PR_SET_PDEATHSIG (cleared by every switch above)
 os.umask(0o077); os.chdir(a["work"]); os.execv(cmd[0], cmd)
 '''
 
@@ -380,6 +378,7 @@ class SandboxKernelManager(AsyncKernelManager):
         self.transport = "ipc"
         self.ip = os.path.join(self._socks, "s")
         self.connection_file = os.path.join(self._socks, "kernel.json")
+        self._kernel_file = os.path.join(self._socks, "kernel-copy.json")   # the kernel's own copy, its uid's
         self._slot: _Slot | None = None
         self._mode: str | None = None
         self._launch_env: dict = {}
@@ -423,7 +422,8 @@ class SandboxKernelManager(AsyncKernelManager):
 
     # ---------------------------------------------------------------- the command
     def format_kernel_cmd(self, extra_arguments=None):
-        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file] + list(extra_arguments or [])
+        conn = self._kernel_file if self.in_force != "off" else self.connection_file
+        inner = [sys.executable, "-m", "ipykernel_launcher", "-f", conn] + list(extra_arguments or [])
         cwd = os.path.realpath((self._launch_args or {}).get("cwd") or os.getcwd())
         return self.command(inner, cwd)
 
@@ -438,7 +438,7 @@ class SandboxKernelManager(AsyncKernelManager):
             self._launch_env.update({k: v for k, v in extra.items() if v})
             return inner
         boot = {"uid": self.uid, "gid": UID_BASE if self.uid is not None else None, "limits": self.limits(),
-                "mkdirs": [], "pdeathsig": mode == "user"}
+                "mkdirs": []}
         argv = self._user_argv(boot, cwd) if mode == "user" else self._bwrap_argv(boot, cwd)
         return argv + [sys.executable, "-I", "-S", "-c", BOOT, json.dumps(boot)] + inner
 
@@ -546,12 +546,13 @@ class SandboxKernelManager(AsyncKernelManager):
     def _hand_over(self) -> None:
         """Before the launch: the kernel's uid gets what it must write (its sockets' folder) and read."""
         uid = self.uid
+        if self.in_force != "off" and os.path.exists(self.connection_file):
+            shutil.copyfile(self.connection_file, self._kernel_file)    # jupyter_client may rewrite its own later
+            os.chmod(self._kernel_file, 0o400)
+            if uid is not None:
+                os.chown(self._kernel_file, uid, UID_BASE)
         if uid is None:
             return
-        if os.path.exists(self.connection_file):
-            os.chmod(self.connection_file, 0o644 if self.in_force == "bwrap" else 0o600)
-            if self.in_force == "user":
-                os.chown(self.connection_file, uid, UID_BASE)
         os.chown(self._socks, uid, UID_BASE)
         if self.in_force == "user":
             os.chown(self._private, uid, UID_BASE)
@@ -567,7 +568,7 @@ class SandboxKernelManager(AsyncKernelManager):
         return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     async def _async_post_start_kernel(self, **kw):
-        if self.in_force == "bwrap" and self.uid is not None:
+        if self.in_force != "off":
             await self._lock_sockets()
         await super()._async_post_start_kernel(**kw)
 
