@@ -208,7 +208,8 @@ def _report(course: CourseDir, assignment: str, batch: list, elapsed: float) -> 
     failed = [r for r in batch if not r.ok]
     course.say(f"{assignment}: {len(batch) - len(failed)}/{len(batch)} graded in {elapsed:.0f} s "
                f"({elapsed / len(batch):.1f} s per submission)" +
-               (f"; FAILED: {', '.join(r.student for r in failed)} (see logs/autograde/{assignment}/)" if failed else ""))
+               (f"; FAILED: {', '.join(r.student for r in failed)} (see logs/autograde/{assignment}/)"
+                if failed else ""))
 
 
 # --------------------------------------------------------------------------- the step

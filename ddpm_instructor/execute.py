@@ -335,8 +335,9 @@ class GuardedExecute(Execute):
         handed_in = self._submitted_grade_ids(student, assignment, notebook)
         if handed_in is None:
             return []
+        put_back = [c.metadata["nbgrader"].get("grade_id") for c in nb.cells if _is_graded_test(c)]
         return [f"The graded test cell `{gid}` was missing; the original was put back and run."
-                for c in nb.cells if _is_graded_test(c) and (gid := c.metadata["nbgrader"].get("grade_id")) not in handed_in]
+                for gid in put_back if gid not in handed_in]
 
     def _finish(self, nb, resources):
         meta = (resources or {}).get("nbgrader", {})
