@@ -14,7 +14,7 @@ nowhere (``helpers``, ``model``) and those of the stages the instructor has decl
 (``./course instructor release --public 02_forward_closed_form``, once that deadline has passed; remembered in
 ``<course>/public.json``), never the stage of the assignment itself.  A later notebook that needs an earlier stage
 imports it from ``solutions``, so releasing it needs that stage public: ``release`` refuses otherwise and says which
-stage to declare.  The grading kernel sees exactly the bundle's ``solutions`` (``SandboxKernelManager.solutions_dir``).
+stage to declare.  The grading kernel sees exactly the bundle's ``solutions`` (``SandboxKernelManager.bundle_dir``).
 """
 from __future__ import annotations
 
