@@ -263,6 +263,8 @@ def test_the_docs_points_table_gives_the_autograded_and_written_points_of_every_
         totals = [totals[0] + auto, totals[1] + written]
         m = re.search(rf"^\| {a} \|[^|]*\| (\d+) \|[^|]*\| (\d+) \| (\d+) \|$", docs, re.M)
         assert m and [float(g) for g in m.groups()] == [auto, written, auto + written], a
-    assert totals == [46, 19]
-    assert "| **course** | | **46** | | **19** | **65** |" in docs
-    assert "Points: 65 in all: 46 autograded" in (REPO / "README.md").read_text()
+    auto, written = totals
+    assert auto > 0 and written > 0
+    assert f"| **course** | | **{auto:g}** | | **{written:g}** | **{auto + written:g}** |" in docs
+    assert f"Points: {auto + written:g} in all: {auto:g} autograded" in (REPO / "README.md").read_text()
+    assert f"**{written:g}** for the written answers" in (REPO / "notebooks" / "README.md").read_text()
