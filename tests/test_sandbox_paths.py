@@ -55,3 +55,22 @@ def test_every_writable_mount_has_a_size_and_tmp_comes_before_the_venv(tmp_path,
     assert [opts[i - 2] for i in tmpfs] == ["--size"] * 3 and sizes == [7, 3, 9]
     # a venv (or the course) under /tmp is mounted after the private /tmp, so that /tmp does not hide it
     assert opts.index("/tmp") < opts.index(p["venv"])
+
+
+def test_auto_falls_back_to_the_unprivileged_uid_only_as_root_and_off_says_so():
+    missing = "/nonexistent/bwrap"
+    assert "could not be started" in sandbox.bwrap_available(missing)
+    if os.geteuid() == 0:
+        assert sandbox.resolve_mode("auto", bwrap=missing) == "user"
+    else:
+        import pytest
+        from ddpm_instructor.errors import InstructorError
+        with pytest.raises(InstructorError, match="needs the grader to run as root"):
+            sandbox.resolve_mode("auto", bwrap=missing)
+    km = sandbox.SandboxKernelManager(config=Config({"SandboxKernelManager": {"mode": "off"}}))
+    try:
+        assert km.note == sandbox.NOTES["off"] and "grader's own user" in km.note
+        km.bundle_dir = "/b"
+        assert km.command(["python"], "/tmp") == ["python"] and km._launch_env["PYTHONPATH"].startswith("/b")
+    finally:
+        km._release()
