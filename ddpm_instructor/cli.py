@@ -206,7 +206,7 @@ def _doctor(course: CourseDir, args) -> int:
     print(f"nbgrader: {nbg.stdout.strip()}")
     print(f"course directory: {course.root}")
     mode, checks = doctor(getattr(args, "mode", None) or course.sandbox)
-    fallback = {"user": " (the fallback: bubblewrap cannot be used here)", "off": " (NO sandbox)"}.get(mode, "")
+    fallback = {"user": " (the fallback: an unprivileged uid, no namespaces)", "off": " (NO sandbox)"}.get(mode, "")
     print(f"sandbox mode in force: {mode}{fallback}; what a kernel in it could reach:")
     for c in checks:
         print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}" + (f": {c.detail}" if c.detail else ""))
