@@ -362,6 +362,40 @@ def test_shipped_conditional_model_uses_the_label():
     assert right < 0.8 * wrong, (right.item(), wrong.item())      # shipped model: ~0.56
 
 
+@_shipped("unet_flow")
+def test_shipped_flow_model_predicts_the_velocity_and_uses_the_label():
+    """Without sampling: on real test digits half-way along x_t = (1 - t) x_0 + t ε, the predicted velocity is
+    close to ε - x_0 (an untrained net is off by ~2), and closer with the true label than with a wrong one."""
+    from solutions.flow import flow_interpolant, velocity, velocity_target
+    from tutorial_utils.data import load_mnist_tensors
+
+    model = load_pretrained("unet_flow")
+    x0, y = load_mnist_tensors(train=False, limit=256)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        t = torch.full((x0.shape[0],), 0.5)
+        xt, target = flow_interpolant(x0, noise, t), velocity_target(x0, noise)
+        right = ((velocity(model, xt, t, y) - target) ** 2).mean()
+        wrong = ((velocity(model, xt, t, (y + 1) % 10) - target) ** 2).mean()
+    assert right < 0.5, right.item()
+    assert right < 0.9 * wrong, (right.item(), wrong.item())
+
+
+def test_the_flow_objective_samples_continuous_times_and_is_zero_for_the_exact_velocity():
+    from ddpm_instructor.train import objective_loss, sample_time
+
+    t = sample_time("flow", 1000, "cpu")
+    assert t.dtype == torch.float32 and 0 <= t.min() and t.max() < 1 and 0.4 < t.mean() < 0.6
+    assert sample_time("ddpm", 5, "cpu").dtype == torch.long
+    mu = torch.full((4, 1, 28, 28), 0.3)                       # point data: the exact velocity is (x - μ) / t
+
+    class Exact(torch.nn.Module):
+        def forward(self, x, t_in, y):
+            return (x - mu) / (t_in / 1000).view(-1, 1, 1, 1)
+
+    assert objective_loss("flow", Exact(), mu, torch.full((4,), 0.5), torch.zeros(4, dtype=torch.long)) < 1e-10
+
+
 # ------------------------------------------------------------------ the trainer
 def test_trainer_resume_reproduces_an_uninterrupted_run(tmp_path):
     """Interrupt after 3 of 6 steps, --resume: the saved EMA weights equal those of one 6-step run."""

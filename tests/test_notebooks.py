@@ -39,12 +39,15 @@ LESSONS = {
     "05_sampling": "05_sampling_algorithm2.ipynb",
     "06_conditional": "06_class_conditional.ipynb",
     "07_beyond": "07_beyond_ddpm.ipynb",
+    "08_flow_matching": "08_flow_matching.ipynb",
 }
 POINTS = {"01_forward_1d": 0, "02_forward_closed_form": 10, "03_unet": 0, "04_training": 10,
-          "05_sampling": 5, "06_conditional": 9, "07_beyond": 12}
+          "05_sampling": 5, "06_conditional": 9, "07_beyond": 12,
+          "08_flow_matching": 12}
 # The written answers, graded by hand in the formgrader: points of each question's answer cell, in order.
 WRITTEN = {"01_forward_1d": [1, 1, 1], "02_forward_closed_form": [2], "03_unet": [1, 2, 1], "04_training": [],
-           "05_sampling": [1, 1], "06_conditional": [1, 1, 2], "07_beyond": [1, 1, 2]}
+           "05_sampling": [1, 1], "06_conditional": [1, 1, 2], "07_beyond": [1, 1, 2],
+           "08_flow_matching": [1, 1]}
 
 
 def source_path(assignment):
@@ -200,7 +203,7 @@ def test_all_source_notebooks_together_stay_within_the_budget():
     assert total <= budget.TOTAL_CAP, f"the source notebooks hold {total} bytes (budget {budget.TOTAL_CAP})"
     readme = (NOTEBOOKS / "README.md").read_text()
     for stated in [f"{budget.PNG_CAP // 1000} KB per figure", f"{budget.NOTEBOOK_CAP // 1000} KB per notebook",
-                   f"{budget.TOTAL_CAP / 1e6:g} MB for all seven"]:
+                   f"{budget.TOTAL_CAP / 1e6:g} MB for all eight"]:
         assert stated in readme, f"notebooks/README.md must state the budget ({stated!r})"
 
 

@@ -34,6 +34,7 @@ BLANKS = {
     "05_sampling": ["x_tm1 = None"],
     "06_conditional": ["self.class_emb = None", "y_emb = None", "cond_emb = None"],
     "07_beyond": ["alpha_bars = None", "betas = None", "x0_pred = None", "x_prev = None", "eps = None"],
+    "08_flow_matching": ["x_t = None", "target = None", "x_next = None", "x_next = None", "v = None"],
 }
 # What the self-check says about an unfilled blank (the first blank a check cell meets).
 RELEASED_CHECK_MESSAGES = {
@@ -46,6 +47,11 @@ RELEASED_CHECK_MESSAGES = {
     "check_cosine_beta_schedule": "alpha_bars is still None \u2014 fill in the blank",
     "check_ddim_step": "x0_pred is still None \u2014 fill in the blank",
     "check_guided_eps": "guided_eps returned None \u2014 fill in the blank",
+    "check_flow_interpolant": "x_t is still None \u2014 fill in the blank",
+    "check_velocity_target": "target is still None \u2014 fill in the blank",
+    "check_euler_step": "x_next is still None \u2014 fill in the blank",
+    "check_heun_step": "x_next is still None \u2014 fill in the blank",
+    "check_guided_velocity": "v is still None \u2014 fill in the blank",
 }
 GRADED = sorted(BLANKS)
 

@@ -67,6 +67,15 @@ PRETRAINED: dict[str, dict] = {
         # label dropout: each training label becomes null_class with probability p_uncond (Ho & Salimans 2022)
         "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 8000, "null_class": 10, "p_uncond": 0.1},
     },
+    "unet_flow": {
+        "class": "UNet_cond", "kwargs": {"ch": 32, "n_classes": 11},
+        "data": "MNIST train, all digits",
+        "description": "the same class-conditional UNet trained by flow matching: it predicts the velocity "
+                       "ε - x_0 of x_t = (1 - t) x_0 + t ε, time input 1000 t (notebook 8); label 10 is the null class",
+        # objective "flow": solutions.flow.flow_matching_loss instead of p_losses (t ~ U[0, 1])
+        "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 2000, "null_class": 10, "p_uncond": 0.1,
+                   "objective": "flow"},
+    },
 }
 
 

@@ -15,7 +15,7 @@ included -- and shows the record as the cell's output.  ``judge_outputs`` then, 
 
 The inputs are regenerated here from their seeds, never read back from the folder the kernel saw.
 
-Layout: one module per notebook stage (``diffusion``, ``training``, ``sampling``, ``conditional``, ``beyond``)
+Layout: one module per notebook stage (``diffusion``, ``training``, ``sampling``, ``conditional``, ``beyond``, ``flow``)
 with its inputs, expected values and ``TESTS``/``SELF_CHECKS``; ``case`` holds what they share.  The self-checks'
 stored data (``tutorial_utils/check_data.pt``) is written by the same code on other inputs:
 
@@ -38,13 +38,13 @@ from tutorial_utils.checks import CHECK_DATA, JUDGES, RECORDS, RecordError, Self
 from tutorial_utils.probes import RECORD_MIME
 
 from ..records import TestResult
-from . import beyond, conditional, diffusion, sampling, training
+from . import beyond, conditional, diffusion, flow, sampling, training
 from .case import CONSTANTS, Case
 
 __all__ = ["TESTS", "SELF_CHECKS", "Case", "CONSTANTS", "write_inputs", "judge_outputs", "record_limit", "decode",
            "judge_record", "run_in_process", "write_check_data", "main"]
 
-STAGES = (diffusion, training, sampling, conditional, beyond)
+STAGES = (diffusion, training, sampling, conditional, beyond, flow)
 # grade id -> Case.  Inputs differ from the self-checks' (other seeds, sizes, timesteps): tests/test_judges.py
 TESTS: dict[str, Case] = {gid: case for stage in STAGES for gid, case in stage.TESTS.items()}
 # self-check name -> Case (their judges are listed in tutorial_utils.checks; stored in check_data.pt)

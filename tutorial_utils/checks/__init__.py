@@ -1,5 +1,5 @@
 """Self-checks for the student blanks, and the probes, records and judges behind them, one module per notebook
-stage (``diffusion`` for notebook 2, ``training`` 4, ``sampling`` 5, ``conditional`` 6, ``beyond`` 7) and what they
+stage (``diffusion`` for notebook 2, ``training`` 4, ``sampling`` 5, ``conditional`` 6, ``beyond`` 7, ``flow`` 8) and what they
 share in ``core`` (the record and its validation, the judge ladder, the tools that run the student's code).
 
 Every blank in a notebook is followed by a visible self-check cell that calls one ``check_*`` function here.
@@ -29,12 +29,15 @@ from .beyond import CosineRecord, DDIMRecord, GuidedRecord, judge_cosine, judge_
 from .conditional import ClassEmbRecord, CondRecord, judge_class_emb, judge_cond
 from .core import ABSENT, Record, RecordError, SelfCheckError, Unusable
 from .diffusion import QSampleRecord, ScheduleRecord, judge_q_sample, judge_schedule
+from .flow import EulerRecord, GuidedVelocityRecord, HeunRecord, InterpolantRecord, TargetRecord, judge_euler, \
+    judge_guided_velocity, judge_heun, judge_interpolant, judge_target
 from .sampling import ReverseRecord, judge_reverse_step
 from .training import LossRecord, TrainRecord, judge_loss_fn, judge_train
 
 __all__ = [
     "SelfCheckError", "check_linear_beta_schedule", "check_q_sample", "check_loss_fn", "check_training_loop",
     "check_p_sample_DDPM", "check_unet_cond", "check_cosine_beta_schedule", "check_ddim_step", "check_guided_eps",
+    "check_flow_interpolant", "check_velocity_target", "check_euler_step", "check_heun_step", "check_guided_velocity",
     "JUDGES", "RECORDS", "Record", "RecordError", "ABSENT", "Unusable", "probe_record", "CHECK_DATA",
 ]
 
@@ -43,7 +46,8 @@ CHECK_DATA = Path(__file__).resolve().parent.parent / "check_data.pt"
 # probe name (as the graded inputs and the stored self-check data name it) -> its record
 RECORDS: dict[str, type[Record]] = {cls.kind: cls for cls in (
     ScheduleRecord, QSampleRecord, LossRecord, TrainRecord, ReverseRecord, ClassEmbRecord, CondRecord,
-    CosineRecord, DDIMRecord, GuidedRecord)}
+    CosineRecord, DDIMRecord, GuidedRecord,
+    InterpolantRecord, TargetRecord, EulerRecord, HeunRecord, GuidedVelocityRecord)}
 
 # judge name -> (the record it reads, function(record, inputs, expected) -> message); the grader looks judges up here
 JUDGES: dict[str, tuple[type[Record], Callable]] = {
@@ -64,6 +68,11 @@ JUDGES: dict[str, tuple[type[Record], Callable]] = {
     "ddim_x0_pred": (DDIMRecord, functools.partial(judge_ddim, "x0_pred")),
     "ddim_x_prev": (DDIMRecord, functools.partial(judge_ddim, "x_prev")),
     "guided": (GuidedRecord, judge_guided),
+    "flow_interpolant": (InterpolantRecord, judge_interpolant),
+    "velocity_target": (TargetRecord, judge_target),
+    "euler_step": (EulerRecord, judge_euler),
+    "heun_step": (HeunRecord, judge_heun),
+    "guided_velocity": (GuidedVelocityRecord, judge_guided_velocity),
 }
 
 
@@ -133,3 +142,28 @@ def check_unet_cond(cls, quiet: bool = False) -> None:
     """Self-check for the three blanks of ``UNet_cond``."""
     _self_check("class_emb", cls, ["class_emb"], quiet)
     _self_check("cond_forward", cls, ["cond_y_emb", "cond_cond_emb"], quiet)
+
+
+def check_flow_interpolant(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``flow_interpolant(x_0, noise, t)``: x_t = (1 - t) x_0 + t ε (notebook 8)."""
+    _self_check("flow_interpolant", fn, ["flow_interpolant"], quiet)
+
+
+def check_velocity_target(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``velocity_target(x_0, noise)``: ε - x_0."""
+    _self_check("velocity_target", fn, ["velocity_target"], quiet)
+
+
+def check_euler_step(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``euler_step(x_t, v, t, t_next)``."""
+    _self_check("euler_step", fn, ["euler_step"], quiet)
+
+
+def check_heun_step(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``heun_step(velocity_fn, x_t, t, t_next)``."""
+    _self_check("heun_step", fn, ["heun_step"], quiet)
+
+
+def check_guided_velocity(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``guided_velocity(model, x_t, t, y, w)``: the value and one call of batch 2B."""
+    _self_check("guided_velocity", fn, ["guided_velocity"], quiet)
