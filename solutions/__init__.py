@@ -14,6 +14,7 @@ import os
 # module -> the assignment whose graded answers it holds (None: helpers, graded nowhere)
 STAGES = {
     "helpers": None,                          # extract, forward_diffuse_1d (notebook 1)
+    "score1d": "01_forward_1d",               # mixture_score, tweedie_eps, reverse_sde_step, pf_ode_step (notebook 1)
     "model": None,                            # SinusoidalPositionEmbeddings, ConvBlock, Unet (notebook 3)
     "diffusion": "02_forward_closed_form",    # linear_beta_schedule, Schedule, default_schedule, q_sample
     "training": "04_training",                # p_losses, train_step, train
@@ -28,6 +29,7 @@ REQUIRES = {"diffusion": ["helpers"], "training": ["diffusion", "helpers"], "sam
             "flow": ["beyond", "diffusion", "helpers", "sampling"]}
 NAMES = {
     "helpers": ["extract", "forward_diffuse_1d"],
+    "score1d": ["mixture_score", "tweedie_eps", "reverse_sde_step", "pf_ode_step", "reverse_1d"],
     "model": ["SinusoidalPositionEmbeddings", "ConvBlock", "Unet"],
     "diffusion": ["linear_beta_schedule", "Schedule", "default_schedule", "q_sample"],
     "training": ["p_losses", "train_step", "train"],

@@ -30,11 +30,15 @@ from tutorial_utils.checks import JUDGES, RECORDS
 from tutorial_utils.probes import RECORD_MIME, encode
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = {"02_forward_closed_form": "02_forward_closed_form.ipynb", "04_training": "04_training_algorithm1.ipynb",
+SOURCES = {"01_forward_1d": "01_forward_diffusion_1d.ipynb", "02_forward_closed_form": "02_forward_closed_form.ipynb", "04_training": "04_training_algorithm1.ipynb",
            "05_sampling": "05_sampling_algorithm2.ipynb", "06_conditional": "06_class_conditional.ipynb",
            "07_beyond": "07_beyond_ddpm.ipynb", "08_flow_matching": "08_flow_matching.ipynb"}
 # grade id -> (assignment, the solution cell whose object the graded cell submits, that object's name)
 SUBMITS = {
+    "test_mixture_score_m": ("01_forward_1d", "mixture_score", "mixture_score"),
+    "test_mixture_score_v": ("01_forward_1d", "mixture_score", "mixture_score"),
+    "test_mixture_score_return": ("01_forward_1d", "mixture_score", "mixture_score"),
+    "test_pf_ode_step": ("01_forward_1d", "pf_ode_step", "pf_ode_step"),
     "test_linear_beta_schedule": ("02_forward_closed_form", "linear_beta_schedule", "linear_beta_schedule"),
     "test_q_sample_sqrt_alpha_bar": ("02_forward_closed_form", "q_sample", "q_sample"),
     "test_q_sample_sqrt_one_minus_alpha_bar": ("02_forward_closed_form", "q_sample", "q_sample"),
@@ -60,6 +64,8 @@ SUBMITS = {
 }
 # grade id -> the record entry its judge reads first (a path into the plain record)
 JUDGED = {
+    "test_mixture_score_m": ("m", 0), "test_mixture_score_v": ("v", 0), "test_mixture_score_return": ("results", 0),
+    "test_pf_ode_step": ("results", 0),
     "test_linear_beta_schedule": ("results", 0), "test_q_sample_sqrt_alpha_bar": ("sqrt_alpha_bar",),
     "test_q_sample_sqrt_one_minus_alpha_bar": ("sqrt_one_minus_alpha_bar",), "test_q_sample_return": ("out",),
     "test_loss_fn": ("value",), "test_train_x_t": ("x_t",), "test_train_pred_noise": ("pred_noise",),
@@ -238,30 +244,50 @@ def _loop_that_zeroes_its_draws():
 
 
 @pytest.mark.parametrize("gid", ["test_train_x_t", "test_train_pred_noise", "test_train_loss"])
-def test_a_loop_that_zeroes_its_draws_fails(gid):
-    """Its pred_noise and loss lines are right, but they ran on t = 0 and ε = 0, not on the grader's draws: the
-    rule gives them nothing either (the message says why)."""
+def test_a_loop_that_zeroes_its_draws_loses_only_the_x_t_blank(gid):
+    """The x_t blank "filled in" by zeroing the draws fails against the grader's draws; the pred_noise and loss
+    lines are right as handed out, and are judged on the loop's own x_t, t and noise: a wrong blank costs only its
+    own points (7 of notebook 4's 10)."""
     inputs = graded.TESTS[gid].make_inputs()
     plain = RECORDS["train_step"].probe(_loop_that_zeroes_its_draws(), inputs).to_plain(inputs)
     res = judged(gid, plain)
-    assert not res.passed, res
-    assert {"test_train_x_t": "It equals x_0", "test_train_pred_noise": "timesteps other than the t drawn",
-            "test_train_loss": "the noise drawn in the loop"}[gid] in res.message, res.message
-    assert "not what its handed-out line drew" in res.message or gid == "test_train_x_t" and "equals x_0" in res.message
+    if gid == "test_train_x_t":
+        assert not res.passed and "It equals x_0" in res.message and "not what its handed-out line drew" in res.message, res
+    else:
+        assert res.passed, res
 
 
 @pytest.mark.parametrize("gid", ["test_train_x_t", "test_train_pred_noise", "test_train_loss"])
-def test_a_record_consistent_with_draws_of_its_own_fails(gid):
-    """A forged record: t = 0, ε = 0, and every later value computed right from those (as the old judges took the
-    draws from the record, this earned everything)."""
+def test_a_record_with_draws_of_its_own_earns_only_what_it_computed(gid):
+    """A forged record: t = 0, ε = 0 (as the old judges took the draws from the record, consistent values earned
+    everything).  x_t is judged against the grader's draws and fails; the later blanks must be consistent with the
+    record's own x_t, t and noise -- a model call at other timesteps, or a loss against other noise, fails."""
     inputs = graded.TESTS[gid].make_inputs()
     plain = right(gid)
     t, noise = torch.zeros_like(plain["t"]), torch.zeros_like(plain["noise"])
     x_t = solutions.q_sample(inputs["x0"], t, noise)
     pred = inputs["spy_scale"] * x_t + inputs["spy_shift"][t].view(-1, 1, 1, 1)
     plain.update(t=t, noise=noise, x_t=x_t, call_x=x_t, call_t=t, pred_noise=pred, loss=((pred - noise) ** 2).mean())
-    res = judged(gid, plain)
-    assert not res.passed, res
+    scale, shift = solutions_sgd(inputs, x_t, t, noise)
+    plain.update(scale_after=scale, shift_after=shift)
+    assert judged(gid, plain).passed == (gid != "test_train_x_t")
+    if gid == "test_train_pred_noise":       # the model called at the grader's t while the record claims t = 0
+        other = dict(plain, call_t=inputs["t"].clone())
+        res = judged(gid, other)
+        assert not res.passed and "timesteps other than the loop's t" in res.message, res
+    if gid == "test_train_loss":             # a loss against noise the record does not hold
+        other = dict(plain, loss=((pred - inputs["noise"]) ** 2).mean())
+        res = judged(gid, other)
+        assert not res.passed and "the noise drawn in the loop" in res.message, res
+
+
+def solutions_sgd(inputs, x, t, noise):
+    """(scale, shift) of the stand-in after one SGD step on MSE(ε_spy(x, t), noise), written out here."""
+    from tutorial_utils.checks.training import SPY_LR
+    scale = inputs["spy_scale"].double().clone().requires_grad_()
+    shift = inputs["spy_shift"].double().clone().requires_grad_()
+    ((scale * x.double() + shift[t].view(-1, 1, 1, 1) - noise.double()) ** 2).mean().backward()
+    return (scale - SPY_LR * scale.grad).detach().float(), (shift - SPY_LR * shift.grad).detach().float()
 
 
 def test_the_draws_are_the_graders_and_the_right_loop_receives_them():

@@ -41,7 +41,7 @@ LESSONS = {
     "07_beyond": "07_beyond_ddpm.ipynb",
     "08_flow_matching": "08_flow_matching.ipynb",
 }
-POINTS = {"01_forward_1d": 0, "02_forward_closed_form": 10, "03_unet": 0, "04_training": 10,
+POINTS = {"01_forward_1d": 5, "02_forward_closed_form": 10, "03_unet": 0, "04_training": 10,
           "05_sampling": 5, "06_conditional": 9, "07_beyond": 12,
           "08_flow_matching": 12}
 # The written answers, graded by hand in the formgrader: points of each question's answer cell, in order.

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-__all__ = ["to_display", "imshow", "show_images", "plot_forward_1d", "plot_noising_grid",
+__all__ = ["to_display", "imshow", "show_images", "plot_forward_1d", "plot_reverse_1d", "plot_score_1d", "plot_noising_grid",
            "plot_pixel_histogram", "plot_class_grid", "plot_real_vs_generated", "plot_reverse_strip",
            "animate_reverse", "plot_losses"]
 
@@ -57,6 +57,43 @@ def plot_forward_1d(xs: Tensor, steps_to_show=None, title: str | None = None):
     ax.set_xlabel("x")
     ax.legend()
     ax.set_title(title or "Forward diffusion in 1-D: the distribution of x_t drifts to N(0, 1)")
+    return fig
+
+
+def plot_reverse_1d(panels: dict, steps_to_show, x_lim: float = 4.0):
+    """KDE of x_t at ``steps_to_show`` for each run in ``panels`` (title -> (n_steps + 1, N) tensor with x_0 in
+    row 0, as ``forward_diffuse_1d`` and ``solutions.score1d.reverse_1d`` return it), side by side, in the style of
+    ``plot_forward_1d``; the dashed curve is N(0, 1)."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), sharey=True)
+    palette = sns.color_palette("viridis", len(steps_to_show))
+    grid = np.linspace(-x_lim, x_lim, 400)
+    for ax, (title, xs) in zip(np.atleast_1d(axes), panels.items()):
+        for color, step in zip(palette, steps_to_show):
+            sns.kdeplot(xs[step].numpy(), ax=ax, color=color, label=f"t = {step}", bw_adjust=0.5)
+        ax.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), "k--", lw=1.5, label="N(0, 1)")
+        ax.set_xlim(-x_lim, x_lim)
+        ax.set_xlabel("x")
+        ax.set_title(title)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_1d(x: Tensor, curves: dict, title: str | None = None):
+    """Curves over x (label -> values at ``x``), e.g. the score ∇ log p_t at several t."""
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    palette = sns.color_palette("viridis", len(curves))
+    for color, (label, y) in zip(palette, curves.items()):
+        ax.plot(x.numpy(), y.numpy(), color=color, label=label)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("x")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "")
+    fig.tight_layout()
     return fig
 
 

@@ -27,17 +27,19 @@ import torch
 
 from .beyond import CosineRecord, DDIMRecord, GuidedRecord, judge_cosine, judge_ddim, judge_guided
 from .conditional import ClassEmbRecord, CondRecord, judge_class_emb, judge_cond
+from . import core
 from .core import ABSENT, Record, RecordError, SelfCheckError, Unusable
 from .diffusion import QSampleRecord, ScheduleRecord, judge_q_sample, judge_schedule
 from .flow import EulerRecord, GuidedVelocityRecord, HeunRecord, InterpolantRecord, TargetRecord, judge_euler, \
     judge_guided_velocity, judge_heun, judge_interpolant, judge_target
 from .sampling import ReverseRecord, judge_reverse_step
+from .score1d import PFODERecord, ScoreRecord, judge_mixture_score, judge_pf_ode_step
 from .training import LossRecord, TrainRecord, judge_loss_fn, judge_train
 
 __all__ = [
     "SelfCheckError", "check_linear_beta_schedule", "check_q_sample", "check_loss_fn", "check_training_loop",
     "check_p_sample_DDPM", "check_unet_cond", "check_cosine_beta_schedule", "check_ddim_step", "check_guided_eps",
-    "check_flow_interpolant", "check_velocity_target", "check_euler_step", "check_heun_step", "check_guided_velocity",
+    "check_mixture_score", "check_pf_ode_step", "check_flow_interpolant", "check_velocity_target", "check_euler_step", "check_heun_step", "check_guided_velocity",
     "JUDGES", "RECORDS", "Record", "RecordError", "ABSENT", "Unusable", "probe_record", "CHECK_DATA",
 ]
 
@@ -45,7 +47,7 @@ CHECK_DATA = Path(__file__).resolve().parent.parent / "check_data.pt"
 
 # probe name (as the graded inputs and the stored self-check data name it) -> its record
 RECORDS: dict[str, type[Record]] = {cls.kind: cls for cls in (
-    ScheduleRecord, QSampleRecord, LossRecord, TrainRecord, ReverseRecord, ClassEmbRecord, CondRecord,
+    ScoreRecord, PFODERecord, ScheduleRecord, QSampleRecord, LossRecord, TrainRecord, ReverseRecord, ClassEmbRecord, CondRecord,
     CosineRecord, DDIMRecord, GuidedRecord,
     InterpolantRecord, TargetRecord, EulerRecord, HeunRecord, GuidedVelocityRecord)}
 
@@ -68,6 +70,10 @@ JUDGES: dict[str, tuple[type[Record], Callable]] = {
     "ddim_x0_pred": (DDIMRecord, functools.partial(judge_ddim, "x0_pred")),
     "ddim_x_prev": (DDIMRecord, functools.partial(judge_ddim, "x_prev")),
     "guided": (GuidedRecord, judge_guided),
+    "mixture_score_m": (ScoreRecord, functools.partial(judge_mixture_score, "m")),
+    "mixture_score_v": (ScoreRecord, functools.partial(judge_mixture_score, "v")),
+    "mixture_score_return": (ScoreRecord, functools.partial(judge_mixture_score, "return")),
+    "pf_ode_step": (PFODERecord, judge_pf_ode_step),
     "flow_interpolant": (InterpolantRecord, judge_interpolant),
     "velocity_target": (TargetRecord, judge_target),
     "euler_step": (EulerRecord, judge_euler),
@@ -90,11 +96,31 @@ def _check_data() -> dict:
 
 def _self_check(name: str, obj, judges: list[str], quiet: bool) -> None:
     case = _check_data()[name]
-    rec = probe_record(case["probe"], obj, case["inputs"])
-    for j in judges:
-        msg = JUDGES[j][1](rec, case["inputs"], case["expected"])
-        if not quiet:
-            print("\u2713 " + msg)
+    token = core.STUDENT_ERROR.set(None)
+    try:
+        rec = probe_record(case["probe"], obj, case["inputs"])
+        for j in judges:
+            try:
+                msg = JUDGES[j][1](rec, case["inputs"], case["expected"])
+            except SelfCheckError as e:
+                raised = core.STUDENT_ERROR.get()       # the student's own error, when the message is about it
+                if raised is not None and f"raised {type(raised).__name__}" in str(e):
+                    raise e from raised
+                raise
+            if not quiet:
+                print("\u2713 " + msg)
+    finally:
+        core.STUDENT_ERROR.reset(token)
+
+
+def check_mixture_score(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``mixture_score(x, alpha_bar, means, stds, weights)`` (notebook 1): the exact score."""
+    _self_check("mixture_score", fn, ["mixture_score_m", "mixture_score_v", "mixture_score_return"], quiet)
+
+
+def check_pf_ode_step(fn: Callable, quiet: bool = False) -> None:
+    """Self-check for ``pf_ode_step(x, score, beta)`` (notebook 1): x + ½ β (x + score)."""
+    _self_check("pf_ode_step", fn, ["pf_ode_step"], quiet)
 
 
 def check_linear_beta_schedule(fn: Callable, quiet: bool = False) -> None:

@@ -1,0 +1,55 @@
+"""Notebook 1, part 2: inputs and expected values of the mixture's score and of one probability-flow ODE step."""
+from __future__ import annotations
+
+import torch
+
+from solutions.score1d import mixture_score, pf_ode_step
+
+from .case import Case
+
+
+def inputs_score(seed: int, mixtures, alpha_bars, shapes) -> dict:
+    """One argument list per (mixture, ᾱ, shape of x): x spread over the mixture's range."""
+    g = torch.Generator().manual_seed(seed)
+    args = []
+    for (means, stds, weights), ab, shape in zip(mixtures, alpha_bars, shapes):
+        x = torch.randn(shape, generator=g, dtype=torch.float64) * 2.5
+        args.append([x, float(ab), torch.tensor(means, dtype=torch.float64), torch.tensor(stds, dtype=torch.float64),
+                     torch.tensor(weights, dtype=torch.float64)])
+    return {"args": args}
+
+
+def expected_score(inputs) -> dict:
+    return {"results": [mixture_score(*a) for a in inputs["args"]]}
+
+
+def inputs_pf_ode(seed: int, betas, shapes) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"args": [[torch.randn(shape, generator=g, dtype=torch.float64),
+                      torch.randn(shape, generator=g, dtype=torch.float64) * 3, float(b)]
+                     for b, shape in zip(betas, shapes)]}
+
+
+def expected_pf_ode(inputs) -> dict:
+    return {"results": [pf_ode_step(*a) for a in inputs["args"]]}
+
+
+TWO_BUMPS = ([-2.0, 1.5], [0.15, 0.15], [0.5, 0.5])          # notebook 1's data
+TESTS = {
+    "test_mixture_score_m": Case("mixture_score", "mixture_score_m", lambda: inputs_score(
+        101, [([-1.0, 0.5, 2.5], [0.3, 0.1, 0.5], [0.2, 0.5, 0.3]), ([0.7, -3.0], [0.05, 0.4], [0.9, 0.1])],
+        [0.62, 0.047], [(13,), (3, 5)]), expected_score),
+    "test_mixture_score_v": Case("mixture_score", "mixture_score_v", lambda: inputs_score(
+        103, [([2.0, -0.5], [0.2, 0.6], [0.7, 0.3]), ([-1.5, 0.0, 1.5], [0.1, 0.1, 0.1], [0.3, 0.4, 0.3])],
+        [0.81, 0.33], [(6,), (4, 2)]), expected_score),
+    "test_mixture_score_return": Case("mixture_score", "mixture_score_return", lambda: inputs_score(
+        105, [([-2.5, 1.0, 3.0], [0.25, 0.05, 0.3], [0.25, 0.25, 0.5]), ([0.3, -1.2], [0.5, 0.08], [0.6, 0.4])],
+        [0.95, 0.12], [(17,), (2, 3, 2)]), expected_score),
+    "test_pf_ode_step": Case("pf_ode_step", "pf_ode_step", lambda: inputs_pf_ode(102, [0.03, 0.002], [(11,), (2, 6)]),
+                             expected_pf_ode),
+}
+SELF_CHECKS = {
+    "mixture_score": Case("mixture_score", "", lambda: inputs_score(1, [TWO_BUMPS, TWO_BUMPS], [0.9, 0.3],
+                                                                    [(9,), (9,)]), expected_score),
+    "pf_ode_step": Case("pf_ode_step", "", lambda: inputs_pf_ode(2, [0.02, 0.02], [(7,), (7,)]), expected_pf_ode),
+}
