@@ -10,7 +10,7 @@ really answered, never copied from the grader's output:
 * an answer function that, when called, patches ``torch.save`` to empty the lists of every record saved after it;
 * an answer function that empties the probe's argument list through its caller's frames;
 * notebook 4: a loop whose x_t blank zeroes the draws (t = 0, ε = 0, x_t = x_0), its other blanks as handed out:
-  its pred_noise and loss lines then run on t = 0 and ε = 0, not on the grader's draws, and earn nothing either;
+  x_t fails against the grader's draws; the pred_noise and loss lines are right on the loop's own values (7 of 10);
 * all of it at once (``torch.save`` patched, then ``submit`` replaced after a right ``q_sample``), also through
   ``grade_one``.
 
@@ -89,7 +89,7 @@ CLASS = {
     "f02-forged-records": (A, set(), {"blank": True, "add_after": ("linear_beta_schedule", FORGER)}),
     "f03-patches-torch-save": (A, {"sab", "somab", "ret"}, {"edit": {SCHED: PATCH_SAVE}}),
     "f04-empties-probe-args": (A, set(), {"blank": True, "edit_blank": {SCHED_NONE: EMPTY_CALLERS_ARGS}}),
-    "f05-zeroes-draws": (NB4, {"loss_fn"}, {"edit": {"x_t = q_sample(x_0, t, noise)": "t, noise, x_t = 0 * t, 0 * noise, x_0"}}),
+    "f05-zeroes-draws": (NB4, {"loss_fn", "pred_noise", "loss"}, {"edit": {"x_t = q_sample(x_0, t, noise)": "t, noise, x_t = 0 * t, 0 * noise, x_0"}}),
     # q_sample answered right, but its records are forged: the grader never saw that code run on its inputs
     "f06-every-forgery": (A, set(), {"edit": {SCHED: PATCH_SAVE}, "add_after": ("q_sample", FORGER)}),
 }
@@ -106,8 +106,7 @@ WHY = {("f01-short-list", "test_linear_beta_schedule"): "results has 1 entries; 
        ("f04-empties-probe-args", "test_linear_beta_schedule"): "results has 0 entries; the grader asked for 4",
        ("f06-every-forgery", "test_linear_beta_schedule"): "results has 0 entries; the grader asked for 4",
        ("f06-every-forgery", "test_q_sample_sqrt_alpha_bar"): "sqrt_alpha_bar has the wrong values",
-       ("f05-zeroes-draws", "test_train_x_t"): "It equals x_0",
-       ("f05-zeroes-draws", "test_train_pred_noise"): "timesteps other than the t drawn"}
+       ("f05-zeroes-draws", "test_train_x_t"): "It equals x_0"}
 
 
 def _refs(assignment: str) -> dict:

@@ -17,6 +17,7 @@ argument list, each a float tensor of shape (timesteps,)".  A probe fills the re
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import inspect
 import math
@@ -299,6 +300,18 @@ def close(a, b, atol=1e-5, rtol=1e-4) -> bool:
 
 
 # --------------------------------------------------------------------------- running the student's code
+# The first exception the student's code raised while a self-check ran it (records keep only its text): a failed
+# self-check is raised ``from`` it, so the notebook shows that traceback, cut to the student's code
+# (``tutorial_utils.display``).  Only the self-checks read it; the grader judges records alone.
+STUDENT_ERROR: contextvars.ContextVar = contextvars.ContextVar("student_error", default=None)
+
+
+def _raised(err: BaseException) -> BaseException:
+    if STUDENT_ERROR.get() is None:
+        STUDENT_ERROR.set(err)
+    return err
+
+
 def code_of(fn: Callable):
     return inspect.unwrap(fn).__code__
 
@@ -328,7 +341,7 @@ def capture_locals(fn: Callable, *args, names=None, code=None, **kwargs):
     try:
         result = fn(*args, **kwargs)
     except Exception as err:  # the student's code may raise anything: record it
-        error = err
+        error = _raised(err)
     finally:
         sys.settrace(previous)
     return result, recorded, error
@@ -339,7 +352,7 @@ def call(fn: Callable, *args, **kwargs):
     try:
         return fn(*args, **kwargs), None
     except Exception as err:
-        return None, err
+        return None, _raised(err)
 
 
 def local(recorded: dict, name: str):

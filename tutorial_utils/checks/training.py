@@ -1,7 +1,8 @@
 """Notebook 4 (Algorithm 1): ``loss_fn`` and the three blanks of the training loop -- their probes, records and
 judges.  The loop's draws (t, ε) are the grader's: while the loop runs, ``torch.randint`` and ``torch.randn_like``
-hand it the grader's tensors, and the judges compare with what those draws give, never with what the record says
-the loop drew."""
+hand it the grader's tensors, and ``x_t`` is judged against what those draws give, never against what the record
+says the loop drew.  The blanks after it (``pred_noise``, ``loss``) are judged on the loop's own x_t, t and noise, so
+that a wrong ``x_t`` blank, even one that changes t or the noise, costs only its own points."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -159,22 +160,41 @@ def _judge_x_t(rec: TrainRecord, inputs: dict, exp: dict) -> str:
     return "x_t = sqrt(\u1fb1_t)\u00b7x_0 + sqrt(1 - \u1fb1_t)\u00b7\u03b5."
 
 
+def _loop_t(rec: TrainRecord, inputs: dict) -> Tensor:
+    """The t the loop held when it called the model: the blanks after x_t are judged on the loop's own values, so
+    a wrong x_t blank (even one that changes t or the noise) costs only its own points."""
+    return rec.t.long() if usable(rec.t) else inputs["t"]
+
+
+def _loop_noise(rec: TrainRecord, inputs: dict) -> Tensor:
+    return rec.noise.double() if usable(rec.noise) else inputs["noise"].double()
+
+
+def _spy_on_call(rec: TrainRecord, inputs: dict) -> Tensor:
+    """ε_spy on the model's last input and timesteps (which must lie in 0 .. T-1)."""
+    t = rec.call_t.long()
+    if bool(((t < 0) | (t >= inputs["spy_shift"].shape[0])).any()):
+        fail(f"the model was called with timesteps outside 0 .. {inputs['spy_shift'].shape[0] - 1}: pass the t drawn "
+             "for this batch.")
+    return spy_eps(inputs["spy_scale"].double(), inputs["spy_shift"].double(), rec.call_x.double(), t)
+
+
 def _model_call(rec: TrainRecord, inputs: dict, exp: dict) -> Tensor:
-    """ε_spy on the model's last input, at the grader's t; fails unless the model got x_t and the drawn t."""
+    """ε_spy on the model's last input and timesteps; fails unless the model got the loop's x_t and t."""
     if not rec.n_calls or not (usable(rec.call_x) and usable(rec.call_t)):
         fail("the model was never called on the batch: pred_noise is the model's output for (x_t, t).")
-    if not torch.equal(rec.call_t.long(), inputs["t"]):
-        fail("the model was called with timesteps other than the t drawn for this batch: pass that t."
+    if not torch.equal(rec.call_t.long(), _loop_t(rec, inputs)):
+        fail("the model was called with timesteps other than the loop's t: pass the t drawn for this batch."
              + _drew_other(rec, inputs))
     x_t = rec.x_t if usable(rec.x_t) else exp["x_t"]
     if not close(rec.call_x, x_t):
         fail("the model was called on something other than x_t: it must see the noisy images.")
-    return spy_eps(inputs["spy_scale"].double(), inputs["spy_shift"].double(), rec.call_x.double(), inputs["t"])
+    return _spy_on_call(rec, inputs)
 
 
 def _loss_right(rec: TrainRecord, spy_out: Tensor, inputs: dict) -> bool:
     return usable(rec.loss) and torch.allclose(rec.loss.double().reshape(()),
-                                               ((spy_out - inputs["noise"].double()) ** 2).mean(), rtol=1e-5, atol=1e-7)
+                                               ((spy_out - _loop_noise(rec, inputs)) ** 2).mean(), rtol=1e-5, atol=1e-7)
 
 
 def _judge_pred(rec: TrainRecord, inputs: dict, exp: dict) -> str:
@@ -201,16 +221,16 @@ def _judge_loss(rec: TrainRecord, inputs: dict, exp: dict) -> str:
                   shape_hint=": loss_fn(prediction, target) is a single number")
     if not (usable(rec.call_x) and usable(rec.call_t)):
         fail("the loss needs the model's prediction; fill in pred_noise first.")
-    spy_out = spy_eps(inputs["spy_scale"].double(), inputs["spy_shift"].double(), rec.call_x.double(), inputs["t"])
+    spy_out = _spy_on_call(rec, inputs)
     if not _loss_right(rec, spy_out, inputs):
-        want = ((spy_out - inputs["noise"].double()) ** 2).mean()
+        want = ((spy_out - _loop_noise(rec, inputs)) ** 2).mean()
         hint = " It compares the prediction with x_0; the target is the noise." if torch.allclose(
             loss.double().reshape(()), ((spy_out - inputs["x0"].double()) ** 2).mean(), rtol=1e-5) else ""
         fail(f"loss is {loss.double().sum().item():.5f} but the mean squared error between the model's prediction "
              f"for (x_t, t) and the noise drawn in the loop is {want.item():.5f}.{hint}" + _drew_other(rec, inputs))
     if rec.error:
         fail(f"the training step raised {rec.error} after computing the loss.")
-    scale, shift = sgd_after(inputs, rec.call_x, inputs["t"], inputs["noise"])
+    scale, shift = sgd_after(inputs, rec.call_x, rec.call_t.long(), _loop_noise(rec, inputs))
     if not (close(rec.scale_after, scale) and close(rec.shift_after, shift)):
         unchanged = close(rec.scale_after, inputs["spy_scale"], 0, 0) and close(rec.shift_after, inputs["spy_shift"], 0, 0)
         fail("the loss is right but " + ("the model's weights did not change: the loss must be the tensor that "
