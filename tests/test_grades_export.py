@@ -26,7 +26,7 @@ from ddpm_instructor.feedback import feedback
 # nbgrader's add_submission warns about its own session handling (SAWarning); nothing of this test's
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 REPO = Path(__file__).resolve().parent.parent
-A, W = "02_forward_closed_form", "01_forward_1d"       # graded tests + 1 written answer; written answers only
+A, W = "02_forward_closed_form", "01_forward_1d"       # graded tests + 1 written answer; graded tests + 3 written
 FAILS = {"bob": {"test_q_sample_return"}}                # graded tests each student fails
 MANUAL = {("ann", A): {"written_02_1": (1.5, "Right idea; say why the bumps merge at t = 250.")},
           ("ann", W): {"written_01_1": (1, ""), "written_01_2": (0.5, "Only the mean."), "written_01_3": (1, "")},
@@ -152,7 +152,8 @@ def test_grades_csv_has_the_manual_points_and_comments_and_says_what_is_not_fina
     bob = rows[("bob", A)]
     assert bob["status"] == "graded; written part not graded yet" and bob["written_to_grade"] == "1"
     assert float(bob["score"]) == 7 and bob["needs_manual_grade"] == "True"
-    assert rows[("ann", W)]["score"] == "2.5" and rows[("ann", W)]["max_score"] == "3.0"
+    w_max = sum(_points(W, False).values()) + sum(_points(W, True).values())
+    assert float(rows[("ann", W)]["score"]) == _expected_total("ann", W) == 5 + 2.5 and float(rows[("ann", W)]["max_score"]) == w_max == 8
     assert rows[("cat", A)]["status"] == "missing" and rows[("cat", A)]["score"] == "0.0"
     cells = {(r["student_id"], r["assignment"], r["cell"]): r for r in csv.DictReader(open(detail))}
     c = cells[("ann", W, "written_01_2")]
@@ -210,10 +211,10 @@ def test_canvas_import_file_has_the_documented_layout(course):
     rep = gr.lms_export(course, "canvas", course.roster)
     lines = _read(rep.path)
     assert lines[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", W, A]
-    assert lines[1] == ["Points Possible", "", "", "", "", "3", "12"]
+    assert lines[1] == ["Points Possible", "", "", "", "", "8", "12"]          # notebook 1: 5 autograded + 3 written
     body = {r[1] or r[0]: r for r in lines[2:]}
-    assert body["1001"] == ["Ann Lee", "1001", "S-ann", "ann@uni", "A1", "2.5", "11.5"]
-    assert body["1002"] == ["Bob Roe", "1002", "", "", "A1", "3", ""]    # notebook 2: written part not graded
+    assert body["1001"] == ["Ann Lee", "1001", "S-ann", "ann@uni", "A1", "7.5", "11.5"]
+    assert body["1002"] == ["Bob Roe", "1002", "", "", "A1", "8", ""]    # notebook 2: written part not graded
     assert body["1003"] == ["Cat Poe", "1003", "", "", "A2", "", ""]     # nothing handed in: empty, not 0
     assert len(lines) == 2 + len(ROSTER)
     assert any(u.startswith("dan is not in the roster") for u in rep.unmatched), rep.unmatched
@@ -226,8 +227,8 @@ def test_moodle_import_file_has_the_documented_layout(course):
     lines = _read(course.root / "moodle.csv")
     assert lines[0] == ["Full name", "Email address", "ID number", "Username", W, A]
     body = {r[0]: r for r in lines[1:]}
-    assert body["Ann Lee"] == ["Ann Lee", "ann@uni.edu", "", "ann@uni", "2.5", "11.5"]
-    assert body["Bob Roe"] == ["Bob Roe", "bob@uni.edu", "", "", "3", ""]
+    assert body["Ann Lee"] == ["Ann Lee", "ann@uni.edu", "", "ann@uni", "7.5", "11.5"]
+    assert body["Bob Roe"] == ["Bob Roe", "bob@uni.edu", "", "", "8", ""]
     assert body["Cat Poe"] == ["Cat Poe", "cat@uni.edu", "", "", "", ""]
     assert len(lines) == 1 + len(ROSTER)
     assert any(u.startswith("eve has no email") for u in rep.unmatched)
