@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +23,9 @@ import nbformat
 from ddpm_instructor import autograde, collect, records, release
 from ddpm_instructor.coursedir import REPO, CourseDir
 
-GRADED = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond"]
-PUBLIC = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional"]
+GRADED = ["01_forward_1d", "02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond",
+          "08_flow_matching"]
+PUBLIC = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond"]
 
 
 def answered(release_nb: Path, source_nb: Path):
@@ -71,6 +73,12 @@ def main() -> int:
             rec = records.load_autograde(course.notes, a, "student")
             out["seconds"][a] = {"wall": round(wall, 1), "notebook": round(rec.seconds, 1) if rec else None,
                                  "score": f"{res[0].score:g}/{res[0].max_score:g}"}
+        # the largest resident set among the processes the grading started and waited for (nbgrader, the judging
+        # children, the sandboxed kernels, which are the largest: PyTorch), and the grader's own process
+        out["peak_rss_mb"] = {"largest_child": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+                              "this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        print(f"peak resident memory: largest child {out['peak_rss_mb']['largest_child']} MB, "
+              f"this process {out['peak_rss_mb']['this_process']} MB")
             print(f"{a:<24} {wall:6.1f} s per submission (notebook {out['seconds'][a]['notebook']} s), "
                   f"score {out['seconds'][a]['score']}", flush=True)
     name = "grading_times_noskip.json" if args.no_skip else "grading_times.json"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .core import ABSENT, FILL_IN, Obs, Record, Text, call_each, capture_locals, close, err_text, expect, fail, \
-    fresh, grader_draws, local, patched_globals
+from .core import ABSENT, FILL_IN, CallsRecord, Obs, Record, Text, call_each, capture_locals, close, err_text, \
+    expect, fail, fresh, grader_draws, local, patched_globals
 
 
 # =========================================================================== cosine_beta_schedule
@@ -115,21 +115,9 @@ def judge_ddim(part: str, rec: DDIMRecord, inputs: dict, exp: dict) -> str:
 
 
 # =========================================================================== guided_eps
-@dataclass
-class GuidedRecord(Record):
-    """``guided_eps(eps_cond, eps_uncond, w)`` for each of the grader's argument lists."""
+class GuidedRecord(CallsRecord):
+    """``guided_eps(eps_cond, eps_uncond, w)`` for each of the grader's argument lists (results: the shape of eps_cond)."""
     kind = "guided"
-    results: list       # per argument list: float, the shape of eps_cond
-    errors: list
-
-    @staticmethod
-    def spec(inputs):
-        return {"results": [Obs(tuple(a[0].shape)) for a in inputs["args"]], "errors": [Text()] * len(inputs["args"])}
-
-    @classmethod
-    def probe(cls, fn, inputs):
-        results, errors, _ = call_each(fn, inputs["args"])
-        return cls(results, errors)
 
 
 def judge_guided(rec: GuidedRecord, inputs: dict, exp: dict) -> str:

@@ -266,6 +266,23 @@ class Record:
         return sum(nbytes_bound(s) for s in spec.values()), sum(n_entries(s) for s in spec.values())
 
 
+@dataclass
+class CallsRecord(Record):
+    """``fn(*args)`` for each of the grader's argument lists (``inputs["args"]``): the results, each of the shape of
+    that list's first argument, and the error each call raised.  Stages subclass it with their ``kind``."""
+    results: list
+    errors: list
+
+    @staticmethod
+    def spec(inputs):
+        return {"results": [Obs(tuple(a[0].shape)) for a in inputs["args"]], "errors": [Text()] * len(inputs["args"])}
+
+    @classmethod
+    def probe(cls, fn, inputs):
+        results, errors, _ = call_each(fn, inputs["args"])
+        return cls(results, errors)
+
+
 # --------------------------------------------------------------------------- the judge ladder
 def expect(value, label: str, *, none: str, raised: str = "", absent: str = "", shape_hint: str = "") -> Tensor:
     """The tensor a judge may compute with, or a ``SelfCheckError``: raised -> None -> absent -> not a tensor ->

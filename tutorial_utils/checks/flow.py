@@ -7,26 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .core import FILL_IN, Num, Obs, Record, Text, call, call_each, close, err_text, expect, fail, fresh, \
-    patched_globals
+from .core import (FILL_IN, CallsRecord, Num, Obs, Record, Text, call, close, err_text, expect, fail, fresh,
+                   patched_globals)
 
 TIME_SCALE = 1000.0          # what notebook 8's `velocity` multiplies t by (the embedding's range)
-
-
-@dataclass
-class _CallsRecord(Record):
-    """``fn(*args)`` for each of the grader's argument lists: the results (the shape of the first argument)."""
-    results: list
-    errors: list
-
-    @staticmethod
-    def spec(inputs):
-        return {"results": [Obs(tuple(a[0].shape)) for a in inputs["args"]], "errors": [Text()] * len(inputs["args"])}
-
-    @classmethod
-    def probe(cls, fn, inputs):
-        results, errors, _ = call_each(fn, inputs["args"])
-        return cls(results, errors)
 
 
 def _each(rec, inputs, exp, call_text, label, none):
@@ -38,7 +22,7 @@ def _each(rec, inputs, exp, call_text, label, none):
 
 
 # =========================================================================== the interpolant
-class InterpolantRecord(_CallsRecord):
+class InterpolantRecord(CallsRecord):
     kind = "flow_interpolant"
 
 
@@ -62,7 +46,7 @@ def judge_interpolant(rec: InterpolantRecord, inputs: dict, exp: dict) -> str:
 
 
 # =========================================================================== the velocity target
-class TargetRecord(_CallsRecord):
+class TargetRecord(CallsRecord):
     kind = "velocity_target"
 
 
@@ -84,7 +68,7 @@ def judge_target(rec: TargetRecord, inputs: dict, exp: dict) -> str:
 
 
 # =========================================================================== the Euler step
-class EulerRecord(_CallsRecord):
+class EulerRecord(CallsRecord):
     kind = "euler_step"
 
 

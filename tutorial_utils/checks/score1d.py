@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .core import ABSENT, FILL_IN, Obs, Record, Text, call_each, close, expect, fail, usable
+from .core import ABSENT, FILL_IN, CallsRecord, Obs, Record, Text, call_each, close, expect, fail, usable
 
 
 def _formula_m(args):
@@ -101,21 +101,9 @@ def judge_mixture_score(part: str, rec: ScoreRecord, inputs: dict, exp: dict) ->
 
 
 # =========================================================================== one Euler step of the PF ODE
-@dataclass
-class PFODERecord(Record):
-    """``pf_ode_step(x, score, beta)`` for each of the grader's argument lists: the results (the shape of x)."""
+class PFODERecord(CallsRecord):
+    """``pf_ode_step(x, score, beta)`` for each of the grader's argument lists (results: the shape of x)."""
     kind = "pf_ode_step"
-    results: list
-    errors: list
-
-    @staticmethod
-    def spec(inputs):
-        return {"results": [Obs(tuple(a[0].shape)) for a in inputs["args"]], "errors": [Text()] * len(inputs["args"])}
-
-    @classmethod
-    def probe(cls, fn, inputs):
-        results, errors, _ = call_each(fn, inputs["args"])
-        return cls(results, errors)
 
 
 def judge_pf_ode_step(rec: PFODERecord, inputs: dict, exp: dict) -> str:
