@@ -73,14 +73,14 @@ def main() -> int:
             rec = records.load_autograde(course.notes, a, "student")
             out["seconds"][a] = {"wall": round(wall, 1), "notebook": round(rec.seconds, 1) if rec else None,
                                  "score": f"{res[0].score:g}/{res[0].max_score:g}"}
+            print(f"{a:<24} {wall:6.1f} s per submission (notebook {out['seconds'][a]['notebook']} s), "
+                  f"score {out['seconds'][a]['score']}", flush=True)
         # the largest resident set among the processes the grading started and waited for (nbgrader, the judging
         # children, the sandboxed kernels, which are the largest: PyTorch), and the grader's own process
         out["peak_rss_mb"] = {"largest_child": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
                               "this_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
         print(f"peak resident memory: largest child {out['peak_rss_mb']['largest_child']} MB, "
               f"this process {out['peak_rss_mb']['this_process']} MB")
-            print(f"{a:<24} {wall:6.1f} s per submission (notebook {out['seconds'][a]['notebook']} s), "
-                  f"score {out['seconds'][a]['score']}", flush=True)
     name = "grading_times_noskip.json" if args.no_skip else "grading_times.json"
     (Path(__file__).parent / name).write_text(json.dumps(out, indent=1) + "\n")
     return 0
