@@ -1,4 +1,4 @@
-"""Train the course's pretrained checkpoints (the fast path).
+"""Train the course's pretrained checkpoints: a thin command line over the course's one training loop.
 
     python -m ddpm_instructor.train --model unet_digit6             # the shipped recipe (1800 steps)
     python -m ddpm_instructor.train --model unet_cond --resume      # continue an interrupted run
@@ -7,11 +7,12 @@ What it does (see docs/CHECKPOINTS.md):
   * the model, its constructor kwargs and the recipe's defaults (steps, lr, EMA, ...) come from the one
     table of shipped models, ``tutorial_utils.checkpoints.PRETRAINED``; command-line options override them;
   * MNIST as one tensor on the device (``load_mnist_tensors`` + ``TensorBatches``), channels_last;
-  * the loss is ``solutions.p_losses`` (Algorithm 1, one source of truth), or for a recipe with
-    ``"objective": "flow"`` ``solutions.flow.flow_matching_loss`` (conditional flow matching, notebook 8);
-  * bf16 autocast (``--amp bf16``, the default; weights, optimizer state and EMA stay fp32);
-  * AdamW, linear warmup then cosine decay of the learning rate, gradient clipping;
-  * an exponential moving average (EMA) of the weights; the EMA weights are what is saved;
+  * the loop is ``solutions.train``, notebook 4's Algorithm 1 completed (the loss ``solutions.p_losses``, or for
+    a recipe with ``"objective": "flow"`` ``solutions.flow.flow_matching_loss``, notebook 8), run with the parts
+    of ``tutorial_utils.recipe.Recipe``: AdamW, linear warm-up then cosine decay (``torch.optim.lr_scheduler``),
+    gradient clipping, an EMA of the weights (``torch.optim.swa_utils.AveragedModel``; the EMA weights are
+    what is saved), bf16 autocast where the device has bf16 units (``--amp bf16``, the default; weights,
+    optimizer state and EMA stay fp32);
   * seeded; a resume state (model, EMA, optimizer, step, RNG, data position) is written every
     ``--save-every`` steps under ``runs/train_<model>/`` and ``--resume`` continues from it;
   * writes ``<out>/<model>.pt`` and ``<out>/<model>.json`` through ``save_checkpoint`` (with the kwargs).
@@ -19,8 +20,6 @@ What it does (see docs/CHECKPOINTS.md):
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import os
 import platform
 import sys
@@ -28,10 +27,10 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from tutorial_utils.checkpoints import CHECKPOINT_DIR, COURSE_ROOT, PRETRAINED, build_model, save_checkpoint
 from tutorial_utils.data import TensorBatches, load_mnist_tensors
+from tutorial_utils.recipe import Recipe
 
 RUNS_DIR = COURSE_ROOT / "runs"
 
@@ -46,22 +45,6 @@ OBJECTIVES = {
     "flow": "flow matching: x_t = (1 - t) x_0 + t eps, t ~ U[0, 1], target eps - x_0, time input "
             "solutions.flow.TIME_SCALE * t, loss solutions.flow.flow_matching_loss",
 }
-
-
-def sample_time(objective: str, n: int, device) -> "torch.Tensor":
-    """The training times of a batch: integers 0 .. 999 (DDPM) or t ~ U[0, 1] (flow matching)."""
-    if objective == "flow":
-        return torch.rand(n, device=device)
-    return torch.randint(0, 1000, (n,), device=device)
-
-
-def objective_loss(objective: str, model, x_0, t, y):
-    """The loss of one batch: Algorithm 1's ‖ε - ε_θ‖² or flow matching's ‖v_θ - (ε - x_0)‖²."""
-    if objective == "flow":
-        from solutions.flow import flow_matching_loss
-        return flow_matching_loss(model, x_0, t, y)
-    from solutions import p_losses
-    return p_losses(model, x_0, t, y=y)
 
 
 def parse_args(argv=None):
@@ -111,24 +94,15 @@ def apply_recipe(args) -> dict:
     return recipe
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
-    """Linear warmup to ``peak`` over ``warmup`` steps, then cosine decay to ``min_ratio * peak``."""
-    if warmup > 0 and step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-@torch.no_grad()
-def ema_update(ema_params, params, decay: float) -> None:
-    torch._foreach_mul_(ema_params, decay)
-    torch._foreach_add_(ema_params, params, alpha=1 - decay)
-
-
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def recipe_of(args) -> Recipe:
+    """The run's ``tutorial_utils.recipe.Recipe``: the table's recipe with the command line's overrides."""
+    return Recipe(**{k: getattr(args, k) for k in RECIPE_OPTIONS}, amp=args.amp)
 
 
 def main(argv=None) -> int:
@@ -141,11 +115,8 @@ def main(argv=None) -> int:
     name = args.model
     spec = PRETRAINED[name]
     steps_given = args.steps is not None
-    recipe = apply_recipe(args)
-    steps = args.steps
-    digits = recipe["digits"]
-    conditional = recipe["labels"]
-    objective = recipe.get("objective", "ddpm")
+    table = apply_recipe(args)
+    digits, conditional, objective = table["digits"], table["labels"], table.get("objective", "ddpm")
     if args.p_uncond:
         n_classes = spec["kwargs"].get("n_classes")
         if not conditional or args.null_class is None or n_classes is None or not 0 <= args.null_class < n_classes:
@@ -153,28 +124,8 @@ def main(argv=None) -> int:
                   f"({n_classes}); got null_class {args.null_class}.", file=sys.stderr)
             return 2
     run_dir = Path(args.run_dir) if args.run_dir else RUNS_DIR / f"train_{name}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "resume.pt"
-    if args.channels_last is None:
-        args.channels_last = device.type == "cuda"
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    amp_dtype = torch.bfloat16 if args.amp == "bf16" else None
-
-    torch.manual_seed(args.seed)
-    x, y = load_mnist_tensors(train=True, digits=digits, device=device, limit=args.limit)
-    x = x.contiguous(memory_format=fmt)
-    batches = TensorBatches(x, y, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    model = build_model(spec).to(device).to(memory_format=fmt).train()
-    ema_model = copy.deepcopy(model).eval()
-    for p in ema_model.parameters():
-        p.requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    params = [p for p in model.parameters()]
-    ema_params = [p for p in ema_model.parameters()]
-
-    step, losses, seconds_before = 0, [], 0.0
-    epoch_gen_state = batches.generator.get_state()   # generator state at the start of the current epoch
-    batch_in_epoch = 0
+    st = None
     if args.resume:
         if not state_path.is_file():
             print(f"error: --resume but no resume state at {state_path}; run without --resume to start.",
@@ -184,22 +135,51 @@ def main(argv=None) -> int:
         if st["model"] != name:
             print(f"error: {state_path} is a resume state for {st['model']}, not {name}.", file=sys.stderr)
             return 2
+        if not steps_given:
+            args.steps = st["total_steps"]
+    try:
+        recipe = recipe_of(args)
+    except ValueError as err:
+        print(f"error: {err} (options --steps --warmup --lr --ema ...; see --help)", file=sys.stderr)
+        return 2
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if args.channels_last is None:
+        args.channels_last = device.type == "cuda"
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    torch.manual_seed(args.seed)
+    x, y = load_mnist_tensors(train=True, digits=digits, device=device, limit=args.limit)
+    x = x.contiguous(memory_format=fmt)
+    batches = TensorBatches(x, y, batch_size=recipe.batch_size, shuffle=True, seed=args.seed)
+    model = build_model(spec).to(device).to(memory_format=fmt).train()
+    # the recipe's parts, from torch (tutorial_utils.recipe): AdamW, warm-up + cosine, an AveragedModel EMA
+    opt, scheduler, ema = recipe.optimizer(model), None, recipe.ema_model(model)
+    scheduler = recipe.scheduler(opt)
+
+    step, losses, seconds_before = 0, [], 0.0
+    epoch_gen_state = batches.generator.get_state()   # generator state at the start of the current epoch
+    batch_in_epoch = 0
+    if st is not None:
         model.load_state_dict(st["model_state"])
-        ema_model.load_state_dict(st["ema_state"])
+        if ema is not None:
+            ema.load_state_dict(st["ema_state"])
         opt.load_state_dict(st["opt_state"])
+        scheduler.load_state_dict(st["sched_state"])
         step, losses = st["step"], st["losses"]
         seconds_before = st.get("train_seconds_total", 0.0)
         epoch_gen_state, batch_in_epoch = st["epoch_gen_state"], st["batch_in_epoch"]
         torch.set_rng_state(st["torch_rng"])
         if device.type == "cuda" and st.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(st["cuda_rng"], device)
-        steps = st["total_steps"] if not steps_given else steps
-        print(f"resumed {name} at step {step}/{steps} from {state_path}")
+        print(f"resumed {name} at step {step}/{recipe.steps} from {state_path}")
+    start_step = step
 
     def save_state():
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": name, "model_state": model.state_dict(), "ema_state": ema_model.state_dict(),
-                    "opt_state": opt.state_dict(), "step": step, "total_steps": steps, "losses": losses,
+        torch.save({"model": name, "model_state": model.state_dict(),
+                    "ema_state": ema.state_dict() if ema is not None else None,
+                    "opt_state": opt.state_dict(), "sched_state": scheduler.state_dict(),
+                    "step": step, "total_steps": recipe.steps, "losses": losses,
                     "epoch_gen_state": epoch_gen_state, "batch_in_epoch": batch_in_epoch,
                     "torch_rng": torch.get_rng_state(),
                     "train_seconds_total": seconds_before + time.time() - t0,
@@ -220,69 +200,46 @@ def main(argv=None) -> int:
             epoch_gen_state = batches.generator.get_state()
             batch_in_epoch = 0
 
-    print(f"training {name}: {spec['class']}(**{spec['kwargs']}) on {x.shape[0]} images, "
-          f"{steps} steps of batch {args.batch_size}, lr {args.lr} (warmup {args.warmup}, cosine), "
-          f"EMA {args.ema}, "
-          + (f"label dropout {args.p_uncond} to class {args.null_class}, " if args.p_uncond else "")
-          + f"amp {args.amp}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
-    t0 = time.time()
-    run_loss = torch.zeros((), device=device)
-    n_run = 0
-    bar = tqdm(total=steps, initial=step, desc=name, disable=args.no_progress, mininterval=5)
-    data = epoch_iter()
-    stop_at = min(steps, step + args.stop_after) if args.stop_after else steps
-    while step < stop_at:
-        xb, yb = next(data)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, args.lr, args.warmup, args.min_lr_ratio)
-        t = sample_time(objective, xb.shape[0], device)
-        if conditional and args.p_uncond:
-            # classifier-free guidance (Ho & Salimans 2022): with probability p_uncond the label is dropped,
-            # i.e. replaced by the null class, so one network learns eps(x_t, t, y) and eps(x_t, t, null)
-            drop = torch.rand(yb.shape[0], device=device) < args.p_uncond
-            yb = torch.where(drop, torch.full_like(yb, args.null_class), yb)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss = objective_loss(objective, model, xb, t, yb if conditional else None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
-        opt.step()
-        if args.ema:
-            decay = min(args.ema, (1 + step) / (10 + step))    # short EMA warmup so early weights fade fast
-            ema_update(ema_params, params, decay)
-        step += 1
-        run_loss += loss.detach()
-        n_run += 1
-        if step % 50 == 0 or step == steps:                   # sync with the device only now and then
-            mean = (run_loss / n_run).item()
-            losses.append((step, mean))
-            run_loss.zero_()
-            n_run = 0
-            bar.set_postfix(loss=f"{mean:.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
-        bar.update(1)
-        if step % args.save_every == 0 and step < steps:
+    def on_step(n: int, loss: float):
+        nonlocal step
+        step = start_step + n
+        losses.append(loss)
+        if step % args.save_every == 0 and step < recipe.steps:
             save_state()
-    bar.close()
+
+    precision = "bf16 autocast" if recipe.uses_bf16(device) else (
+        "fp32 (no bf16 units on this device)" if recipe.amp == "bf16" else "fp32")
+    print(f"training {name}: {spec['class']}(**{spec['kwargs']}) on {x.shape[0]} images, {recipe.describe()}; "
+          f"{precision}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
+    t0 = time.time()
+    stop_at = min(recipe.steps, step + args.stop_after) if args.stop_after else recipe.steps
+    if stop_at > step:
+        # the one training loop of the course (notebook 4's Algorithm 1, completed): solutions.train
+        from solutions import train
+        train(model, opt, epoch_iter(), epochs=1, max_steps=stop_at - step, progress=not args.no_progress,
+              scheduler=scheduler, ema=ema, autocast=recipe.autocast(device), grad_clip=recipe.grad_clip,
+              conditional=conditional, p_uncond=recipe.p_uncond, null_class=recipe.null_class,
+              objective=objective, on_step=on_step, device=device)
     wall = time.time() - t0
-    if step < steps:
+    if step < recipe.steps:
         save_state()
-        print(f"stopped at step {step}/{steps}; continue with --resume")
+        print(f"stopped at step {step}/{recipe.steps}; continue with --resume")
         return 0
-    final = ema_model if args.ema else model
+    final = ema.module if ema is not None else model
     final = final.to(memory_format=torch.contiguous_format)
-    tail = [l for s, l in losses[-10:]]
+    curve = [(i + 50, sum(losses[i:i + 50]) / len(losses[i:i + 50])) for i in range(0, len(losses), 50)]
     meta = {
-        "recipe": {"steps": steps, "batch_size": args.batch_size, "optimizer": "AdamW", "lr": args.lr,
-                   "weight_decay": args.weight_decay, "schedule": f"linear warmup {args.warmup} steps + cosine "
-                   f"to {args.min_lr_ratio}x", "grad_clip": args.grad_clip, "ema": args.ema, "seed": args.seed,
-                   "channels_last": args.channels_last, "amp": args.amp + (" autocast" if args.amp != "none" else ""), "data": spec["data"],
-                   "n_images": int(x.shape[0]), ("diffusion" if objective == "ddpm" else "objective"): OBJECTIVES[objective],
-                   "weights": "EMA" if args.ema else "raw",
-                   **({"p_uncond": args.p_uncond, "null_class": args.null_class} if args.p_uncond else {})},
+        "recipe": {"steps": recipe.steps, "batch_size": recipe.batch_size, "optimizer": "AdamW", "lr": recipe.lr,
+                   "weight_decay": recipe.weight_decay, "schedule": f"linear warmup {recipe.warmup} steps + cosine "
+                   f"to {recipe.min_lr_ratio}x", "grad_clip": recipe.grad_clip, "ema": recipe.ema, "seed": args.seed,
+                   "channels_last": args.channels_last, "amp": precision, "data": spec["data"],
+                   "n_images": int(x.shape[0]),
+                   ("diffusion" if objective == "ddpm" else "objective"): OBJECTIVES[objective],
+                   "weights": "EMA" if ema is not None else "raw",
+                   **({"p_uncond": recipe.p_uncond, "null_class": recipe.null_class} if recipe.p_uncond else {})},
         "steps": step,
-        "final_loss": round(sum(tail) / max(1, len(tail)), 5),
-        "loss_curve": [[s, round(l, 5)] for s, l in losses[::max(1, len(losses) // 60)]],
+        "final_loss": round(sum(losses[-500:]) / max(1, len(losses[-500:])), 5),
+        "loss_curve": [[s, round(l, 5)] for s, l in curve[::max(1, len(curve) // 60)]],
         "device": _device_name(device),
         "train_seconds_this_run": round(wall, 1),
         "train_seconds_total": round(seconds_before + wall, 1),

@@ -10,7 +10,8 @@ Algorithm 1                                   Algorithm 2
 """
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -45,32 +46,62 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_start: Tens
     return loss.item()
 
 
-def train(model: nn.Module, dataloader: Iterable, epochs: int, lr: float = 1e-3,
-          schedule: Schedule | None = None, device=None, seed: int | None = 0,
-          conditional: bool = False, max_steps: int | None = None, optimizer=None,
-          progress: bool = True) -> list[float]:
-    """Train ``model`` with Algorithm 1 and return the loss of every step.
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, dataloader: Iterable, epochs: int,
+          max_steps: int | None = None, progress: bool = True, *, scheduler=None, ema=None,
+          autocast=None, grad_clip: float = 0.0, conditional: bool = False, p_uncond: float = 0.0,
+          null_class: int | None = None, schedule: Schedule | None = None, objective: str = "ddpm",
+          on_step: Callable[[int, float], None] | None = None, device=None) -> list[float]:
+    """Algorithm 1 on ``dataloader``; returns the loss of every step (stops after ``max_steps`` if given).
 
-    ``dataloader`` yields ``(images, labels)`` batches (labels are used when ``conditional``).
-    ``max_steps`` stops early (the fast profile uses it).  Seeded: the same seed, data order and
-    device give the same losses.
+    This is notebook 4's ``train_ddpm`` with its blanks filled in, and the loop the course's trainer
+    (``python -m ddpm_instructor.train``) runs for the shipped checkpoints.  The recipe's parts are passed in
+    (``tutorial_utils.recipe.Recipe`` builds them): ``optimizer``; ``scheduler`` stepped after each optimiser
+    step; ``ema`` (an ``AveragedModel``) updated after it; ``autocast`` the context of the forward pass (bf16);
+    ``grad_clip`` the gradient-norm cap (0: none).  ``dataloader`` yields ``(x_0, y)`` batches; with
+    ``conditional`` the model is called as ε_θ(x_t, t, y), and with ``p_uncond`` each label is replaced by
+    ``null_class`` with that probability (label dropout for classifier-free guidance).  ``objective="flow"``
+    trains notebook 8's velocity instead (``solutions.flow.flow_matching_loss``).  ``on_step(step, loss)`` is
+    called after every step (the trainer saves its resume state there).
     """
-    if seed is not None:
-        torch.manual_seed(seed)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).train()
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    T = (schedule or default_schedule()).T
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    if objective not in ("ddpm", "flow"):
+        raise ValueError(f"objective must be 'ddpm' or 'flow', not {objective!r}.")
+    if p_uncond and not (conditional and null_class is not None):
+        raise ValueError("label dropout (p_uncond > 0) needs conditional=True and a null_class.")
+    model.train()
     losses: list[float] = []
-    bar = tqdm(total=max_steps if max_steps else epochs * len(dataloader), desc="training",
-               disable=not progress)
+    total = max_steps if max_steps else epochs * len(dataloader)
+    bar = tqdm(total=total, desc="training", unit="step", disable=not progress, mininterval=1)
     for _ in range(epochs):
-        for batch in dataloader:
-            x, y = (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True) if (conditional and y is not None) else None
-            losses.append(train_step(model, optimizer, x, schedule=schedule, y=y))
+        for x_0, y in dataloader:                                            # 2: x_0 ~ q(x_0)
+            x_0 = x_0.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True) if conditional else None
+            if y is not None and p_uncond:                                   # label dropout (Ho & Salimans 2022)
+                drop = torch.rand(y.shape[0], device=device) < p_uncond
+                y = torch.where(drop, torch.full_like(y, null_class), y)
+            with autocast:                                                   # bf16 forward pass where supported
+                if objective == "flow":
+                    from .flow import flow_matching_loss
+                    loss = flow_matching_loss(model, x_0, torch.rand(x_0.shape[0], device=device), y)
+                else:
+                    t = torch.randint(0, T, (x_0.shape[0],), device=device)  # 3: t ~ Uniform (0-based)
+                    loss = p_losses(model, x_0, t, schedule=schedule, y=y)   # 4-5: ε ~ N(0, I), ‖ε - ε_θ‖²
+            optimizer.zero_grad(set_to_none=True)                            # 5: gradient step on the loss
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            if on_step is not None:
+                on_step(len(losses), losses[-1])
             if max_steps and len(losses) >= max_steps:
                 bar.close()
                 return losses

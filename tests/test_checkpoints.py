@@ -381,19 +381,33 @@ def test_shipped_flow_model_predicts_the_velocity_and_uses_the_label():
     assert right < 0.9 * wrong, (right.item(), wrong.item())
 
 
-def test_the_flow_objective_samples_continuous_times_and_is_zero_for_the_exact_velocity():
-    from ddpm_instructor.train import objective_loss, sample_time
+def test_the_flow_objective_trains_on_continuous_times_and_is_zero_for_the_exact_velocity():
+    """solutions.train(objective="flow") (what the trainer runs for unet_flow) feeds the model t ~ U[0, 1] as
+    TIME_SCALE t; the loss it minimises is zero for the exact velocity of point data, (x_t - μ) / t."""
+    from solutions.flow import TIME_SCALE, flow_matching_loss
 
-    t = sample_time("flow", 1000, "cpu")
-    assert t.dtype == torch.float32 and 0 <= t.min() and t.max() < 1 and 0.4 < t.mean() < 0.6
-    assert sample_time("ddpm", 5, "cpu").dtype == torch.long
     mu = torch.full((4, 1, 28, 28), 0.3)                       # point data: the exact velocity is (x - μ) / t
 
     class Exact(torch.nn.Module):
-        def forward(self, x, t_in, y):
-            return (x - mu) / (t_in / 1000).view(-1, 1, 1, 1)
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))         # something for the optimiser to hold
+            self.times = []
 
-    assert objective_loss("flow", Exact(), mu, torch.full((4,), 0.5), torch.zeros(4, dtype=torch.long)) < 1e-10
+        def forward(self, x, t_in, y):
+            self.times.append(t_in.detach().clone())
+            return (x - mu) / (t_in / TIME_SCALE).view(-1, 1, 1, 1) + 0 * self.w
+
+    model = Exact()
+    assert flow_matching_loss(model, mu, torch.full((4,), 0.5), torch.zeros(4, dtype=torch.long)) < 1e-10
+    model.times.clear()
+    data = [(mu, torch.zeros(4, dtype=torch.long))] * 250
+    losses = solutions.train(model, torch.optim.SGD(model.parameters(), lr=0.0), data, 1, progress=False,
+                             conditional=True, objective="flow")
+    t = torch.cat(model.times) / TIME_SCALE
+    assert len(losses) == 250 and max(losses) < 1e-8
+    assert t.dtype == torch.float32 and 0 <= t.min() and t.max() < 1 and 0.45 < t.mean() < 0.55
+    assert len(t.unique()) > 900                                # continuous, not 1000 integer steps
 
 
 # ------------------------------------------------------------------ the trainer

@@ -61,8 +61,9 @@ def sixes():
 def test_a_few_hundred_steps_on_real_mnist_lower_the_loss(sixes):
     x, y = sixes
     model = Unet(ch=16)
-    losses = train(model, TensorBatches(x, y, batch_size=16, seed=0), epochs=2, lr=2e-3, max_steps=200,
-                   seed=0, progress=False)
+    torch.manual_seed(0)
+    losses = train(model, torch.optim.Adam(model.parameters(), lr=2e-3), TensorBatches(x, y, batch_size=16, seed=0),
+                   epochs=2, max_steps=200, progress=False)
     assert len(losses) == 200
     first, last = sum(losses[:30]) / 30, sum(losses[-30:]) / 30
     assert last < 0.6 * first, f"loss went from {first:.3f} to {last:.3f}"
@@ -75,8 +76,9 @@ def test_training_is_reproducible_with_the_same_seed(sixes):
     def run(seed):
         torch.manual_seed(999)                     # model init is seeded separately from training
         model = Unet(ch=8)
-        return train(model, TensorBatches(x, y, batch_size=16, seed=seed), epochs=1, max_steps=5, seed=seed,
-                     progress=False), model
+        torch.manual_seed(seed)
+        return train(model, torch.optim.Adam(model.parameters(), lr=1e-3), TensorBatches(x, y, batch_size=16, seed=seed),
+                     epochs=1, max_steps=5, progress=False), model
 
     (l1, m1), (l2, m2), (l3, _) = run(0), run(0), run(1)
     assert l1 == l2
@@ -89,9 +91,123 @@ def test_conditional_training_uses_labels(sixes):
     x, _ = sixes
     y = torch.randint(0, 10, (x.shape[0],))
     model = UNet_cond(ch=8)
-    losses = train(model, TensorBatches(x, y, batch_size=16), epochs=1, max_steps=3, conditional=True,
-                   progress=False)
+    losses = train(model, torch.optim.Adam(model.parameters()), TensorBatches(x, y, batch_size=16), epochs=1,
+                   max_steps=3, conditional=True, progress=False)
     assert len(losses) == 3 and all(l > 0 for l in losses)
+
+
+class _LabelSpy(torch.nn.Module):
+    """Records the labels and timesteps it is called with; predicts zeros (loss = E‖ε‖²/d ≈ 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.ys, self.ts = [], []
+
+    def forward(self, x, t, y=None):
+        self.ts.append(t.clone())
+        if y is not None:
+            self.ys.append(y.clone())
+        return torch.zeros_like(x) + self.w
+
+
+def test_label_dropout_replaces_the_asked_share_of_labels_by_the_null_class():
+    x = torch.zeros(400, 1, 28, 28)
+    y = torch.arange(400) % 10
+    spy = _LabelSpy()
+    torch.manual_seed(0)
+    train(spy, torch.optim.SGD(spy.parameters(), lr=0.0), TensorBatches(x, y, batch_size=100, seed=0), epochs=10,
+          conditional=True, p_uncond=0.25, null_class=10, progress=False)
+    seen = torch.cat(spy.ys)
+    share = (seen == 10).float().mean().item()
+    assert seen.numel() == 4000 and abs(share - 0.25) < 0.03, share       # binomial sd ≈ 0.007
+    assert set(seen[seen != 10].tolist()) == set(range(10))               # the rest keep their own labels
+    t = torch.cat(spy.ts)
+    assert t.min() == 0 and t.max() == 999 and t.dtype == torch.long      # t ~ Uniform{0..T-1}
+    with pytest.raises(ValueError, match="null_class"):
+        train(spy, torch.optim.SGD(spy.parameters(), lr=0.0), [(x[:2], y[:2])], 1, conditional=True, p_uncond=0.1,
+              progress=False)
+
+
+# ------------------------------------------------------------------ the recipe (tutorial_utils.recipe)
+def test_recipe_learning_rate_is_linear_warmup_then_cosine():
+    """The scheduler's lr in step s against the closed form: peak (s+1)/W for s < W, then
+    lr_min + (peak - lr_min) (1 + cos(π (s - W) / (S - W))) / 2."""
+    import math
+
+    from tutorial_utils.recipe import Recipe
+
+    peak, W, S, ratio = 3e-3, 10, 60, 0.05
+    r = Recipe(steps=S, lr=peak, warmup=W, min_lr_ratio=ratio)
+    model = torch.nn.Linear(2, 2)
+    opt = r.optimizer(model)
+    sched = r.scheduler(opt)
+    assert isinstance(opt, torch.optim.AdamW)
+    seen = []
+    for _ in range(S):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lo = peak * ratio
+    expect = [peak * (s + 1) / W if s < W else lo + (peak - lo) * (1 + math.cos(math.pi * (s - W) / (S - W))) / 2
+              for s in range(S)]
+    assert seen == pytest.approx(expect, rel=1e-6)
+    assert max(seen) == pytest.approx(peak)
+
+
+def test_recipe_ema_follows_the_formula_with_its_warmup_cap():
+    """After each update θ_EMA ← d_s θ_EMA + (1 - d_s) θ with d_s = min(d, (1 + s)/(10 + s)); the first update
+    copies θ (AveragedModel's convention)."""
+    from tutorial_utils.recipe import Recipe, ema_weights
+
+    d = 0.9
+    model = torch.nn.Linear(3, 1, bias=False)
+    ema = Recipe(steps=100, warmup=0, ema=d).ema_model(model)
+    expect = None
+    for s in range(30):
+        with torch.no_grad():
+            model.weight.copy_(torch.full((1, 3), float(s)))
+        ema.update_parameters(model)
+        if expect is None:
+            expect = torch.full((1, 3), float(s))
+        else:
+            ds = min(d, (1 + s) / (10 + s))
+            expect = ds * expect + (1 - ds) * model.weight.detach()
+    torch.testing.assert_close(ema_weights(model, ema).weight, expect)
+    assert not ema.module.weight.requires_grad
+    assert Recipe(steps=5, warmup=0, ema=0).ema_model(model) is None
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"steps": 0}, "steps must be a whole number"),
+    ({"steps": 100, "warmup": 100}, "warmup must be"),
+    ({"steps": 100, "ema": 1.0}, "ema must be a decay"),
+    ({"steps": 100, "amp": "fp16"}, "amp must be"),
+    ({"steps": 100, "p_uncond": 0.1}, "needs null_class"),
+])
+def test_a_bad_recipe_says_what_is_wrong(kwargs, words):
+    from tutorial_utils.recipe import Recipe
+
+    with pytest.raises(ValueError, match=words):
+        Recipe(**{"warmup": 0, **kwargs})
+
+
+def test_train_with_the_recipe_parts_steps_the_schedule_and_the_ema():
+    from tutorial_utils.recipe import Recipe
+
+    x = torch.randn(64, 1, 28, 28).clamp(-1, 1)
+    r = Recipe(steps=8, batch_size=16, lr=1e-3, warmup=2, ema=0.5, amp="none")
+    torch.manual_seed(0)
+    model = Unet(ch=8)
+    opt, sched, ema = r.optimizer(model), None, r.ema_model(model)
+    sched = r.scheduler(opt)
+    losses = train(model, opt, TensorBatches(x, torch.zeros(64, dtype=torch.long), batch_size=16), epochs=5,
+                   max_steps=r.steps, scheduler=sched, ema=ema, autocast=r.autocast("cpu"), grad_clip=r.grad_clip,
+                   progress=False)
+    assert len(losses) == 8 and int(ema.n_averaged) == 8
+    assert sched.last_epoch == 8 and opt.param_groups[0]["lr"] == pytest.approx(r.lr * r.min_lr_ratio)
+    diffs = [(p - q).abs().max().item() for p, q in zip(model.parameters(), ema.module.parameters())]
+    assert max(diffs) > 0                                             # the EMA lags the weights
 
 
 def test_train_step_returns_finite_loss():

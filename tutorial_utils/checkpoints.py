@@ -30,9 +30,12 @@ from torch import nn
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = COURSE_ROOT / "checkpoints"
+# the student's own trained models (notebooks 4 and 6 save them, 5-7 sample from them); git ignores runs/
+MY_CHECKPOINT_DIR = COURSE_ROOT / "runs" / "mine"
 
 __all__ = ["CheckpointError", "CHECKPOINT_DIR", "PRETRAINED", "pretrained_available", "load_pretrained",
-           "save_checkpoint", "build_model", "file_sha256", "checkpoint_paths", "train_command"]
+           "save_checkpoint", "build_model", "file_sha256", "checkpoint_paths", "train_command",
+           "MY_CHECKPOINT_DIR", "SANITY_MAX_LOSS", "ModelChoice", "denoising_loss", "load_mine_or_pretrained"]
 
 
 class CheckpointError(RuntimeError):
@@ -312,3 +315,74 @@ def save_checkpoint(model: nn.Module, name: str, metadata: dict | None = None,
     meta["sha256"] = file_sha256(pt)
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
     return pt, meta_path
+
+
+# ----------------------------------------------------------------------------- your own model, or the shipped one
+# A model passes the quick sanity check when its noise-prediction error on 128 MNIST *test* images, averaged over
+# t = 100, 300, 500, 700 (fixed noise), is below this.  Measured (notebook 5's table): the shipped unet_digit6
+# 0.027, unet_cond 0.024; 20 steps of training (the smoke profile) 0.11-0.13; an untrained UNet about 1.
+SANITY_MAX_LOSS = 0.05
+SANITY_TIMESTEPS = (100, 300, 500, 700)
+
+
+@torch.no_grad()
+def denoising_loss(model: nn.Module, name: str, device=None, n: int = 128) -> float:
+    """Mean ‖ε - ε_θ(x_t, t[, y])‖² of ``model`` on the first ``n`` test images the model ``name`` is for
+    (the 6s, or all digits with their labels), at ``SANITY_TIMESTEPS``, with fixed noise (seed 0)."""
+    from solutions.diffusion import q_sample
+    from .data import load_mnist_tensors
+
+    spec = PRETRAINED[name]
+    device = device if device is not None else next(model.parameters()).device
+    x, y = load_mnist_tensors(train=False, digits=spec["recipe"]["digits"], limit=n, device=device)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for tv in SANITY_TIMESTEPS:
+        t = torch.full((x.shape[0],), tv, device=device, dtype=torch.long)
+        x_t = q_sample(x, t, noise)
+        pred = model(x_t, t, y) if spec["recipe"]["labels"] else model(x_t, t)
+        total += float(((pred.float() - noise) ** 2).mean())
+    model.train(was_training)
+    return total / len(SANITY_TIMESTEPS)
+
+
+class ModelChoice:
+    """Which weights a notebook samples from, and why: ``.model``, ``.source`` ("yours" or "shipped"),
+    ``.reason`` (one sentence), ``.test_loss`` (the sanity-check figure of your weights, if they loaded)."""
+
+    def __init__(self, model: nn.Module, source: str, reason: str, test_loss: float | None = None):
+        self.model, self.source, self.reason, self.test_loss = model, source, reason, test_loss
+
+    def __repr__(self) -> str:
+        return f"using {'your' if self.source == 'yours' else 'the shipped'} model: {self.reason}"
+
+
+def load_mine_or_pretrained(name: str, device=None, model_class: type | None = None,
+                            directory: str | os.PathLike | None = None,
+                            max_loss: float = SANITY_MAX_LOSS) -> ModelChoice:
+    """Your own trained ``name`` (``runs/mine/<name>.pt``, saved by notebook 4 or 6) when it loads and passes
+    the quick sanity check (``denoising_loss`` below ``max_loss``); otherwise the shipped checkpoint.  The
+    returned ``ModelChoice`` says which, and why, so the notebook can print it."""
+    mine_dir = Path(directory) if directory is not None else MY_CHECKPOINT_DIR
+    why_not = None
+    if not pretrained_available(name, mine_dir):
+        why_not = f"{checkpoint_paths(name, mine_dir)[0]} does not exist (train it in notebook {_NOTEBOOK_OF[name]})"
+    else:
+        try:
+            mine = load_pretrained(name, device=device, directory=mine_dir, model_class=model_class)
+        except CheckpointError as err:
+            why_not = f"your file does not load ({str(err).splitlines()[0]})"
+        else:
+            loss = denoising_loss(mine, name, device)
+            if loss == loss and loss < max_loss:          # (NaN fails)
+                return ModelChoice(mine, "yours", f"{checkpoint_paths(name, mine_dir)[0].name} passed the sanity "
+                                   f"check (test noise-prediction error {loss:.3f} < {max_loss})", loss)
+            why_not = (f"your weights' test noise-prediction error is {loss:.3f}, not below {max_loss}: too little "
+                       f"training to draw digits (the smoke profile trains 20 steps)")
+    shipped = load_pretrained(name, device=device, model_class=model_class)
+    return ModelChoice(shipped, "shipped", f"{name} from checkpoints/, because {why_not}")
+
+
+_NOTEBOOK_OF = {"unet_digit6": 4, "unet_cond": 6, "unet_flow": 8}
