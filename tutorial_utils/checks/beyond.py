@@ -11,28 +11,34 @@ from .core import ABSENT, FILL_IN, CallsRecord, Obs, Record, Text, call_each, ca
 # =========================================================================== cosine_beta_schedule
 @dataclass
 class CosineRecord(Record):
-    """``cosine_beta_schedule(*args)`` for each of the grader's argument lists: results, errors, local ``alpha_bars``."""
+    """``cosine_beta_schedule(*args)`` for each of the grader's argument lists: results, errors, the locals
+    ``alpha_bars`` and ``betas`` (``betas`` so that a blank still None is reported as such, not as the error the
+    next line raises on it)."""
     kind = "cosine"
     results: list       # per argument list: float (T,)
     errors: list
     alpha_bars: list    # per argument list: the local alpha_bars, float (T + 1,)
+    betas: list         # per argument list: the local betas (before the clip), float (T,)
 
     @staticmethod
     def spec(inputs):
         T = [int(a[0]) for a in inputs["args"]]
-        return {"results": [Obs((n,)) for n in T], "errors": [Text()] * len(T), "alpha_bars": [Obs((n + 1,)) for n in T]}
+        return {"results": [Obs((n,)) for n in T], "errors": [Text()] * len(T), "alpha_bars": [Obs((n + 1,)) for n in T],
+                "betas": [Obs((n,)) for n in T]}
 
     @classmethod
     def probe(cls, fn, inputs):
-        results, errors, locs = call_each(fn, inputs["args"], names=("alpha_bars",))
-        return cls(results, errors, [local(loc, "alpha_bars") for loc in locs])
+        results, errors, locs = call_each(fn, inputs["args"], names=("alpha_bars", "betas"))
+        return cls(results, errors, [local(loc, "alpha_bars") for loc in locs], [local(loc, "betas") for loc in locs])
 
 
 def judge_cosine(part: str, rec: CosineRecord, inputs: dict, exp: dict) -> str:
     """``cosine_beta_schedule``: the blank ``alpha_bars`` (ᾱ_0 .. ᾱ_T) or the returned ``betas``."""
-    for args, got, err, ab, want_b, want_ab in zip(inputs["args"], rec.results, rec.errors, rec.alpha_bars,
-                                                  exp["betas"], exp["alpha_bars"]):
+    for args, got, err, ab, b, want_b, want_ab in zip(inputs["args"], rec.results, rec.errors, rec.alpha_bars,
+                                                     rec.betas, exp["betas"], exp["alpha_bars"]):
         call = f"cosine_beta_schedule{tuple(args)}"
+        betas_none = ("betas is still None \u2014 " + FILL_IN + " (`betas = None`): \u03b2_t = 1 - \u1fb1_t / \u1fb1_{t-1}, "
+                      "from the T + 1 values of alpha_bars.")
         if part == "alpha_bars":
             if ab is ABSENT and not err and close(got, want_b, atol=1e-6, rtol=1e-4):
                 continue                    # computed inline, and the betas are right: so is ᾱ
@@ -46,9 +52,10 @@ def judge_cosine(part: str, rec: CosineRecord, inputs: dict, exp: dict) -> str:
                 fail(f"alpha_bars differs from f(t)/f(0): at t = T/2 it is {ab[len(ab) // 2].item():.5f}, expected "
                      f"{want_ab[len(want_ab) // 2].item():.5f}.{hint}")
             continue
+        if b is None and err:               # `betas = None` left as it is: the clip on the next line raised
+            fail(betas_none)
         got = expect(got, call, raised=err and f"{call} raised {err}.", shape_hint=f" (T = {want_b.shape[0]} betas)",
-                     none="cosine_beta_schedule returned None \u2014 " + FILL_IN + " (`betas = None`): "
-                          "\u03b2_t = 1 - \u1fb1_t / \u1fb1_{t-1}.")
+                     none=betas_none)
         if not close(got, want_b, atol=1e-6, rtol=1e-4):
             fail(f"{call}: the betas differ from 1 - \u1fb1_t/\u1fb1_(t-1) (clipped at 0.999): the first is "
                  f"{got[0].item():.3g}, expected {want_b[0].item():.3g}; the last is {got[-1].item():.3g}, expected "
@@ -86,16 +93,21 @@ class DDIMRecord(Record):
         return rec
 
 
+X0_NONE = ("x0_pred is still None \u2014 " + FILL_IN + " (`x0_pred = None`): solve x_t = sqrt(\u1fb1_t)\u00b7x_0 + "
+           "sqrt(1 - \u1fb1_t)\u00b7\u03b5 for x_0, with \u03b5 = eps.")
+
+
 def judge_ddim(part: str, rec: DDIMRecord, inputs: dict, exp: dict) -> str:
     """``ddim_step``: the blank ``x0_pred`` (the predicted x_0) or ``x_prev`` (the returned step)."""
     for i, (t, t_prev, eta) in enumerate(inputs["steps"]):
         call = f"ddim_step(x_t, eps, t={int(t)}, t_prev={int(t_prev)}, eta={float(eta):g})"
         err, want_x0, want = rec.errors[i], exp["x0_pred"][i], exp["out"][i]
+        if err and rec.x0_preds[i] is None:     # `x0_pred = None` left as it is: the lines after it raised
+            fail(X0_NONE)
         if err:
             fail(f"{call} raised {err}.")
         if part == "x0_pred" and rec.x0_preds[i] is not ABSENT:     # without the line: judged by the result
-            x0 = expect(rec.x0_preds[i], "x0_pred", none="x0_pred is still None \u2014 " + FILL_IN + " (`x0_pred = "
-                        "None`): solve x_t = sqrt(\u1fb1_t)\u00b7x_0 + sqrt(1 - \u1fb1_t)\u00b7\u03b5 for x_0, with \u03b5 = eps.")
+            x0 = expect(rec.x0_preds[i], "x0_pred", none=X0_NONE)
             if not close(x0, want_x0, atol=1e-4):
                 fail(f"{call}: x0_pred is not (x_t - sqrt(1 - \u1fb1_t)\u00b7eps) / sqrt(\u1fb1_t).")
             continue
