@@ -6,6 +6,9 @@ Executions here are cut after the last self-check / graded cell of each notebook
 """
 from __future__ import annotations
 
+import base64
+import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import nbformat
 import pytest
 
 from ddpm_instructor.blanks import BLANK_RE, generate_student_versions
+from ddpm_instructor.keep_outputs import ClearAnswerOutputs, blank_names, used_names
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSONS = {p.parent.name: p.name for p in sorted((NOTEBOOKS / "source").glob("*/*.ipynb"))}
@@ -121,7 +125,173 @@ def test_no_solution_or_hidden_test_leaks_into_the_student_version(assignment):
                 inside = False
             elif inside and line.strip():
                 assert line.strip() not in released_lines, f"solution line leaked: {line.strip()!r}"
-    assert all(not c.get("outputs") for c in rel.cells if c.cell_type == "code"), "student versions ship no outputs"
+
+
+# ----------------------------------------------------------------------------- stored outputs
+# The student versions keep the source notebooks' figures, tables and measured numbers (ClearAnswerOutputs in
+# nbgrader_config.py), never an output that says something about an answer.
+SELF_CHECK = re.compile(r"\bcheck_\w+\s*\(")      # a call of a tutorial_utils.checks function
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _is_nbgrader_cell(cell) -> bool:
+    m = _nbg(cell)
+    return bool(m.get("grade") or m.get("solution") or m.get("locked"))
+
+
+def _answer_output_cell(cell) -> bool:
+    """A cell whose outputs must never reach a student: nbgrader cells (answers, graded tests) and self-checks."""
+    return _is_nbgrader_cell(cell) or bool(SELF_CHECK.search(cell.source))
+
+
+def _pngs(cell) -> int:
+    return sum("image/png" in o.get("data", {}) for o in cell.get("outputs", []))
+
+
+def _text(out) -> str:
+    return out.get("text", "") + "".join(v for k, v in out.get("data", {}).items() if k.startswith("text/"))
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_no_self_check_nbgrader_or_error_output_survives_in_the_student_version(assignment):
+    rel = _read(release_path(assignment))
+    assert "widgets" not in rel.metadata, "widget state (tqdm bars) must not reach the student version"
+    blanks = set().union(*(blank_names(c.source) for c in rel.cells if c.cell_type == "code" and _nbg(c).get("solution")))
+    for cell in rel.cells:
+        if cell.cell_type != "code":
+            continue
+        where = f"{assignment}, cell {cell.get('id')}"
+        assert cell.execution_count is None, f"{where}: execution counts are cleared"
+        if _answer_output_cell(cell):
+            assert not cell.outputs, f"{where}: the output of an nbgrader or self-check cell reached the student version"
+        for out in cell.outputs:
+            assert out.output_type != "error", f"{where}: an error output reached the student version"
+            assert out.get("execution_count") is None, where
+            assert WIDGET_MIME not in out.get("data", {}), f"{where}: a widget (progress bar) output"
+            assert not (out.output_type == "stream" and out.name == "stderr" and ("\r" in out.text or "%|" in out.text)), \
+                f"{where}: a progress bar on stderr"
+            assert "\u2713" not in _text(out), f"{where}: a self-check's \u2713 line reached the student version"
+            if blanks & used_names(cell.source):
+                assert "image/png" in out.get("data", {}), \
+                    f"{where}: prints the value of a blank ({sorted(blanks & used_names(cell.source))}); only its figures may stay"
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_every_figure_of_the_source_notebook_reaches_the_student_version(assignment):
+    """Cell by cell (by cell id): each figure stored in a source cell whose outputs reveal no answer is in the
+    student version, so a student sees what a notebook shows before running it."""
+    src, rel = _read(source_path(assignment)), _read(release_path(assignment))
+    released = {c.get("id"): c for c in rel.cells}
+    expected = {c["id"]: _pngs(c) for c in src.cells if c.cell_type == "code" and not _answer_output_cell(c)
+                and _pngs(c) and not any(o.output_type == "error" for o in c.outputs)}
+    assert expected, f"{assignment}: the source notebook stores no figure (tools/notebook_outputs.py)"
+    got = {cid: _pngs(released[cid]) if cid in released else None for cid in expected}
+    assert got == expected, f"{assignment}: figures per cell id, source {expected} vs student version {got}"
+    for cid in expected:                            # the same images, not merely as many
+        assert [o.data["image/png"] for o in released[cid].outputs if "image/png" in o.get("data", {})] == \
+            [o.data["image/png"] for o in src.cells[[c.get("id") for c in src.cells].index(cid)].outputs
+             if "image/png" in o.get("data", {})], cid
+
+
+def _budget():
+    """The size budget of stored outputs (tools/notebook_outputs.py; stated in notebooks/README.md)."""
+    spec = importlib.util.spec_from_file_location("notebook_outputs", NOTEBOOKS.parent / "tools" / "notebook_outputs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("assignment", sorted(LESSONS))
+def test_student_versions_stay_within_the_size_budget(assignment):
+    budget, path = _budget(), release_path(assignment)
+    assert path.stat().st_size <= budget.NOTEBOOK_CAP, \
+        f"{path.name} (student version) is {path.stat().st_size} bytes, over {budget.NOTEBOOK_CAP}"
+    for cell in _read(path).cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            assert set(data) <= set(budget.KEEP_MIME), f"{cell.get('id')}: unexpected output types {sorted(data)}"
+            if "image/png" in data:
+                size = len(base64.b64decode(data["image/png"]))
+                assert size <= budget.PNG_CAP, f"{cell.get('id')}: a stored PNG of {size} bytes (cap {budget.PNG_CAP})"
+
+
+def test_all_student_versions_together_stay_within_the_budget():
+    budget = _budget()
+    total = sum(release_path(a).stat().st_size for a in LESSONS)
+    assert total <= budget.TOTAL_CAP, f"the student versions hold {total} bytes (budget {budget.TOTAL_CAP})"
+
+
+def _stream(text, name="stdout"):
+    return nbformat.v4.new_output("stream", name=name, text=text)
+
+
+def _figure():
+    return nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure size 640x480 with 1 Axes>"})
+
+
+def test_clear_answer_outputs_keeps_exactly_the_outputs_that_reveal_no_answer():
+    """Each rule of ClearAnswerOutputs on a notebook that has one cell of each kind."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    def cell(cid, source, outputs, nbgrader=None):
+        c = new_code_cell(source, id=cid, outputs=outputs, execution_count=7)
+        if nbgrader:
+            c.metadata["nbgrader"] = dict(schema_version=3, grade_id=cid, points=1, **nbgrader)
+        return c
+
+    result = new_output("execute_result", data={"text/plain": "0.5"}, execution_count=7)
+    nb = new_notebook(metadata={"widgets": {"state": {}}}, cells=[
+        cell("plain", "print(x.mean())\nx.std()", [_stream("mean 0.1\n"), result]),
+        cell("figure", "plt.plot(x); plt.show()", [_figure()]),
+        cell("f", "def f(x):\n    return None\nloss_fn = None", [],
+             dict(grade=False, solution=True, locked=False)),
+        cell("check_f", "from tutorial_utils.checks import check_f\ncheck_f(f)", [_stream("\u2713 f is right\n")],
+             dict(grade=False, solution=False, locked=True)),
+        cell("test_f", "assert f(1) == 2", [_stream("ok\n")], dict(grade=True, solution=False, locked=True)),
+        cell("ungraded_check", "check_f(f)", [_stream("\u2713 f is right\n")]),
+        cell("prints_blank", "print(loss_fn)\nplt.imshow(f(x)); plt.show()", [_stream("MSELoss()\n"), _figure()]),
+        cell("error", "print(1)\n1/0", [_stream("1\n"), new_output("error", ename="ZeroDivisionError", evalue="", traceback=[])]),
+        cell("tqdm", "for _ in tqdm(range(3)): pass", [
+            new_output("display_data", data={WIDGET_MIME: {"model_id": "m"}, "text/plain": "  0%|          | 0/3"}),
+            _stream("100%|##########| 3/3 [00:01<00:00,  2.50it/s]\r", name="stderr"),
+            _stream("UserWarning: something\n", name="stderr"), _stream("done\n")]),
+        new_markdown_cell("text"),
+    ])
+    nb, _ = ClearAnswerOutputs().preprocess(nb, {})
+    kept = {c.id: [(o.output_type, o.get("name"), o.get("text") or sorted(o.get("data", {}))) for o in c.outputs]
+            for c in nb.cells if c.cell_type == "code"}
+    assert kept == {
+        "plain": [("stream", "stdout", "mean 0.1\n"), ("execute_result", None, ["text/plain"])],
+        "figure": [("display_data", None, ["image/png", "text/plain"])],
+        "f": [], "check_f": [], "test_f": [], "ungraded_check": [],
+        "prints_blank": [("display_data", None, ["image/png", "text/plain"])],
+        "error": [("stream", "stdout", "1\n")],
+        "tqdm": [("stream", "stderr", "UserWarning: something\n"), ("stream", "stdout", "done\n")],
+    }
+    assert "widgets" not in nb.metadata
+    assert all(c.execution_count is None for c in nb.cells if c.cell_type == "code")
+    assert nb.cells[0].outputs[1].execution_count is None
+    # the rule's pieces are traitlets: without blank_text, a printed blank would stay
+    nb2 = new_notebook(cells=[cell("f", "loss_fn = None", [], dict(grade=False, solution=True, locked=False)),
+                              cell("p", "print(loss_fn)", [_stream("MSELoss()\n")])])
+    nb2, _ = ClearAnswerOutputs(blank_text=False).preprocess(nb2, {})
+    assert nb2.cells[1].outputs
+
+
+def test_the_course_config_swaps_clear_output_in_generate_assignment_only():
+    """GenerateAssignment runs ClearAnswerOutputs where nbgrader has ClearOutput; autograde keeps nbgrader's own
+    ClearOutput first, so a submission's stored outputs are never taken for its results."""
+    from nbgrader.converters import Autograde, GenerateAssignment
+    from nbgrader.preprocessors import ClearOutput
+
+    from ddpm_instructor.blanks import _load_config
+
+    cfg = _load_config(NOTEBOOKS)
+    pps = GenerateAssignment(config=cfg).preprocessors
+    default = GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()
+    assert ClearAnswerOutputs in pps and ClearOutput not in pps
+    assert pps.index(ClearAnswerOutputs) == default.index(ClearOutput)
+    assert Autograde(config=cfg).sanitize_preprocessors[0] is ClearOutput
 
 
 @pytest.mark.parametrize("assignment", sorted(LESSONS))
