@@ -25,7 +25,7 @@ from ddpm_instructor.coursedir import REPO, CourseDir
 
 GRADED = ["01_forward_1d", "02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond",
           "08_flow_matching"]
-PUBLIC = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond"]
+PUBLIC = ["01_forward_1d", "02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond"]
 
 
 def answered(release_nb: Path, source_nb: Path):

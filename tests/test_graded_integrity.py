@@ -141,7 +141,7 @@ def forged(tmp_path_factory):
     base = tempfile.mkdtemp(prefix="ddpm-forged-", dir="/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
     root = Path(base) / "course"
     course = Course(root=root, cell_timeout=60, notebook_timeout=300, sandbox=SANDBOX, quiet=True)
-    rel.release(course, [A, NB4], public=[A])
+    rel.release(course, [A, NB4], public=[A, "01_forward_1d"])
     points = {a: {gid: pts for _, gid, pts in course.points(a)} for a in (A, NB4)}
     inbox = tmp / "in"
     for student, (assignment, _, _) in CLASS.items():

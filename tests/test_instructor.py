@@ -482,7 +482,7 @@ def test_newer_submission_after_grading_is_regraded_alone_and_old_grade_kept(gra
 SLOW_ON = os.environ.get("DDPM_SLOW_TESTS", "1") != "0"
 SLOW = [("04_training", "correct"), ("04_training", "blank"), ("05_sampling", "correct"), ("06_conditional", "correct"),
         ("07_beyond", "correct"), ("07_beyond", "blank")]
-PUBLIC = ["02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond"]
+PUBLIC = ["01_forward_1d", "02_forward_closed_form", "04_training", "05_sampling", "06_conditional", "07_beyond"]
 # Notebooks 1 and 8 end to end: assignment -> (autograded points, written points, kinds), kind -> (the graded tests
 # that must fail, or "all" for the untouched notebook; edits of the reference answers; words every failing test's
 # note must say).  A wrong blank costs exactly its own test (the blanks m and v feed the return value's test, so the

@@ -28,7 +28,7 @@ from .recipe import Recipe
 
 # notebook 4's and notebook 6's training lengths in the laptop profile (benchmarks/bench_student.py measures them)
 LAPTOP_STEPS_DIGIT6 = 900
-LAPTOP_STEPS_COND = 2000
+LAPTOP_STEPS_COND = 1500
 
 PROFILE_ENV = "DDPM_PROFILE"
 

@@ -62,7 +62,8 @@ def judge_class_emb(rec: ClassEmbRecord, inputs: dict, exp: dict) -> str:
     lookup = expect(rec.lookup, "self.class_emb(y)", none="self.class_emb(y) returned None.")
     if not close(lookup, exp["lookup"]):
         fail("self.class_emb(y) does not return the rows of its weight for the labels y: use nn.Embedding itself.")
-    return f"class_emb = nn.Embedding({want[0]}, {want[1]}): one learned vector per class."
+    return (f"class_emb = nn.Embedding({want[0]}, {want[1]}) for UNet_cond(ch={ch}, n_classes={n}): one learned "
+            f"vector per class, as long as its time embedding (4 ch).")
 
 
 _COND_LOCALS = ("y_emb", "cond_emb")

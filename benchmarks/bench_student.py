@@ -1,0 +1,126 @@
+"""Your own model: the `laptop` profile's training runs of notebooks 4 and 6, timed and judged.
+
+    DDPM_DATA_DIR=/path/to/data python benchmarks/bench_student.py [--only digit6 cond] [--threads 2]
+        [--steps N] [--n 100]
+
+For each run it does what the notebook's cells do, with the same seeds: the profile's recipe
+(``tutorial_utils.runtime.PROFILES["laptop"]``), the course's loop (``solutions.train``, notebook 4's
+``train_ddpm`` with its blanks filled in), the EMA weights; then it draws ``--n`` samples with DDIM-50
+(η = 1, ``solutions.ddim_sample_loop``) and asks the course's judge (``tutorial_utils.judge``):
+
+* notebook 4 (``unet_digit6`` on the 6s): the share read as a 6 (target ≥ 95 %, training ≤ 5 min on 2 cores);
+* notebook 6 (``UNet_cond`` with label dropout): the share read as the asked-for digit, guided at w = 2 and
+  plain (w = 1) (target ≥ 97 % guided, training ≤ 10 min on 2 cores).
+
+It prints the figures and writes ``benchmarks/student.json`` (read by ``make_results.py``): training seconds
+(wall and process CPU), seconds per step, images per second, precision (bf16 autocast only where the CPU has
+bf16 units), the load average during the run, and the judge's figures.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import resource
+import time
+
+import torch
+
+from common import BENCH_DIR, judge_samples, machine, set_data_env
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run(kind: str, steps: int | None, n: int, seed: int = 0) -> dict:
+    import solutions
+    from tutorial_utils import TensorBatches, load_mnist_tensors, seed_everything
+    from tutorial_utils.runtime import PROFILES
+
+    profile = PROFILES["laptop"]
+    cond = kind == "cond"
+    recipe = profile.recipe_cond if cond else profile.recipe_digit6
+    if steps:
+        recipe = recipe.replace(steps=steps, warmup=min(recipe.warmup, steps - 1))
+    device = torch.device("cpu")
+    x, y = load_mnist_tensors(train=True, digits=None if cond else [6], device=device)
+    loader = TensorBatches(x, y, batch_size=recipe.batch_size, seed=0)
+    seed_everything(seed)                                   # as the notebook's training cell
+    model = solutions.UNet_cond(ch=32, n_classes=11) if cond else solutions.Unet(ch=32)
+    opt, ema = recipe.optimizer(model), recipe.ema_model(model)
+    load0, cpu0, t0 = os.getloadavg()[0], _cpu_seconds(), time.time()
+    losses = solutions.train(model, opt, loader, epochs=math.ceil(recipe.steps / len(loader)), max_steps=recipe.steps,
+                             progress=False, scheduler=recipe.scheduler(opt), ema=ema, autocast=recipe.autocast(device),
+                             grad_clip=recipe.grad_clip, conditional=cond, p_uncond=recipe.p_uncond,
+                             null_class=recipe.null_class)
+    wall, cpu = time.time() - t0, _cpu_seconds() - cpu0
+    load1 = os.getloadavg()[0]
+    mine = ema.module if ema is not None else model
+    out = {"notebook": 6 if cond else 4, "model": "UNet_cond(ch=32, n_classes=11)" if cond else "Unet(ch=32)",
+           "recipe": recipe.describe(), "steps": len(losses), "batch_size": recipe.batch_size,
+           "precision": "bf16 autocast" if recipe.uses_bf16(device) else "fp32 (no bf16 units on this CPU)",
+           "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),
+           "seconds_per_step": round(wall / len(losses), 3),
+           "images_per_second": round(len(losses) * recipe.batch_size / wall, 1),
+           "load_average_start_end": [round(load0, 2), round(load1, 2)],
+           "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 5),
+           "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    t1 = time.time()
+    if cond:
+        labels = torch.arange(10).repeat_interleave(math.ceil(n / 10))[:n]
+        for w in (2.0, 1.0):
+            xs = solutions.ddim_sample_loop(mine, (n, 1, 28, 28), n_steps=50, eta=1.0, seed=seed, y=labels,
+                                            w=None if w == 1 else w, null_class=None if w == 1 else 10)
+            rep = judge_samples(xs, labels)
+            out[f"w{w:g}"] = {"accuracy": rep["accuracy"], "per_class": rep["per_class_accuracy"],
+                              "frechet_distance": round(rep["frechet_distance"], 2),
+                              "frechet_floor": round(rep["frechet_floor"], 2)}
+    else:
+        xs = solutions.ddim_sample_loop(mine, (n, 1, 28, 28), n_steps=50, eta=1.0, seed=seed)
+        rep = judge_samples(xs)
+        out["share_six"] = rep["predicted_counts"][6] / n
+        out["predicted_counts"] = rep["predicted_counts"]
+        out["frechet_distance"], out["frechet_floor"] = round(rep["frechet_distance"], 2), round(rep["frechet_floor"], 2)
+    out["n_samples"], out["sampler"] = n, "DDIM-50, η = 1"
+    out["sample_and_judge_seconds"] = round(time.time() - t1, 1)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=["digit6", "cond"], default=["digit6", "cond"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=None, help="override the profile's steps (smoke tests only)")
+    p.add_argument("--n", type=int, default=100, help="samples judged")
+    p.add_argument("--out", default=str(BENCH_DIR / "student.json"))
+    args = p.parse_args()
+    set_data_env()
+    torch.set_num_threads(args.threads)
+    path = os.path.abspath(args.out)
+    results = json.load(open(path)) if os.path.isfile(path) else {}
+    results["machine"] = machine()
+    for kind in args.only:
+        r = run(kind, args.steps, args.n)
+        results[kind] = r
+        if kind == "digit6":
+            verdict = f"{r['share_six']:.0%} of {r['n_samples']} read as a 6 (target ≥ 95 %)"
+            limit = 300
+        else:
+            verdict = (f"guided w = 2: {r['w2']['accuracy']:.0%} read as their label (target ≥ 97 %), "
+                       f"w = 1: {r['w1']['accuracy']:.0%}")
+            limit = 600
+        print(f"notebook {r['notebook']}: {r['steps']} steps of {r['batch_size']} in {r['train_seconds']:.0f} s "
+              f"({r['seconds_per_step']:.3f} s/step, {r['images_per_second']:.0f} images/s, {r['precision']}; "
+              f"target ≤ {limit} s on 2 cores); {verdict}; load average {r['load_average_start_end']}", flush=True)
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
+            f.write("\n")
+    print(f"machine: {results['machine']}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
