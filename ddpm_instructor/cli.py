@@ -2,7 +2,7 @@
 
     release [ASSIGNMENT ...] [--public STAGE ...]   student versions + gradebook entries + student bundles
     collect PATH [PATH ...]                        folders or LMS zip exports
-    autograde [ASSIGNMENT ...]                     sandboxed, fast profile, tests judged outside the kernel
+    autograde [ASSIGNMENT ...]                     sandboxed, smoke profile, tests judged outside the kernel
     feedback [ASSIGNMENT ...] [--zip]              HTML per student
     grades [--out FILE.csv] [--format canvas|moodle --roster R.csv]   CSV export, or an LMS import file
     roster FILE.csv | status | points | doctor
@@ -65,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--timestamp", help="submission time to record (default: the file's time in the zip/folder)")
     s.add_argument("--dry-run", action="store_true")
 
-    s = sub.add_parser("autograde", help="run the notebooks (fast profile, sandboxed) and record the grades")
+    s = sub.add_parser("autograde", help="run the notebooks (smoke profile, sandboxed) and record the grades")
     s.add_argument("assignments", nargs="*")
     s.add_argument("--student", action="append", help="only these students (repeatable)")
     s.add_argument("--force", action="store_true", help="regrade even submissions that did not change")

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 COURSE_DIR_ENV = "DDPM_GRADING_DIR"
 SOURCE_ENV = "DDPM_NOTEBOOK_SOURCE"
 
-# Seconds per code cell / per notebook when autograding in the fast profile, by assignment-name prefix.
+# Seconds per code cell / per notebook when autograding in the smoke profile, by assignment-name prefix.
 # Measured with the reference solutions in the sandbox on a busy 2-core machine (load ~5): notebook 2 runs
 # in ~10 s; notebook 4 in ~75 s; the sampling cells of notebooks 5 and 6 (T = 1000 reverse steps) take
 # 2-3 minutes there, so they get 10-minute cells.  An endless loop costs one cell limit, never more.
@@ -194,7 +194,7 @@ c.LimitOutput.max_traceback = 60
         env = dict(os.environ)
         # nbgrader runs `alembic` and `jupyter` from PATH: put this Python's bin folder first
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-        env.update({"DDPM_PROFILE": "fast", "DDPM_DOWNLOAD": "0", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
+        env.update({"DDPM_PROFILE": "smoke", "DDPM_DOWNLOAD": "0", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
         if not env.get("DDPM_DATA_DIR") and (REPO.parent / "shared" / "data" / "MNIST").is_dir():
             env["DDPM_DATA_DIR"] = str(REPO.parent / "shared" / "data")
         return env

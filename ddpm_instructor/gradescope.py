@@ -152,7 +152,7 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 set -uo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PY="${{AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}}"
-export DDPM_DATA_DIR="${{DDPM_DATA_DIR:-$ROOT/data}}" DDPM_DOWNLOAD=0 DDPM_PROFILE=fast
+export DDPM_DATA_DIR="${{DDPM_DATA_DIR:-$ROOT/data}}" DDPM_DOWNLOAD=0 DDPM_PROFILE=smoke
 export PYTHONPATH="$ROOT/source/course"          # the course shipped in this zip, never an installed copy
 mkdir -p "$ROOT/results"
 # Where bubblewrap cannot create namespaces (Docker's default seccomp profile) the kernel runs as an unprivileged uid

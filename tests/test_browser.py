@@ -158,7 +158,7 @@ def _run_check(page, check):
 def test_student_lab_no_instructor_tools_one_line_self_check_and_validate(page, tmp_path):
     expect = _expect()
     token = "course-browser-token"
-    proc, base = start_lab(tmp_path, token, timeout=120, DDPM_PROFILE="fast", MPLBACKEND="Agg")
+    proc, base = start_lab(tmp_path, token, timeout=120, DDPM_PROFILE="smoke", MPLBACKEND="Agg")
     try:
         _open_first_screen(page, base, token, "01_forward_diffusion_1d.ipynb")
         page.screenshot(path=tmp_path / "01_first_screen.png")
@@ -393,7 +393,7 @@ def test_bundle_unzipped_and_set_up_with_its_readme_opens_its_notebook_and_valid
     token = "course-bundle-token"
     proc, base = start_server(shlex.split(commands[-1]), tmp_path, token, timeout=120, cwd=bundle,
                               log="bundle_lab.log", **{k: env[k] for k in ("PATH", "PIP_NO_INDEX")},
-                              DDPM_PROFILE="fast", MPLBACKEND="Agg")
+                              DDPM_PROFILE="smoke", MPLBACKEND="Agg")
     try:
         panel = _open_first_screen(page, base, token, f"{A}.ipynb")
         page.screenshot(path=tmp_path / "21_bundle_first_screen.png")

@@ -1,4 +1,4 @@
-"""Re-execute the source notebooks in the `fast` profile and store small, reviewable outputs.
+"""Re-execute the source notebooks in the `smoke` profile and store small, reviewable outputs.
 
     .venv/bin/python tools/notebook_outputs.py [NOTEBOOK ...]     # default: every notebooks/source/*/*.ipynb
 
@@ -35,7 +35,7 @@ FIGURE_DPI = 60            # the stored PNGs' resolution (the figures' size in i
 PNG_CAP = 60_000           # bytes per stored PNG (decoded); bigger ones are dropped
 NOTEBOOK_CAP = 400_000     # bytes per source notebook file
 TOTAL_CAP = 1_500_000      # bytes for all source notebooks together
-SLOW_S = 10.0              # cells slower than this (fast profile, CPU) must state their time
+SLOW_S = 10.0              # cells slower than this (smoke profile, CPU) must state their time
 # Run before the notebook's own cells, then removed: only the PNG's dpi changes (not figure.dpi, so the
 # "<Figure size WxH ...>" text that nbval compares stays what a student's kernel prints).
 SETUP = (f"%config InlineBackend.print_figure_kwargs = {{'bbox_inches': 'tight', 'dpi': {FIGURE_DPI}}}")
@@ -108,7 +108,7 @@ def shrink(nb) -> int:
 
 def refresh(path: Path, timeout: int = 1200) -> tuple[float, int]:
     nb = nbformat.read(path, as_version=4)
-    env = {"DDPM_PROFILE": "fast", "OMP_NUM_THREADS": "1", **os.environ}   # as in notebooks/conftest.py
+    env = {"DDPM_PROFILE": "smoke", "OMP_NUM_THREADS": "1", **os.environ}   # as in notebooks/conftest.py
     setup = nbformat.v4.new_code_cell(SETUP)
     nb.cells.insert(0, setup)
     start = time.time()
