@@ -434,3 +434,35 @@ def test_trainer_resume_reproduces_an_uninterrupted_run(tmp_path):
     torch.manual_seed(0)                                          # the trainer's seed: the same initial weights
     init = solutions.Unet(ch=32).state_dict()
     assert any(not torch.allclose(v, init[k]) for k, v in a.state_dict().items())      # it did train
+
+
+# ------------------------------------------------------------------ your own model, or the shipped one
+@_shipped("unet_digit6")
+def test_your_weights_are_used_when_they_pass_the_sanity_check_and_the_shipped_ones_otherwise(tmp_path):
+    """load_mine_or_pretrained: a good model saved as yours is used; a missing, damaged or untrained one is not,
+    and the reason says which.  The threshold sits between a trained model's error and an untrained one's."""
+    from tutorial_utils.checkpoints import SANITY_MAX_LOSS, denoising_loss, load_mine_or_pretrained, save_checkpoint
+
+    shipped = load_pretrained("unet_digit6")
+    good = denoising_loss(shipped, "unet_digit6")
+    torch.manual_seed(0)
+    untrained = solutions.Unet(ch=32)
+    bad = denoising_loss(untrained, "unet_digit6")
+    assert good < SANITY_MAX_LOSS / 1.5 and bad > 10 * SANITY_MAX_LOSS, (good, bad)   # ~0.027 and ~1
+
+    choice = load_mine_or_pretrained("unet_digit6", directory=tmp_path / "none")
+    assert choice.source == "shipped" and "does not exist" in choice.reason and "notebook 4" in choice.reason
+
+    save_checkpoint(shipped, "unet_digit6", {"steps": 1}, directory=tmp_path / "good", kwargs={"ch": 32})
+    choice = load_mine_or_pretrained("unet_digit6", directory=tmp_path / "good")
+    assert choice.source == "yours" and choice.test_loss == pytest.approx(good) and "passed" in repr(choice)
+
+    save_checkpoint(untrained, "unet_digit6", {"steps": 1}, directory=tmp_path / "bad", kwargs={"ch": 32})
+    choice = load_mine_or_pretrained("unet_digit6", directory=tmp_path / "bad")
+    assert choice.source == "shipped" and f"{bad:.3f}, not below {SANITY_MAX_LOSS}" in choice.reason
+    assert sum(p.numel() for p in choice.model.parameters()) == sum(p.numel() for p in shipped.parameters())
+
+    pt = tmp_path / "good" / "unet_digit6.pt"
+    pt.write_bytes(pt.read_bytes()[:1000])                        # a truncated file
+    choice = load_mine_or_pretrained("unet_digit6", directory=tmp_path / "good")
+    assert choice.source == "shipped" and "does not load" in choice.reason
