@@ -231,8 +231,9 @@ def test_outputs_are_compared_cell_by_cell_not_blanket_ignored(assignment):
     assert not any("nbval-skip" in c.metadata.get("tags", []) for c in code)
     compared_with_output = [c for c in code if c not in ignored and c.outputs]
     assert len(compared_with_output) >= 4, "compare the deterministic cells (schedule values, shapes, checks)"
-    for c in ignored:  # the ignore markers sit where output is genuinely variable
-        assert not c.outputs
+    for c in ignored:  # output that varies (timings, samples): stored to be read, not compared; no progress bars
+        assert not any(o.get("name") == "stderr" or "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                       for o in c.outputs), c.get("id")
 
 
 @pytest.mark.parametrize("assignment", sorted(LESSONS))

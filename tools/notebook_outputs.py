@@ -9,12 +9,13 @@ notebook, and keeps them small:
 * figures are kept as small PNGs (rendered at ``FIGURE_DPI``, re-encoded with a palette when that is smaller), so
   the course reads on the web before anyone runs it; a PNG over ``PNG_CAP`` bytes is dropped (its text stays).
   nbval never compares images (only with ``--nbdime``), so the stored PNGs cannot fail a test;
-* cells tagged `nbval-ignore-output` (timings, progress bars, random samples) are stored without output;
+* cells tagged `nbval-ignore-output` (timings, random samples) are stored with their output but not compared;
+  progress bars (stderr, widgets) are dropped everywhere;
 * it prints every cell that took longer than ``SLOW_S`` seconds (state that time in the notebook, next to the cell).
 
 The budget (checked by tests/test_notebooks.py, stated in notebooks/README.md): at most ``PNG_CAP`` bytes per
 stored figure, ``NOTEBOOK_CAP`` per source notebook, ``TOTAL_CAP`` for all of them together.
-Then regenerate the student versions with `./course release` (they ship with no outputs).
+Then regenerate the student versions with `./course release` (they keep the outputs that reveal no answer).
 """
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 KEEP_MIME = ("text/plain", "text/html", "text/markdown", "text/latex", "image/png")
 IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip"}
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"   # tqdm's progress bar in a notebook
 FIGURE_DPI = 60            # the stored PNGs' resolution (the figures' size in inches, hence their repr, is unchanged)
 PNG_CAP = 60_000           # bytes per stored PNG (decoded); bigger ones are dropped
+TEXT_CAP = 20_000          # bytes per stored text/html output (an animation's HTML is dropped, not stored)
 NOTEBOOK_CAP = 400_000     # bytes per source notebook file
 TOTAL_CAP = 1_500_000      # bytes for all source notebooks together
 SLOW_S = 10.0              # cells slower than this (smoke profile, CPU) must state their time
@@ -78,7 +81,7 @@ def small_png(b64: str) -> str | None:
 
 
 def shrink(nb) -> int:
-    """Shrink images (drop those over PNG_CAP), drop widget state and timings; clear the outputs of ignored cells."""
+    """Shrink images (drop those over PNG_CAP), drop widget state and progress bars; returns the compared cells."""
     nb.metadata.pop("widgets", None)                 # tqdm's progress-bar widgets: big and never useful
     nb.metadata["language_info"] = {"name": "python"}  # not the executing interpreter's version
     compared = 0
@@ -86,13 +89,21 @@ def shrink(nb) -> int:
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)
-        if IGNORE_TAGS & set(cell.metadata.get("tags", [])):
-            cell.outputs, cell.execution_count = [], None
-            continue
-        compared += 1
+        ignored = bool(IGNORE_TAGS & set(cell.metadata.get("tags", [])))
+        if ignored:
+            # not compared by nbval (the output varies: timings, samples), but stored, so the notebook shows what it
+            # does before anyone runs it; progress bars (stderr, widgets) dropped
+            cell.execution_count = None
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                            and WIDGET_MIME not in o.get("data", {})]
+        else:
+            compared += 1
         for out in cell.outputs:
             if "data" in out:
                 out["data"] = {k: v for k, v in out["data"].items() if k in KEEP_MIME}
+                for k in [k for k, v in out["data"].items() if k != "image/png" and len("".join(v)) > TEXT_CAP]:
+                    print(f"  dropped a {k} output over {TEXT_CAP} bytes in cell {cell.get('id')} (an animation?)")
+                    del out["data"][k]
                 if "image/png" in out["data"]:
                     png = small_png(out["data"]["image/png"])
                     if png is None:
@@ -103,6 +114,8 @@ def shrink(nb) -> int:
             out.pop("metadata", None) if out.get("output_type") == "stream" else None
             if "metadata" in out:
                 out["metadata"] = {}
+        cell.outputs = [o for o in cell.outputs if o.get("output_type") == "stream" or o.get("data")
+                        or o.get("output_type") == "error"]
     return compared
 
 

@@ -105,7 +105,7 @@ class Recipe:
                  (f"{self.warmup} warm-up steps, " if self.warmup else "") + f"cosine to {self.min_lr_ratio:g}×",
                  f"EMA {self.ema:g}" if self.ema else "no EMA",
                  f"grad clip {self.grad_clip:g}" if self.grad_clip else "no grad clip",
-                 "bf16 autocast" if self.amp == "bf16" else "fp32"]
+                 "bf16 autocast where the device has bf16 units" if self.amp == "bf16" else "fp32"]
         if self.p_uncond:
             parts.append(f"label dropout {self.p_uncond:g} to class {self.null_class}")
         return ", ".join(parts)
