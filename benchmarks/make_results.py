@@ -133,7 +133,10 @@ def student_section(st) -> list[str]:
                    f"{r['train_seconds'] / 60:.1f} min ({r['train_cpu_seconds'] / 60:.1f} CPU-min) | "
                    f"{r['seconds_per_step']} | {r['images_per_second']:.0f} | {r['load_average_start_end']} | "
                    f"{judged} | {target} |")
-    out += [""]
+    notes = [f"- notebook {st[k]['notebook']}: {st[k]['note']}." for k in ("digit6", "cond") if st.get(k, {}).get("note")]
+    missing = [f"- notebook {n}: not measured yet (`python benchmarks/bench_student.py --only {k}`)."
+               for k, n in (("digit6", 4), ("cond", 6)) if k not in st]
+    out += [""] + notes + missing + ([""] if notes or missing else [])
     return out
 
 
