@@ -99,17 +99,22 @@ def imported_solution_names(nb) -> set[str]:
     return names
 
 
+# the calls that load a shipped checkpoint by name (load_mine_or_pretrained falls back to it)
+LOADERS = ("load_pretrained", "load_mine_or_pretrained")
+
+
 def used_weights(nb, where: str = "the notebook") -> list[Path]:
-    """The weight files a notebook loads, read from its code: ``load_pretrained("<name>", ...)`` -> the checkpoint
-    ``<name>`` (``.pt`` and ``.json``), an import from ``tutorial_utils.judge`` -> the judge's classifier."""
+    """The weight files a notebook loads, read from its code: ``load_pretrained("<name>", ...)`` or
+    ``load_mine_or_pretrained("<name>", ...)`` -> the checkpoint ``<name>`` (``.pt`` and ``.json``), an import from
+    ``tutorial_utils.judge`` -> the judge's classifier."""
     names, judge = set(), False
     for tree in _code_trees(nb):
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "load_pretrained":
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in LOADERS:
                 arg = node.args[0] if node.args else None
                 if not (isinstance(arg, ast.Constant) and arg.value in PRETRAINED):
                     raise InstructorError(
-                        f"{where}: load_pretrained({ast.unparse(arg) if arg else ''}...) does not name a shipped "
+                        f"{where}: {getattr(node.func, 'id', getattr(node.func, 'attr', ''))}({ast.unparse(arg) if arg else ''}...) does not name a shipped "
                         f"checkpoint ({', '.join(sorted(PRETRAINED))}) as a string, so the bundle cannot tell which "
                         f"weights to carry: write the name itself, e.g. load_pretrained(\"unet_digit6\").")
                 names.add(arg.value)

@@ -21,7 +21,7 @@ def test_each_released_notebook_gets_the_weights_its_code_loads():
     for path in sorted(RELEASE.glob("*/*.ipynb")):
         nb = nbformat.read(str(path), as_version=4)
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-        want = {f"{n}.{ext}" for n in re.findall(r"load_pretrained\(\s*[\"'](\w+)[\"']", code) for ext in ("pt", "json")}
+        want = {f"{n}.{ext}" for n in re.findall(r"load_(?:mine_or_)?pretrained\(\s*[\"'](\w+)[\"']", code) for ext in ("pt", "json")}
         if re.search(r"^\s*(from tutorial_utils\.judge import|import tutorial_utils\.judge)", code, re.M):
             want |= {"mnist_classifier.pt", "mnist_classifier.json"}
         got = used_weights(nb, path.name)
@@ -29,6 +29,9 @@ def test_each_released_notebook_gets_the_weights_its_code_loads():
         assert all(p.is_file() and p.parent == ROOT / "checkpoints" for p in got), got
         seen[path.parent.name[:2]] = _names(got)
     assert seen["01"] == seen["02"] == seen["03"] == []                  # the first three load no weights
+    # notebooks 4 and 5 fall back to the shipped unet_digit6 when your weights fail the sanity check, 6 to unet_cond
+    assert {"unet_digit6.pt", "unet_digit6.json"} <= set(seen["04"]) and {"unet_digit6.pt"} <= set(seen["05"])
+    assert {"unet_cond.pt", "unet_cond.json"} <= set(seen["06"])
     assert seen["07"] == ["mnist_classifier.json", "mnist_classifier.pt", "unet_cond.json", "unet_cond.pt",
                           "unet_digit6.json", "unet_digit6.pt"], seen["07"]
 
