@@ -74,8 +74,8 @@ def course_training(model, batches, steps, autocast=False):
 
     device = next(model.parameters()).device
     ctx = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-    with ctx:
-        return train(model, batches, epochs=10 ** 6, max_steps=steps, progress=False, seed=None)
+    return train(model, torch.optim.Adam(model.parameters(), lr=1e-3), batches, epochs=10 ** 6, max_steps=steps,
+                 progress=False, autocast=ctx)
 
 
 # ------------------------------------------------------------------------------------ sampling
