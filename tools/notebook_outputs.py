@@ -93,7 +93,6 @@ def shrink(nb) -> int:
         if ignored:
             # not compared by nbval (the output varies: timings, samples), but stored, so the notebook shows what it
             # does before anyone runs it; progress bars (stderr, widgets) dropped
-            cell.execution_count = None
             cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
                             and WIDGET_MIME not in o.get("data", {})]
         else:
