@@ -107,16 +107,28 @@ def fewstep_section(f, metas) -> list[str]:
     return out + [""]
 
 
-def student_section(st) -> list[str]:
-    """Your own model: the laptop profile's training runs of notebooks 4 and 6, from bench_student.py."""
-    if not st or not any(k in st for k in ("digit6", "cond")):
+def student_section(runs) -> list[str]:
+    """Your own model: the laptop profile's training runs of notebooks 4 and 6, from bench_student.py.
+
+    ``runs``: (file name, contents) of each ``student*.json``, one machine each (``student.json`` is where
+    bench_student.py writes; a run kept from another machine is renamed, e.g. ``student_fp32.json``)."""
+    runs = [(name, st) for name, st in runs if st and any(k in st for k in ("digit6", "cond"))]
+    if not runs:
         return []
     out = ["## Your own model (the `laptop` profile)", "",
-           f"`bench_student.py` on {st['machine']}: what notebooks 4 and 6 do in the `laptop` profile (the profile's "
+           "`bench_student.py`: what notebooks 4 and 6 do in the `laptop` profile (the profile's "
            "recipe, the course's loop `solutions.train`, the same seeds), then 100 samples from the EMA weights with "
-           "DDIM-50 (η = 1) judged by the course's classifier. Wall-clock seconds are this machine's (the load "
+           "DDIM-50 (η = 1) judged by the course's classifier. Wall-clock seconds are the machine's (the load "
            "average at the start and end of the training is given: other jobs may have shared the 2 cores); "
-           "process CPU seconds divided by the threads used are less sensitive to them.", "",
+           "process CPU seconds divided by the threads used are less sensitive to them. bf16 autocast is used only "
+           "where the CPU has bf16 units (AVX512-BF16 or AMX); without them the same recipe runs in fp32.", ""]
+    for name, st in runs:
+        out += student_table(name, st)
+    return out
+
+
+def student_table(name, st) -> list[str]:
+    out = [f"`{name}`, {st['machine']}:", "",
            "| notebook | model | recipe | precision | training | s / step | images / s | load | judged | target |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     for key, target in (("digit6", "≥ 95 % read as 6, ≤ 5 min on 2 cores"),
@@ -204,7 +216,7 @@ def main():
     out.append("")
     out += guidance_section(_load(BENCH_DIR / "guidance_unet_cond.json"), metas.get("unet_cond"))
     out += fewstep_section(_load(BENCH_DIR / "fewstep.json"), metas)
-    out += student_section(_load(BENCH_DIR / "student.json"))
+    out += student_section([(p.name, _load(p)) for p in sorted(BENCH_DIR.glob("student*.json"))])
 
     if speed:
         tr, sa = speed["train"], speed["sample"]
