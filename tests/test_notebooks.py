@@ -458,8 +458,12 @@ def test_stored_check_data_is_what_the_reference_gives_now(tmp_path):
     stored = torch.load(CHECK_DATA, weights_only=True)
 
     def same(a, b):
+        # float32 rounding depends on the CPU's kernels (AVX2, AVX-512, AMX): allow a few ulps of the tensor's own
+        # scale (x̂_0 = (x_t - √(1-ᾱ) ε)/√ᾱ reaches ~1000 where ᾱ is tiny, and small entries keep that absolute
+        # error); a changed reference differs by far more.
         if isinstance(a, torch.Tensor):
-            return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-6)
+            scale = max(1.0, b.float().abs().max().item()) if isinstance(b, torch.Tensor) and b.numel() else 1.0
+            return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-6 * scale)
         if isinstance(a, dict):
             return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
         if isinstance(a, (list, tuple)):

@@ -1,8 +1,9 @@
 """The student versions (notebooks/release) are nbgrader's output, carry exactly the course's blanks, fail
 their self-checks as released, and pass them (and the hidden graded tests) once the blanks are filled in.
 
-Executions here are cut after the last self-check / graded cell of each notebook: the expensive rest
-(training, sampling) is the same code as the source notebook, which nbval executes in full.
+Executions here are cut after the last self-check / graded cell of each notebook and skip the demonstration
+cells the grader skips (``grader-skip``): the expensive rest (training, sampling) is the same code as the source
+notebook, which nbval executes in full.
 """
 from __future__ import annotations
 
@@ -352,8 +353,13 @@ def test_written_answers_wait_for_the_formgrader_unless_left_blank():
 
 
 def _cut_after_last_graded_cell(nb):
+    """The cells up to the last self-check / graded cell, without the demonstration cells the grader skips too
+    (tagged ``grader-skip``: notebook 7's DDIM table, the training runs), which nbval runs in the source."""
+    from ddpm_instructor.execute import GuardedExecute
+
+    skip = set(GuardedExecute.class_traits()["skip_tags"].default())
     last = max(i for i, c in enumerate(nb.cells) if _nbg(c).get("grade_id", "").startswith(("check_", "test_")))
-    nb.cells = nb.cells[:last + 1]
+    nb.cells = [c for c in nb.cells[:last + 1] if not skip & set(c.metadata.get("tags", []))]
     return nb
 
 
