@@ -6,6 +6,13 @@ from pathlib import Path
 
 import pytest
 
+# The suite runs on two pytest-xdist workers (pyproject.toml) sharing the machine's cores with the kernels and
+# graders they start: one PyTorch thread per process (this worker, and through the environment every kernel, judge
+# and sandboxed grading kernel it starts: the sandbox passes OMP_NUM_THREADS through), so that no process spins
+# waiting for a core another one holds.  An OMP_NUM_THREADS already set wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def execute_notebook(nb, cwd: Path, allow_errors: bool = False, timeout: int = 600):
     """Run ``nb`` (a NotebookNode, changed in place) in the smoke profile, one PyTorch thread (as nbval's kernels)."""
