@@ -6,8 +6,8 @@ graded once (module fixture); every test then checks one thing about that run.  
 from the points table of the released notebook and from which blanks each student got wrong, never copied from
 the grader's output.
 
-Runtime: about 3-5 minutes on 2 CPU cores (about a dozen-and-a-half notebook executions, one of them stopped
-by a 20 s cell timeout).
+Runtime: about 5 minutes on 2 CPU cores beside the other xdist worker (about two dozen notebook executions, one
+of them stopped by a 20 s cell timeout), and 2 more for the Gradescope runs.
 
 Notebooks 1 and 4-8 are graded in tests/test_instructor_heavy.py (a file of its own, so that the two pytest-xdist
 workers grade both classes at once).

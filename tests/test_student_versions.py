@@ -33,6 +33,7 @@ def release_path(assignment):
 
 # Every blank, verbatim, as the student sees it.
 BLANKS = {
+    "01_forward_1d": ["m = None", "v = None", "return None", "return None"],
     "02_forward_closed_form": ["return None", "sqrt_alpha_bar = None", "sqrt_one_minus_alpha_bar = None",
                                "return None"],
     "04_training": ["loss_fn = None", "x_t = None", "pred_noise = None", "loss = loss_fn(None)"],
@@ -43,6 +44,8 @@ BLANKS = {
 }
 # What the self-check says about an unfilled blank (the first blank a check cell meets).
 RELEASED_CHECK_MESSAGES = {
+    "check_mixture_score": "m is still None \u2014 fill in the blank",
+    "check_pf_ode_step": "pf_ode_step returned None \u2014 fill in the blank",
     "check_linear_beta_schedule": "linear_beta_schedule returned None \u2014 fill in the blank",
     "check_q_sample": "sqrt_alpha_bar is still None \u2014 fill in the blank",
     "check_loss_fn": "loss_fn is None \u2014 fill in the blank",
