@@ -62,8 +62,9 @@ def reverse_1d(x_T: Tensor, score_fn, beta: float, n_steps: int, stochastic: boo
     x = x_T
     for t in range(n_steps, 0, -1):
         s = score_fn(x, (1 - beta) ** t)                   # ᾱ_t = (1 - β)^t for a constant β
-        if stochastic:
-            x = reverse_sde_step(x, s, beta, torch.randn(x.shape, generator=generator))
+        if stochastic:                                     # no noise at the last step, as in Algorithm 2
+            z = torch.randn(x.shape, generator=generator) if t > 1 else torch.zeros_like(x)
+            x = reverse_sde_step(x, s, beta, z)
         else:
             x = pf_ode_step(x, s, beta)
         xs.append(x)
