@@ -47,7 +47,8 @@ class Recipe:
       (0: no clipping);
     * the learning rate rises linearly over ``warmup`` steps, then falls along a cosine to ``min_lr_ratio * lr``;
     * ``ema``: decay d of the exponential moving average θ_EMA ← d θ_EMA + (1 - d) θ kept after every step
-      (0: none); d is capped at (1 + s)/(10 + s) in step s so the random initial weights fade fast;
+      (0: none); the first update copies the weights, later ones cap d at (1 + n)/(10 + n), n the updates so
+      far, so the barely trained early weights fade fast;
     * ``amp``: ``"bf16"`` autocasts the forward pass to bfloat16 where the device supports it (weights,
       optimiser state and EMA stay fp32), ``"none"`` keeps fp32;
     * ``p_uncond``, ``null_class``: label dropout for classifier-free guidance (conditional models only):
