@@ -230,12 +230,31 @@ def grader_files_closed():
 needs_root = pytest.mark.skipif(not ROOT, reason="the fallback switches to an unprivileged uid: the grader must be root")
 
 
+@contextmanager
+def grader_files_open():
+    """The premise of the refusal below wherever the clone lives (``mktemp -d`` makes a 0700 folder): the sandbox
+    uids' group may walk to the checkout and list it and tests/, as other users can in a checkout left open."""
+    done = []
+    try:
+        perms = {str(p): 1 for p in list(REPO.parents)[:-1] if not os.stat(p).st_mode & 0o001}
+        perms.update({str(REPO): 5, str(REPO / "tests"): 5})
+        for path, perm in perms.items():
+            _acl(path, perm)
+            done.append(path)
+        yield
+    finally:
+        for p in done:
+            os.removexattr(p, "system.posix_acl_access")
+        sb.SandboxKernelManager._checked.clear()
+
+
 @needs_root
 def test_fallback_refuses_while_the_checkout_is_readable(places):
     sb.SandboxKernelManager._checked.clear()
     km = sb.SandboxKernelManager(config=Config({"SandboxKernelManager": {"mode": "user"}}))
     try:
-        with pytest.raises(InstructorError, match=r"could read the grader's files: .*tests.*chmod -R o-rwx"):
+        with grader_files_open(), \
+                pytest.raises(InstructorError, match=r"could read the grader's files: .*tests.*chmod -R o-rwx"):
             km.command(["true"], str(places["student"]))
     finally:
         km._release()
