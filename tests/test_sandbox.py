@@ -204,40 +204,10 @@ def _acl(path: str, perm: int) -> None:
 
 
 @contextmanager
-def grader_files_closed():
-    """What an instructor does for the fallback (chmod o-rwx the checkout, keep the venv readable), for the sandbox
-    uids only: the checkout's entries unreadable, the way to the Python traversable."""
+def sandbox_acls(perms: dict):
+    """POSIX ACL entries for the sandbox uids' group (path -> permission bits) while the block runs, then removed."""
     done = []
     try:
-        for r in sb.python_roots():
-            p = Path(r)
-            for parent in list(p.parents)[:-1]:
-                if not os.stat(parent).st_mode & 0o001:
-                    _acl(str(parent), 1)
-                    done.append(str(parent))
-        roots = sb.python_roots()
-        for entry in [REPO] + sorted(REPO.iterdir()):
-            if entry == REPO or not any(sb._under(r, str(entry)) for r in roots):
-                _acl(str(entry), 1 if entry == REPO else 0)     # the checkout: traversable only; its entries: nothing
-                done.append(str(entry))
-        yield
-    finally:
-        for p in done:
-            os.removexattr(p, "system.posix_acl_access")
-        sb.SandboxKernelManager._checked.clear()
-
-
-needs_root = pytest.mark.skipif(not ROOT, reason="the fallback switches to an unprivileged uid: the grader must be root")
-
-
-@contextmanager
-def grader_files_open():
-    """The premise of the refusal below wherever the clone lives (``mktemp -d`` makes a 0700 folder): the sandbox
-    uids' group may walk to the checkout and list it and tests/, as other users can in a checkout left open."""
-    done = []
-    try:
-        perms = {str(p): 1 for p in list(REPO.parents)[:-1] if not os.stat(p).st_mode & 0o001}
-        perms.update({str(REPO): 5, str(REPO / "tests"): 5})
         for path, perm in perms.items():
             _acl(path, perm)
             done.append(path)
@@ -246,6 +216,33 @@ def grader_files_open():
         for p in done:
             os.removexattr(p, "system.posix_acl_access")
         sb.SandboxKernelManager._checked.clear()
+
+
+def _walk_to(path) -> dict:
+    """Traverse permission on each folder above ``path`` that other users cannot traverse."""
+    return {str(p): 1 for p in list(Path(path).parents)[:-1] if not os.stat(p).st_mode & 0o001}
+
+
+def grader_files_closed():
+    """What an instructor does for the fallback (chmod o-rwx the checkout, keep the venv readable), for the sandbox
+    uids only: the checkout's entries unreadable, the way to the Python traversable."""
+    roots = sb.python_roots()
+    perms = {}
+    for r in roots:
+        perms.update(_walk_to(r))
+    for entry in [REPO] + sorted(REPO.iterdir()):
+        if entry == REPO or not any(sb._under(r, str(entry)) for r in roots):
+            perms[str(entry)] = 1 if entry == REPO else 0     # the checkout: traversable only; its entries: nothing
+    return sandbox_acls(perms)
+
+
+def grader_files_open():
+    """The premise of the refusal below wherever the clone lives (``mktemp -d`` makes a 0700 folder): the sandbox
+    uids' group may walk to the checkout and list it and tests/, as other users can in a checkout left open."""
+    return sandbox_acls({**_walk_to(REPO), str(REPO): 5, str(REPO / "tests"): 5})
+
+
+needs_root = pytest.mark.skipif(not ROOT, reason="the fallback switches to an unprivileged uid: the grader must be root")
 
 
 @needs_root
