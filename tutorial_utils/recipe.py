@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,19 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
 from torch.optim.swa_utils import AveragedModel
 
-__all__ = ["Recipe", "bf16_supported", "ema_weights"]
+__all__ = ["Recipe", "bf16_supported", "ema_weights", "AMP_ENV"]
+
+AMP_ENV = "DDPM_AMP"   # DDPM_AMP=none forces fp32 (e.g. to time fp32 on a CPU that has bf16 units); bf16 is the default
+
+
+def _amp_override() -> str | None:
+    value = os.environ.get(AMP_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value not in ("bf16", "none"):
+        raise ValueError(f"{AMP_ENV}={value!r}: use {AMP_ENV}=none (fp32) or {AMP_ENV}=bf16 (bf16 autocast where "
+                         f"the device has bf16 units), or unset it.")
+    return value
 
 
 def bf16_supported(device: torch.device | str = "cpu") -> bool:
@@ -145,15 +158,31 @@ class Recipe:
             p.requires_grad_(False)
         return ema
 
+    def amp_in_force(self) -> str:
+        """``amp``, unless the environment's ``DDPM_AMP`` (``none`` or ``bf16``) says otherwise."""
+        return _amp_override() or self.amp
+
     def autocast(self, device: torch.device | str):
-        """The forward pass's precision: bf16 autocast when ``amp == "bf16"`` and the device supports it."""
+        """The forward pass's precision: bf16 autocast when bf16 is asked for and the device supports it."""
         device = torch.device(device)
-        if self.amp == "bf16" and bf16_supported(device):
+        if self.uses_bf16(device):
             return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def uses_bf16(self, device: torch.device | str) -> bool:
-        return self.amp == "bf16" and bf16_supported(device)
+        return self.amp_in_force() == "bf16" and bf16_supported(device)
+
+    def precision(self, device: torch.device | str) -> str:
+        """One line for the training cell: the precision this run will use on ``device``, and why."""
+        device = torch.device(device)
+        forced = f" ({AMP_ENV}={_amp_override()})" if _amp_override() else ""
+        if self.uses_bf16(device):
+            units = "the GPU's bf16 units" if device.type == "cuda" else "this CPU's bf16 units (AVX512-BF16 or AMX)"
+            return f"precision: bf16 autocast on {units}{forced}"
+        if self.amp_in_force() == "none":
+            return f"precision: fp32, as asked{forced or ' (the recipe says amp=none)'}"
+        return (f"precision: fp32: this {device.type.upper()} has no bf16 units, where bf16 would be emulated and "
+                f"slower (set {AMP_ENV}=none to say fp32 explicitly)")
 
 
 def ema_weights(model: nn.Module, ema: AveragedModel | None) -> nn.Module:
