@@ -103,11 +103,9 @@ def imported_solution_names(nb) -> set[str]:
 LOADERS = ("load_pretrained", "load_mine_or_pretrained")
 
 
-def used_weights(nb, where: str = "the notebook") -> list[Path]:
-    """The weight files a notebook loads, read from its code: ``load_pretrained("<name>", ...)`` or
-    ``load_mine_or_pretrained("<name>", ...)`` -> the checkpoint ``<name>`` (``.pt`` and ``.json``), an import from
-    ``tutorial_utils.judge`` -> the judge's classifier."""
-    names, judge = set(), False
+def _loader_calls(nb, where: str):
+    """``(call, checkpoint name)`` for each loader call in the notebook's code; raises when the name is not a string
+    constant naming a shipped checkpoint (the bundle could not tell which weights, or which class, it needs)."""
     for tree in _code_trees(nb):
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in LOADERS:
@@ -117,30 +115,64 @@ def used_weights(nb, where: str = "the notebook") -> list[Path]:
                         f"{where}: {getattr(node.func, 'id', getattr(node.func, 'attr', ''))}({ast.unparse(arg) if arg else ''}...) does not name a shipped "
                         f"checkpoint ({', '.join(sorted(PRETRAINED))}) as a string, so the bundle cannot tell which "
                         f"weights to carry: write the name itself, e.g. load_pretrained(\"unet_digit6\").")
-                names.add(arg.value)
-            judge |= (isinstance(node, ast.ImportFrom) and node.module == "tutorial_utils.judge") or (
-                isinstance(node, ast.Import) and any(a.name == "tutorial_utils.judge" for a in node.names))
+                yield node, arg.value
+
+
+def used_weights(nb, where: str = "the notebook") -> list[Path]:
+    """The weight files a notebook loads, read from its code: ``load_pretrained("<name>", ...)`` or
+    ``load_mine_or_pretrained("<name>", ...)`` -> the checkpoint ``<name>`` (``.pt`` and ``.json``), an import from
+    ``tutorial_utils.judge`` -> the judge's classifier."""
+    names = {name for _, name in _loader_calls(nb, where)}
+    judge = any((isinstance(node, ast.ImportFrom) and node.module == "tutorial_utils.judge") or (
+                 isinstance(node, ast.Import) and any(a.name == "tutorial_utils.judge" for a in node.names))
+                for tree in _code_trees(nb) for node in ast.walk(tree))
     pts = [CHECKPOINT_DIR / f"{n}.pt" for n in sorted(names)] + ([CLASSIFIER_PATH] if judge else [])
     return [f for pt in pts for f in (pt, pt.with_suffix(".json"))]
 
 
+def loaded_solution_classes(nb, where: str = "the notebook") -> dict[str, str]:
+    """``{checkpoint: class}`` for each shipped checkpoint the notebook's code loads into the *reference* class:
+    a loader call without ``model_class=`` builds the class its checkpoint was saved from (``PRETRAINED[name]
+    ["class"]``, which ``load_pretrained`` checks against the ``.json``) out of ``solutions``, so the bundle must
+    carry that class's module.  A call that passes ``model_class=`` loads into the notebook's own class instead."""
+    out = {}
+    for call, name in _loader_calls(nb, where):
+        own = next((k.value for k in call.keywords if k.arg == "model_class"), None)
+        if own is None or (isinstance(own, ast.Constant) and own.value is None):
+            out[name] = PRETRAINED[name]["class"]
+    return out
+
+
+def _stage_fix(module: str, assignment: str, public: set[str]) -> str:
+    stage = solutions.STAGES[module]
+    if stage == assignment:
+        return "a notebook cannot use the reference of its own assignment"
+    missing = [solutions.STAGES[m] for m in [module] + solutions.REQUIRES.get(module, [])
+               if solutions.STAGES[m] and solutions.STAGES[m] not in public]
+    return ("declare that stage public once its deadline has passed: "
+            + " ".join(f"--public {m}" for m in dict.fromkeys(missing or [stage])))
+
+
 def check_releasable(assignment: str, notebooks: list[Path], public: set[str]) -> None:
-    """Raise if a notebook of ``assignment`` imports reference code the bundle will not carry."""
+    """Raise if a notebook of ``assignment`` imports reference code the bundle will not carry, or loads a shipped
+    checkpoint into a reference class the bundle will not carry (``loaded_solution_classes``)."""
     modules = set(bundle_modules(assignment, public))
     problems = []
     for path in notebooks:
-        for name in sorted(imported_solution_names(nbformat.read(str(path), as_version=4))):
+        nb = nbformat.read(str(path), as_version=4)
+        for name in sorted(imported_solution_names(nb)):
             module = solutions.MODULE_OF.get(name)
             if module is None:
                 problems.append(f"{path.name} imports solutions.{name}, which does not exist")
             elif module not in modules:
-                stage = solutions.STAGES[module]
-                missing = [solutions.STAGES[m] for m in [module] + solutions.REQUIRES.get(module, [])
-                           if solutions.STAGES[m] and solutions.STAGES[m] not in public]
-                fix = ("a notebook cannot use the reference of its own assignment" if stage == assignment else
-                       "declare that stage public once its deadline has passed: "
-                       + " ".join(f"--public {m}" for m in dict.fromkeys(missing or [stage])))
-                problems.append(f"{path.name} imports {name} from stage {stage}: {fix}")
+                problems.append(f"{path.name} imports {name} from stage {solutions.STAGES[module]}: "
+                                f"{_stage_fix(module, assignment, public)}")
+        for checkpoint, cls in sorted(loaded_solution_classes(nb, path.name).items()):
+            module = solutions.MODULE_OF.get(cls)
+            if module is not None and module not in modules:
+                problems.append(f"{path.name} loads the checkpoint {checkpoint!r} without model_class=, which builds "
+                                f"solutions.{cls} of stage {solutions.STAGES[module]}: "
+                                f"{_stage_fix(module, assignment, public)}")
     if problems:
         raise InstructorError(f"cannot release {assignment}:\n  " + "\n  ".join(problems))
 
