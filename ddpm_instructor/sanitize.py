@@ -1,0 +1,399 @@
+"""Reduce a collected submission notebook to what grading needs, so that nothing a student wrote runs in the
+instructor's browser (the formgrader, the feedback pages) and no submission is too large to show.
+
+:func:`reduce_submission` (called by ``collect`` before a notebook is filed under ``submitted/``, and on the
+autograded notebook after it ran) keeps, per cell:
+
+* the source of code and Markdown cells; a Markdown cell is rendered as nbconvert renders it for the formgrader and
+  the feedback, and the result is checked against an allow-list (:data:`ALLOWED_TAGS`, :data:`ALLOWED_ATTRIBUTES`,
+  URLs: ``http(s)``/``mailto``/``#anchor`` links, images only as ``data:image/png|jpeg|gif`` or attachments).  A cell
+  that passes is kept as written; otherwise its HTML is run through bleach (scripts, event handlers, frames, SVG,
+  objects, forms, ``javascript:`` URLs go, the text stays) and, if even that does not pass, the cell is shown as
+  plain text (a fenced code block);
+* outputs of safe types only: stream text, errors' text, ``text/plain`` and ``image/png`` (checked to be base64);
+  HTML, Markdown, SVG, JavaScript, widgets and every other type are dropped;
+* attachments that are PNG images; grading metadata (``nbgrader``) and the plain cell flags; raw cells become
+  plain text.
+
+and caps the notebook (:data:`MAX_CELLS` cells, :data:`MAX_BYTES` in all, :data:`MAX_SOURCE_CHARS` per cell,
+:data:`MAX_TEXT_CHARS` per text output, :data:`MAX_IMAGE_BYTES` per image, :data:`MAX_MARKDOWN_CHARS` of Markdown
+in all); caps a real student never reaches.  Every change is returned as a note in plain words.
+
+:func:`escape_note` makes a student-controlled string (a file name, a zip entry name) inert in Markdown and HTML;
+:func:`terminal_safe` makes it inert in a terminal.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import json
+import re
+import unicodedata
+from collections import Counter
+from html.parser import HTMLParser
+
+import bleach
+from nbconvert.preprocessors import Preprocessor
+
+__all__ = ["reduce_submission", "reduce_outputs", "SafeOutputs", "escape_note", "terminal_safe", "markdown_is_safe",
+           "MAX_CELLS", "MAX_BYTES"]
+
+MAX_CELLS = 2000                    # the course's notebooks have 60-130 cells
+MAX_BYTES = 20 * 2**20              # all of the notebook, as JSON
+MAX_SOURCE_CHARS = 100_000          # one cell's source
+MAX_MARKDOWN_CHARS = 1_000_000      # all Markdown sources together (what the formgrader renders cell by cell)
+MAX_TEXT_CHARS = 100_000            # one text output (stream, text/plain, an error's text)
+MAX_IMAGE_BYTES = 2 * 2**20         # one PNG output or attachment (base64)
+
+SAFE_MIMETYPES = ("text/plain", "image/png")
+ALLOWED_TAGS = frozenset({
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "details", "div", "dl", "dt", "em",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s",
+    "samp", "small", "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th",
+    "thead", "tr", "u", "ul", "var"})
+ALLOWED_ATTRIBUTES = {"*": ("class", "title"), "a": ("href",), "img": ("src", "alt", "width", "height"),
+                      "h1": ("id",), "h2": ("id",), "h3": ("id",), "h4": ("id",), "h5": ("id",), "h6": ("id",),
+                      "td": ("align", "colspan", "rowspan"), "th": ("align", "colspan", "rowspan"),
+                      "ol": ("start",)}
+_LINK = re.compile(r"(https?://|mailto:|#)", re.I)
+_IMAGE = re.compile(r"data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]*$", re.I)
+_NUMBER = re.compile(r"\d{1,5}%?$")
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*$")
+_CELL_FLAGS = ("deletable", "editable", "collapsed", "scrolled")
+_TAG = re.compile(r"[\w.-]{1,100}$")
+_NB_METADATA = ("kernelspec", "language_info")
+
+
+# ---------------------------------------------------------------- Markdown
+def _allowed(tag: str, name: str, value: str) -> bool:
+    if name not in ALLOWED_ATTRIBUTES.get(tag, ()) + ALLOWED_ATTRIBUTES["*"]:
+        return False
+    if name == "href":
+        return bool(_LINK.match(value.strip()))
+    if name == "src":
+        return bool(_IMAGE.match(value.strip()))
+    if name in ("width", "height", "colspan", "rowspan", "start"):
+        return bool(_NUMBER.match(value.strip()))
+    return True
+
+
+def _clean(text: str) -> str:
+    return bleach.clean(text, tags=ALLOWED_TAGS, attributes=_allowed, protocols=["http", "https", "mailto", "data"],
+                        strip=True, strip_comments=True)
+
+
+class _Tokens(HTMLParser):
+    """The start tags (with their attributes) and the text of an HTML fragment, to compare two fragments."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tokens: list = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tokens.append((tag, tuple(sorted((k, v or "") for k, v in attrs))))
+
+    def handle_data(self, data):
+        if data.strip():
+            self.tokens.append(" ".join(data.split()))
+
+    def handle_comment(self, data):
+        self.tokens.append(("<!--", data))
+
+    def handle_decl(self, decl):
+        self.tokens.append(("<!", decl))
+
+    def handle_pi(self, data):
+        self.tokens.append(("<?", data))
+
+    def unknown_decl(self, data):
+        self.tokens.append(("<![", data))
+
+
+def _render(source: str, attachments=None) -> str:
+    """The Markdown cell as nbconvert renders it in the formgrader and the feedback (HTMLExporter.markdown2html)."""
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+    renderer = IPythonRenderer(escape=False, attachments=attachments or {}, anchor_link_text="¶")
+    return MarkdownWithMath(renderer=renderer).render(source)
+
+
+def _html_is_safe(rendered: str) -> bool:
+    """True when the allow-list (applied by bleach, which parses HTML as a browser does) removes nothing: every tag
+    (with its attributes) and every text of ``rendered`` is still there after it (bleach may add a closing tag or
+    an implied ``<p>``/``<tbody>``, which is harmless)."""
+    return not Counter(_Tokens(rendered).tokens) - Counter(_Tokens(_clean(rendered)).tokens)
+
+
+def markdown_is_safe(source: str, attachments=None) -> bool:
+    """Whether a Markdown source, rendered as nbconvert renders it, has only allowed elements, attributes and URLs."""
+    return _html_is_safe(_render(source, attachments))
+
+
+def _as_text(source: str) -> str:
+    fence = "~" * max(3, 1 + max((len(m) for m in re.findall(r"~+", source)), default=0))
+    return f"{fence}text\n{source}\n{fence}"
+
+
+def _sanitize_markdown(source: str, attachments) -> tuple[str, str | None]:
+    """(source to keep, what was done or None)."""
+    if markdown_is_safe(source, attachments):
+        return source, None
+    cleaned = _clean(source)
+    if markdown_is_safe(cleaned, attachments):
+        return cleaned, "its HTML that could run in a browser (scripts, event handlers, frames, SVG, forms, links " \
+                        "other than http, https and mailto) was removed; its text was kept"
+    return _as_text(source), "it held HTML or links that could run in a browser; it is shown as plain text"
+
+
+# ---------------------------------------------------------------- outputs
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _cap_text(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    return text[:limit] + f"\n[cut: the rest, {len(text) - limit:,} characters, was not kept]\n", True
+
+
+def _png(value) -> str | None:
+    data = _text(value)
+    if len(data) > MAX_IMAGE_BYTES or not _BASE64.match(data):
+        return None
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if raw.startswith(b"\x89PNG\r\n\x1a\n") else None
+
+
+def _reduce_output(out, counts: dict):
+    """The output reduced to safe types, or None to drop it."""
+    kind = out.get("output_type")
+    if kind == "stream":
+        text, cut = _cap_text(_text(out.get("text")), MAX_TEXT_CHARS)
+        counts["cut"] += cut
+        name = out.get("name") if out.get("name") in ("stdout", "stderr") else "stdout"
+        return {"output_type": "stream", "name": name, "text": text}
+    if kind == "error":
+        trace, cut = _cap_text("\n".join(_text(t) for t in (out.get("traceback") or [])), MAX_TEXT_CHARS)
+        counts["cut"] += cut
+        return {"output_type": "error", "ename": _cap_text(_text(out.get("ename")), 200)[0],
+                "evalue": _cap_text(_text(out.get("evalue")), MAX_TEXT_CHARS)[0], "traceback": trace.split("\n")}
+    if kind not in ("display_data", "execute_result"):
+        counts["dropped"] += 1
+        return None
+    data, given = {}, dict(out.get("data") or {})
+    if "text/plain" in given:
+        data["text/plain"], cut = _cap_text(_text(given["text/plain"]), MAX_TEXT_CHARS)
+        counts["cut"] += cut
+    if "image/png" in given:
+        png = _png(given["image/png"])
+        if png is None:
+            counts["bad_image"] += 1
+        else:
+            data["image/png"] = png
+    dropped = set(given) - set(data)
+    if dropped - {"image/png"}:
+        counts["types"].update(dropped - {"image/png"})
+    if not data:
+        counts["dropped"] += 1
+        return None
+    meta = {}
+    size = (out.get("metadata") or {}).get("image/png")
+    if "image/png" in data and isinstance(size, dict):
+        dims = {k: v for k, v in size.items() if k in ("width", "height") and isinstance(v, int)
+                and not isinstance(v, bool) and 0 < v < 100_000}
+        if dims:
+            meta["image/png"] = dims
+    reduced = {"output_type": kind, "data": data, "metadata": meta}
+    if kind == "execute_result":
+        count = out.get("execution_count")
+        reduced["execution_count"] = count if isinstance(count, int) and not isinstance(count, bool) else None
+    return reduced
+
+
+def _outputs_notes(counts: dict) -> list[str]:
+    notes = []
+    if counts["types"]:
+        notes.append("Stored outputs of the types " + ", ".join(sorted(counts["types"])) + " were removed (only "
+                     "text and PNG images are kept for grading, so that nothing in them runs in a browser).")
+    if counts["dropped"]:
+        notes.append(f"{counts['dropped']} stored output(s) with nothing but such types were removed.")
+    if counts["bad_image"]:
+        notes.append(f"{counts['bad_image']} image output(s) that were not valid PNG data (or larger than "
+                     f"{MAX_IMAGE_BYTES // 2**20} MB) were removed.")
+    if counts["cut"]:
+        notes.append(f"{counts['cut']} text output(s) longer than {MAX_TEXT_CHARS:,} characters were cut.")
+    return notes
+
+
+def _new_counts() -> dict:
+    return {"types": set(), "dropped": 0, "bad_image": 0, "cut": 0}
+
+
+def _reduce_cell_outputs(cell, counts) -> None:
+    if cell.get("cell_type") != "code":
+        cell.pop("outputs", None)
+        cell.pop("execution_count", None)
+        return
+    from nbformat import from_dict
+    cell["outputs"] = [from_dict(o) for o in (_reduce_output(o, counts) for o in cell.get("outputs") or [])
+                       if o is not None]
+    count = cell.get("execution_count")
+    cell["execution_count"] = count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def reduce_outputs(nb) -> list[str]:
+    """Only the outputs of ``nb`` reduced to safe types (for a notebook the grader ran); notes of what was removed."""
+    counts = _new_counts()
+    for cell in nb.cells:
+        _reduce_cell_outputs(cell, counts)
+    return _outputs_notes(counts)
+
+
+# ---------------------------------------------------------------- the whole notebook
+def _graded(cell) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader"))
+
+
+def _cell_metadata(meta) -> dict:
+    keep = {k: meta[k] for k in _CELL_FLAGS if isinstance(meta.get(k), bool)}
+    if isinstance(meta.get("nbgrader"), dict):
+        keep["nbgrader"] = meta["nbgrader"]
+    tags = [t for t in meta.get("tags") or [] if isinstance(t, str) and _TAG.match(t)]
+    if tags:
+        keep["tags"] = tags
+    return keep
+
+
+def _size(obj) -> int:
+    return len(json.dumps(obj, ensure_ascii=False))
+
+
+def _label(i: int, cell) -> str:
+    gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return f"cell {i + 1}" + (f" ({gid})" if gid else "")
+
+
+def reduce_submission(nb, max_cells: int = MAX_CELLS, max_bytes: int = MAX_BYTES) -> list[str]:
+    """Reduce ``nb`` (changed in place) to what grading needs; the notes say what was removed or capped."""
+    notes: list[str] = []
+    counts = _new_counts()
+    for key in [k for k in nb.metadata if k not in _NB_METADATA]:
+        del nb.metadata[key]
+    md_total = 0
+    for i, cell in enumerate(nb.cells):
+        cell["metadata"] = type(cell.metadata)(_cell_metadata(cell.get("metadata") or {}))
+        source = _text(cell.get("source"))
+        if len(source) > MAX_SOURCE_CHARS:
+            source = source[:MAX_SOURCE_CHARS]
+            notes.append(f"{_label(i, cell).capitalize()} was longer than {MAX_SOURCE_CHARS:,} characters; "
+                         "the rest was cut.")
+        if cell.get("cell_type") == "raw":
+            cell["cell_type"], source = "markdown", _as_text(source)
+            notes.append(f"The raw {_label(i, cell)} is shown as plain text.")
+        if "attachments" in cell:
+            kept = {name: {"image/png": png} for name, bundle in (cell.get("attachments") or {}).items()
+                    if isinstance(bundle, dict) and (png := _png(bundle.get("image/png"))) is not None}
+            if len(kept) < len(cell.get("attachments") or {}):
+                notes.append(f"Attachments of {_label(i, cell)} that are not PNG images were removed.")
+            if kept and cell.get("cell_type") == "markdown":
+                cell["attachments"] = kept
+            else:
+                del cell["attachments"]
+        if cell.get("cell_type") == "markdown":
+            md_total += len(source)
+            if md_total > MAX_MARKDOWN_CHARS and not _graded(cell):
+                notes.append(f"Markdown {_label(i, cell)} was removed: the notebook's Markdown is longer than "
+                             f"{MAX_MARKDOWN_CHARS:,} characters in all.")
+                source = ""
+            source, why = _sanitize_markdown(source, cell.get("attachments"))
+            if why:
+                notes.append(f"Markdown {_label(i, cell)}: {why}.")
+        cell["source"] = source
+        _reduce_cell_outputs(cell, counts)
+    notes += _outputs_notes(counts)
+    notes += _cap_cells(nb, max_cells)
+    notes += _cap_bytes(nb, max_bytes)
+    return notes
+
+
+def _cap_cells(nb, max_cells: int) -> list[str]:
+    if len(nb.cells) <= max_cells:
+        return []
+    extra = len(nb.cells) - max_cells
+    drop = set()
+    for i in range(len(nb.cells) - 1, -1, -1):          # the last ungraded cells go first; graded cells stay
+        if len(drop) == extra:
+            break
+        if not _graded(nb.cells[i]):
+            drop.add(i)
+    nb.cells = [c for i, c in enumerate(nb.cells) if i not in drop]
+    return [f"The notebook had more than {max_cells:,} cells; its last {len(drop):,} cells without grading "
+            "metadata were removed."]
+
+
+def _cap_bytes(nb, max_bytes: int) -> list[str]:
+    sizes = [_size(c) for c in nb.cells]
+    total = sum(sizes)
+    if total <= max_bytes:
+        return []
+    notes = []
+    cleared = 0
+    for i in sorted(range(len(nb.cells)), key=lambda i: -sizes[i]):      # the largest outputs go first
+        if total <= max_bytes:
+            break
+        cell = nb.cells[i]
+        if cell.get("outputs"):
+            before = sizes[i]
+            cell["outputs"] = []
+            sizes[i] = _size(cell)
+            total -= before - sizes[i]
+            cleared += 1
+    if cleared:
+        notes.append(f"The notebook was larger than {max_bytes // 2**20} MB; the stored outputs of its "
+                     f"{cleared} largest cell(s) were removed.")
+    removed = 0
+    for i in range(len(nb.cells) - 1, -1, -1):
+        if total <= max_bytes:
+            break
+        if not _graded(nb.cells[i]):
+            total -= sizes[i]
+            del nb.cells[i]
+            removed += 1
+    if removed:
+        notes.append(f"The notebook was still larger than {max_bytes // 2**20} MB; its last {removed} cell(s) "
+                     "without grading metadata were removed.")
+    return notes
+
+
+# ---------------------------------------------------------------- strings a student chose
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^:])")
+
+
+def terminal_safe(text) -> str:
+    """``text`` with control characters (escape sequences, bidirectional overrides, new lines) written as escapes,
+    safe to print to a terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                        unicodedata.normalize("NFC", str(text)))
+
+
+def escape_note(text) -> str:
+    """``text`` inert in Markdown and in HTML: control characters as escapes, HTML's special characters as
+    entities, Markdown's punctuation backslash-escaped.  Rendered, it reads as the original text."""
+    return html.escape(_MARKDOWN.sub(r"\\\1", terminal_safe(text)), quote=True)
+
+
+class SafeOutputs(Preprocessor):
+    """Autograde's step after the notebook ran and was judged: the outputs the student's code made while grading
+    reduced to safe types (:func:`reduce_outputs`), so the formgrader and the feedback show them as text; what was
+    removed goes into the notebook's notes."""
+
+    def preprocess(self, nb, resources):
+        from .notebook_run import run_record
+        run_record(resources).notes += reduce_outputs(nb)
+        return nb, resources
