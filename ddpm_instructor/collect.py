@@ -26,6 +26,7 @@ import nbformat
 from . import records
 from .coursedir import CourseDir, MAX_NOTEBOOK_BYTES, clean_student_id, fmt_ts, now_utc, parse_ts, stamp, unique
 from .errors import InstructorError
+from .sanitize import reduce_submission
 
 MAX_ZIP_DEPTH = 3        # zips opened one inside another: an export, a student's zip in it, one zip inside that
 # Canvas "Download Submissions" (lib/content_zipper.rb): [sortable name, "LATE" if late, user id] joined by "_",
@@ -136,6 +137,10 @@ def _prepare(c: "Candidate", known, roster, assignment, report) -> bool:
         return False
     c.student, c.known, c.how, c.nb = student, match, how, nb
     c.prepared, c.repairs = repair_metadata(c.read(), nb, match)
+    before = nbformat.writes(nb)
+    reduced = reduce_submission(nb)          # nothing a student wrote may run in the instructor's browser
+    if nbformat.writes(nb) != before:
+        c.prepared, c.repairs = nbformat.writes(nb).encode("utf-8"), c.repairs + reduced
     return True
 
 
