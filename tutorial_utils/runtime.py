@@ -4,8 +4,8 @@ The run profile decides how much compute the notebooks spend.  Three audiences, 
 
 * ``laptop``: a student on a CPU (the default without a GPU, and what ``./course lab`` kernels use there).
   Notebook 4 trains your own UNet on the 6s and notebook 6 your own class-conditional UNet, long enough to draw
-  real digits (``benchmarks/RESULTS.md`` gives the minutes and the judge's verdict on 2 cores); notebooks 5-7
-  sample from them.
+  real digits (``benchmarks/RESULTS.md`` gives the minutes and the judge's verdict on 2 cores); notebooks 5 and 6
+  and notebook 7's guidance sweep sample from them (notebook 7's DDIM table and notebook 8 use the shipped models).
 * ``smoke``: CI, nbval and the autograder.  Every line of every notebook runs, training stops after 20 steps,
   and the sampling cells fall back to the shipped checkpoints (your 20-step weights fail the sanity check).
 * ``full``: a GPU (the default when one is present): the seed's training lengths (400 epochs on the 6s, 100
