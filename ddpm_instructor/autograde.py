@@ -27,6 +27,7 @@ from . import records
 from .bundle import bundle_solutions_dir
 from .coursedir import CourseDir, fmt_ts, now_utc, parse_ts, stamp, unique
 from .errors import InstructorError
+from .grades import submission_score
 from .graded import TESTS, write_inputs
 from .records import GradeResult
 from .sandbox import selftest
@@ -190,7 +191,8 @@ def _result(course: CourseDir, assignment: str, student: str, rc: int, log: Path
     rec = records.load_autograde(course.notes, assignment, student) or records.AutogradeRecord()
     res = GradeResult(student, assignment, ok, rec.seconds, str(log.relative_to(course.root)))
     if ok:
-        res.score, res.max_score = course.score(assignment, student)
+        sc = submission_score(course, assignment, student)
+        res.score, res.max_score = sc.autograded, sc.autograded_max
         return res
     limit = backstop_s(course, assignment, 1)
     why = (f"took longer than the grader's backstop ({limit} s for one submission) even when run on its own"

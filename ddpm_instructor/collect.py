@@ -1,51 +1,80 @@
 """Step 2: ``collect`` -- file what students handed in (nbgrader folders, Canvas/Moodle exports, zips) under
-``submitted/``, recognise renamed notebooks, repair stripped or foreign grading metadata, and report every file.
+``submitted/<student id>/<assignment>/``, recognise renamed notebooks, repair stripped or foreign grading metadata,
+and report every file.
 
-Whose a file is comes from the export's own structure only, never from what a student handed in: each folder or
+*Whose* a file is comes from the export's own structure only, never from what a student handed in: each folder or
 zip given to ``collect`` is an export whose top-level entries are students (``owner_of``): a Canvas file name
 (``<name>_[LATE_]<userid>_<fileid>_<file>``), a Moodle folder or file name (``<Full Name>_<id>_assignsubmission_
-file_...``) or one folder per student (nbgrader's ``submitted/<student>/``).  Everything inside a student's entry,
+file_...``) or one folder per student (nbgrader's ``submitted/<student>/``).  The student id comes from the LMS's
+own id (``student_id``): ``canvas-<user id>``, ``moodle-<participant id>``, the folder name as it is, or the roster's
+id for that LMS id; a name is only shown, never matched when an id is there, so two LMS users never become one
+(and ids that would still meet are refused as a collision, in the report).  Everything inside a student's entry,
 zips included, is that student's whatever its paths say.  A zip at the top level that names no student is itself
 an export (an LMS download kept inside another).  Two notebooks for the same student and assignment: the newer by
 the time the export records is filed, the other is kept in ``archive/`` and both are in the report.
+
+One student's file never stops the batch: every file is read with a hard cap (``read_capped``; a student's entry
+unpacks to at most ``MAX_STUDENT_BYTES`` however its zips nest), and a file that cannot be read, unpacked or
+identified becomes a note for its owner (the report and their collect record) while the others are filed.
+Every string a student chose (file names, zip entry names, cell text) is printed through ``shown``.
 """
 from __future__ import annotations
 
-import csv
+import copy
 import datetime as dt
 import difflib
-import io
 import re
 import shutil
+import tempfile
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
 
 from . import records
-from .coursedir import CourseDir, MAX_NOTEBOOK_BYTES, clean_student_id, fmt_ts, now_utc, parse_ts, stamp, unique
+from .coursedir import CourseDir, MAX_NOTEBOOK_BYTES, fmt_ts, now_utc, parse_ts, stamp, student_id_problem, unique
 from .errors import InstructorError
-from .sanitize import reduce_submission
+from .roster import Roster, load_roster
 
 MAX_ZIP_DEPTH = 3        # zips opened one inside another: an export, a student's zip in it, one zip inside that
+MAX_STUDENT_BYTES = 4 * MAX_NOTEBOOK_BYTES     # all that one student's entry unpacks to, nested zips included
+MAX_EXPORT_BYTES = 4 * 2**30                   # an LMS export kept inside another zip, unpacked to a temporary file
+MAX_ZIP_MEMBERS = 2000                         # files read from one zip
 # Canvas "Download Submissions" (lib/content_zipper.rb): [sortable name, "LATE" if late, user id] joined by "_",
 # then "_<attachment id>_<file name>"; anonymous grading writes "anon_<anonymous id>" for name and user id.
 # A file handed in again under the same name gets "-1", "-2", ... before its extension.
 CANVAS = re.compile(r"^(?:(?:LATE_)?(?P<anon>anon_[A-Za-z0-9]+)|(?P<name>.+?)(?:_LATE)?_(?P<uid>\d+))"
                     r"_(?P<fid>\d+)_(?P<file>.+)$")
 # Moodle "Download all submissions" (mod/assign): "<Full Name>_<participant id>_assignsubmission_<plugin>_" is a
-# folder per student (Moodle >= 3.1) or the prefix of each file; "_" in the name becomes a space.
+# folder per student (Moodle >= 3.1) or the prefix of each file; "_" in the name becomes a space.  The participant
+# id is Moodle's id of the student *in this assignment* (assign_user_mapping), the same under blind marking.
 MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assign(?:submission|feedback)_[a-z]+_(?P<file>.*)$")
 NO_OWNER = ("could not tell which student handed this in: the top level of an export must be Canvas file names "
             "(<name>_<userid>_<fileid>_<file>), Moodle folders (<Full Name>_<id>_assignsubmission_file_/) or one "
             "folder per student (<student>/<assignment>/<notebook>.ipynb); or use --student-regex")
 
 
+def shown(text) -> str:
+    """A string a student chose, safe to print and to write into a note: control characters (C0, C1, DEL),
+    format characters (bidi overrides, zero-width), line and paragraph separators, surrogates and unassigned
+    code points are written as ``\\xNN`` / ``\\uNNNN`` escapes, so they never act on a terminal."""
+    out = []
+    for ch in str(text):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def known_notebooks(course: CourseDir) -> dict[str, "KnownNotebook"]:
     if not course.released_assignments():
         raise InstructorError("nothing released yet: run `instructor release` first (collect matches files "
-                         "against the student versions).")
+                              "against the student versions).")
     known = {}
     for a in course.released_assignments():
         for p in sorted((course.release / a).glob("*.ipynb")):
@@ -60,20 +89,26 @@ def collect(course: CourseDir, paths, assignment=None, student_regex=None, roste
     if assignment and assignment not in {k.assignment for k in known.values()}:
         raise InstructorError(f"unknown assignment {assignment!r}; released: {', '.join(course.released_assignments())}")
     regex = _compile_regex(student_regex)
-    roster_map = load_roster(roster) if roster else None
+    roster_ = load_roster(roster) if roster else None
     report = CollectReport(batch=stamp())
-    candidates = [c for c in _gather(course, paths, regex, report, dry_run)
-                  if _prepare(c, known, roster_map, assignment, report)]
-    by_submission: dict[tuple[str, str], list[Candidate]] = {}
-    for (a, student, _), c in _choose(course, candidates, report, dry_run).items():
-        by_submission.setdefault((a, student), []).append(c)
-    for (a, student), cs in sorted(by_submission.items()):
-        _place(course, a, student, cs, when or max(c.mtime for c in cs), report, dry_run)
-    if roster_map:
-        report.missing = sorted(set(roster_map.values()) - {s for _, s in by_submission})
+    with tempfile.TemporaryDirectory(prefix="ddpm-collect-") as spool:
+        ctx = _Context(known, roster_, assignment, report, Path(spool))
+        candidates = _refuse_collisions(course, _gather(course, paths, regex, ctx, dry_run), report)
+        by_submission: dict[tuple[str, str], list[Candidate]] = {}
+        for (a, student, _), c in _choose(course, candidates, report, dry_run).items():
+            by_submission.setdefault((a, student), []).append(c)
+        for (a, student), cs in sorted(by_submission.items()):
+            try:
+                _place(course, a, student, cs, when or max(c.mtime for c in cs), report, dry_run)
+            except OSError as e:                  # a disk problem costs this submission only, and says so
+                for c in cs:
+                    report.refuse(c.display, f"could not be filed ({type(e).__name__}: {shown(e)})", student, a)
+    if roster_:
+        report.missing = sorted(set(roster_.ids) - {s for _, s in by_submission})
     if not dry_run:
+        _record_refusals(course, report, assignment, course.released_assignments())
         course.logs.mkdir(parents=True, exist_ok=True)
-        (course.logs / f"collect-{report.batch}.txt").write_text(report.text())
+        (course.logs / f"collect-{report.batch}.txt").write_text(report.text(), encoding="utf-8")
     return report
 
 
@@ -90,13 +125,23 @@ def _compile_regex(student_regex):
     return regex
 
 
-def _gather(course: CourseDir, paths, regex, report, dry_run) -> list["Candidate"]:
-    """Every file of every path given, with its owner; each path is first kept untouched in ``inbox/<batch>/``."""
-    inbox = course.inbox / report.batch
+@dataclass
+class _Context:
+    known: dict
+    roster: Roster | None
+    assignment: str | None
+    report: "CollectReport"
+    spool: Path                 # a temporary folder: each kept candidate's bytes wait there, not in memory
+
+
+def _gather(course: CourseDir, paths, regex, ctx: _Context, dry_run) -> list["Candidate"]:
+    """Every notebook of every path given that can be filed, with its owner, read and repaired one at a time;
+    each path is first kept untouched in ``inbox/<batch>/``."""
+    inbox = course.inbox / ctx.report.batch
     out = []
     for p in map(Path, paths):
         if not p.exists():
-            report.unmatched.append((str(p), "no such file or folder"))
+            ctx.report.unmatched.append((shown(p), "no such file or folder"))
             continue
         if not dry_run:
             inbox.mkdir(parents=True, exist_ok=True)
@@ -105,43 +150,90 @@ def _gather(course: CourseDir, paths, regex, report, dry_run) -> list["Candidate
                 shutil.copytree(str(p), str(keep), symlinks=True)
             else:
                 shutil.copy2(str(p), str(keep))
-        out += list(iter_candidates(p, regex))
+        for c in iter_candidates(p, regex):
+            try:
+                ok = _prepare(c, ctx)
+            except Exception as e:            # anything unforeseen in one file costs that file only
+                ctx.report.refuse(c.display, f"could not be read ({type(e).__name__})", c.student)
+                ok = False
+            if ok:
+                out.append(c)
     return out
 
 
-def _prepare(c: "Candidate", known, roster, assignment, report) -> bool:
-    """Read, identify and repair one candidate; False (the reason is in the report) when it is not filed."""
-    if c.problem:
-        report.unmatched.append((c.display, c.problem))
+def _prepare(c: "Candidate", ctx: _Context) -> bool:
+    """Name the owner, read, identify and repair one candidate; False (the reason is in the report) when it is
+    not filed.  What is kept waits in the spool folder, so memory holds one file at a time."""
+    report = ctx.report
+    if c.owner is None:
+        report.refuse(c.display, c.no_owner)
         return False
-    if c.name == "timestamp.txt":                  # nbgrader layout: read with its notebook
+    student, why = student_id(c.owner, {k.assignment for k in ctx.known.values()}, ctx.roster)
+    if student is None:
+        report.refuse(c.display, why)
+        return False
+    c.student = student
+    if c.name == "timestamp.txt":                      # nbgrader layout: read with its notebook
+        return False
+    ours = c.name.lower().endswith((".ipynb", ".zip"))
+    if c.problem and ours:
+        report.refuse(c.display, c.problem, student)
         return False
     if not c.name.lower().endswith(".ipynb"):
-        report.skipped.append((c.display, "not a notebook"))
-        return False
-    if c.size > MAX_NOTEBOOK_BYTES:
-        report.unmatched.append((c.display, f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB"))
+        report.skipped.append((c.display, c.problem or "not a notebook"))
         return False
     try:
-        nb = nbformat.reads(c.read().decode("utf-8"), as_version=4)
+        raw = c.read_capped(MAX_NOTEBOOK_BYTES)
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except Refused as e:
+        report.refuse(c.display, str(e), student)
+        return False
     except Exception as e:
-        report.unmatched.append((c.display, f"not a readable notebook ({type(e).__name__})"))
+        report.refuse(c.display, f"not a readable notebook ({type(e).__name__})", student)
         return False
-    student, why = student_id(c.owner, {k.assignment for k in known.values()}, roster) if c.owner else (None, c.no_owner)
-    match, how = (None, why) if student is None else identify_notebook(c, nb, known)
+    match, how = identify_notebook(c, nb, ctx.known)
     if match is None:
-        report.unmatched.append((c.display, how))
+        report.refuse(c.display, how, student, ctx.assignment or "")
         return False
-    if assignment and match.assignment != assignment:
+    if ctx.assignment and match.assignment != ctx.assignment:
         report.skipped.append((c.display, f"belongs to {match.assignment}"))
         return False
-    c.student, c.known, c.how, c.nb = student, match, how, nb
-    c.prepared, c.repairs = repair_metadata(c.read(), nb, match)
-    before = nbformat.writes(nb)
-    reduced = reduce_submission(nb)          # nothing a student wrote may run in the instructor's browser
-    if nbformat.writes(nb) != before:
-        c.prepared, c.repairs = nbformat.writes(nb).encode("utf-8"), c.repairs + reduced
+    c.known, c.how = match, how
+    prepared, repairs = repair_metadata(raw, nb, match)
+    c.notes = submission_notes(c, nb) + repairs
+    c.keep(ctx.spool, raw, prepared)
+    renamed = _renamed(c.owner, ctx.roster, student)
+    if renamed is not None and renamed not in report.renamed:
+        report.renamed.append(renamed)
     return True
+
+
+def _refuse_collisions(course: CourseDir, candidates, report) -> list["Candidate"]:
+    """Two LMS identities that would be filed as one student id (also when the ids differ only in case, or when
+    the earlier submission under that id came from another identity) are a collision: none of their files is
+    filed, the report names both, nothing is archived as the other person."""
+    groups: dict[tuple[str, str], list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault((c.known.assignment, c.student.casefold()), []).append(c)
+    keep = []
+    for (a, _), cs in groups.items():
+        who = {c.identity: c.student for c in cs}
+        for d in (course.submitted.iterdir() if course.submitted.is_dir() else ()):
+            if d.name.casefold() == cs[0].student.casefold() and (d / a).is_dir():
+                rec = records.load_collect(course.notes, a, d.name)
+                if d.name not in {c.student for c in cs}:
+                    who.setdefault(f"the submission already in submitted/{d.name}/", d.name)
+                elif rec.identity and rec.identity not in who:
+                    who.setdefault(f"{rec.identity} (collected earlier, batch {rec.batch})", d.name)
+        if len(who) == 1:
+            keep += cs
+            continue
+        ids = sorted(who)
+        report.collisions.append(Collision(a, sorted(set(who.values())), ids, [c.display for c in cs]))
+        for c in cs:
+            report.refuse(c.display, f"{' and '.join(ids)} would be filed as one student ({', '.join(sorted(set(who.values())))}): "
+                          "not filed (fix the roster so each LMS id has its own student id, then collect again)")
+    return keep
 
 
 def _choose(course: CourseDir, candidates, report, dry_run) -> dict:
@@ -206,12 +298,32 @@ def _place(course: CourseDir, a, student, cs, when, report, dry_run):
     notes = {}
     for c in cs:
         (dest / f"{c.known.name}.ipynb").write_bytes(c.prepared)
-        notes[c.known.name] = submission_notes(c) + c.repairs
+        notes[c.known.name] = [shown(n) for n in _versions_note(c) + c.notes]
     (dest / "timestamp.txt").write_text(fmt_ts(when))
+    owner = cs[0].owner
     records.save(records.CollectRecord(notebooks=notes, batch=report.batch, files=[c.display for c in cs],
-                                       submitted=fmt_ts(when)), records.notes_path(course.notes, a, student, "collect"))
+                                       submitted=fmt_ts(when), identity=cs[0].identity, name=shown(owner.name),
+                                       refused=report.refusals_of(student, a)),
+                 records.notes_path(course.notes, a, student, "collect"))
     report.collected.append((student, a, [c.display for c in cs], [c.how for c in cs if c.how]))
 
+
+def _record_refusals(course: CourseDir, report, assignment, only) -> None:
+    """A refused file of a known student goes into that student's collect record too, where the assignment is
+    known: from the file, ``--assignment``, the one assignment filed for the student in this batch, or the course's
+    only one.  A record written with a submission in this batch has them already."""
+    written = {(a, s) for s, a, *_ in report.collected}
+    for student in sorted({r.student for r in report.refused if r.student}):
+        filed = sorted(a for a, s in written if s == student)
+        for r in report.refused:
+            if r.student == student and not r.assignment:
+                r.assignment = assignment or (filed[0] if len(filed) == 1 else only[0] if len(only) == 1 else "")
+        for a in sorted({r.assignment for r in report.refused if r.student == student and r.assignment}):
+            if (a, student) in written:
+                continue
+            rec = records.load_collect(course.notes, a, student)
+            rec.refused = list(dict.fromkeys(rec.refused + report.refusals_of(student, a)))
+            records.save(rec, records.notes_path(course.notes, a, student, "collect"))
 
 
 @dataclass
@@ -235,7 +347,7 @@ class KnownNotebook:
             if not gid:
                 continue
             ids.add(gid)
-            cells.append((gid, cell.cell_type, cell.source, dict(m)))
+            cells.append((gid, cell.cell_type, cell.source, copy.deepcopy(dict(m))))
             if m.get("solution"):
                 sol.add(gid)
             elif m.get("locked") or m.get("grade"):
@@ -244,13 +356,24 @@ class KnownNotebook:
                    cells)
 
 
-# ---------------------------------------------------------------- whose is it: the export's structure only
+# ---------------------------------------------------------------- whose is it: the export's structure, the LMS's id
 @dataclass(frozen=True)
 class Owner:
     """Who handed in a top-level entry of an export, as the export names them."""
-    student: str              # the name the export gives (Canvas sortable name, Moodle full name, folder name)
-    keys: tuple = ()          # other names a roster may know them by (the LMS's user / participant id)
-    by: str = "folder"        # what carried the name: "folder", "Canvas file name", "Moodle folder", ...
+    name: str                 # the name the export shows (Canvas sortable name, Moodle full name, folder): display only
+    lms: str = ""             # "Canvas" or "Moodle"; "" when the name is the id (a folder, --student-regex)
+    lms_id: str = ""          # Canvas user id (or anonymous id), Moodle participant id
+    by: str = "folder"        # what carried it: "folder", "Canvas file name", "Moodle folder", ...
+
+    @property
+    def identity(self) -> str:
+        """Who this is for the LMS: two owners are one student only when this is the same."""
+        if self.lms == "Canvas":
+            return (f"Canvas anonymous student {self.lms_id}" if self.lms_id.startswith("anon_")
+                    else f"Canvas user {self.lms_id}")
+        if self.lms == "Moodle":
+            return f"Moodle participant {self.lms_id}"
+        return ""
 
 
 def owner_of(entry: str, is_dir: bool, regex=None) -> tuple[Owner | None, str]:
@@ -258,54 +381,128 @@ def owner_of(entry: str, is_dir: bool, regex=None) -> tuple[Owner | None, str]:
     (Owner, file name), or (None, entry) when the entry names nobody."""
     if regex is not None:
         m = regex.search(entry)
-        return (Owner(m.group("student"), (), "--student-regex"), entry) if m and m.group("student") else (None, entry)
+        return (Owner(m.group("student"), by="--student-regex"), entry) if m and m.group("student") else (None, entry)
     m = MOODLE.match(entry)
     if m:
-        name = m["name"].strip()                       # blind marking: every name is "Participant"
-        student = f"{name}_{m['id']}" if name == "Participant" else name
-        return Owner(student, (m["id"],), "Moodle folder" if is_dir else "Moodle file name"), m["file"] or entry
+        return Owner(m["name"].strip(), "Moodle", m["id"], "Moodle folder" if is_dir else "Moodle file name"), \
+            m["file"] or entry
     if is_dir:
         return Owner(entry), entry
     m = CANVAS.match(entry)
     if m:
-        return Owner(m["anon"] or m["name"], (m["uid"],) if m["uid"] else (), "Canvas file name"), m["file"]
+        return Owner(m["anon"] or m["name"], "Canvas", m["anon"] or m["uid"], "Canvas file name"), m["file"]
     return None, entry
 
 
-def student_id(owner: Owner, assignments, roster) -> tuple[str | None, str | None]:
-    """The course's student id for an owner: (id, None), or (None, why not)."""
-    if owner.by == "folder" and owner.student in assignments:
-        return None, (f"{owner.student}/ is an assignment folder, not a student's: give collect the folder that "
+def student_id(owner: Owner, assignments, roster: Roster | None) -> tuple[str | None, str]:
+    """The course's student id for an owner: (id, "") or (None, why not).  An LMS owner is its LMS id
+    (``canvas-<user id>``, ``moodle-<participant id>``) or, with a roster, the row with that ``lms_id``: never a
+    name.  A folder or ``--student-regex`` name is the id as it is (or, with a roster, the row with that id, login
+    or email; the row with that name only when one row has it)."""
+    if owner.by == "folder" and owner.name in assignments:
+        return None, (f"{shown(owner.name)}/ is an assignment folder, not a student's: give collect the folder that "
                       "holds one folder per student (<student>/<assignment>/...)")
+    if owner.lms:
+        if roster is None:
+            return f"{owner.lms.lower()}-{owner.lms_id}", ""
+        e = roster.by_lms_id(owner.lms_id)
+        if e is None:
+            return None, (f"{owner.identity} ('{shown(owner.name)}') is not on the roster: add {owner.lms_id} as the "
+                          "lms_id of their row")
+        return e.id, ""
     if roster is None:
-        sid = clean_student_id(owner.student)
-        return (sid, None) if sid != "unknown" else (None, f"{owner.student!r} ({owner.by}) makes no student id")
-    for key in (owner.student, *owner.keys):
-        sid = roster.get(key) or roster.get(key.lower()) or roster.get(clean_student_id(key).lower())
-        if sid:
-            return sid, None
-    return None, f"student {owner.student!r} ({owner.by}) is not on the roster"
+        why = student_id_problem(owner.name)
+        return (None, f"{owner.by} name '{shown(owner.name)}' {why}: rename it, or give --roster") if why else \
+            (owner.name, "")
+    e = roster.by_id(owner.name)
+    if e is None:
+        named = roster.by_name(owner.name)
+        if len(named) > 1:
+            return None, (f"'{shown(owner.name)}' ({owner.by}) is the name of {len(named)} students on the roster "
+                          f"({', '.join(x.id for x in named)}): name the folders by student id")
+        e = named[0] if named else None
+    return (e.id, "") if e else (None, f"student '{shown(owner.name)}' ({owner.by}) is not on the roster")
+
+
+def _words(name: str) -> list[str]:
+    return re.findall(r"\w+", unicodedata.normalize("NFC", name).casefold())
+
+
+def _renamed(owner: Owner, roster: Roster | None, student: str) -> "Renamed | None":
+    """The LMS shows another name for this id than the roster has (a student who renamed themselves, or a
+    roster row with the wrong id): reported, filed by the id."""
+    if roster is None or not owner.lms:
+        return None
+    e = roster.by_lms_id(owner.lms_id)
+    if e is None or not e.name:
+        return None
+    words, got = _words(e.name), _words(owner.name)
+    joiner = "" if owner.lms == "Canvas" else " "            # Canvas writes the sortable name without spaces
+    forms = {joiner.join(words[i:] + words[:i]) for i in range(len(words))}
+    if joiner.join(got) in forms:
+        return None
+    return Renamed(student, owner.identity, e.name, shown(owner.name))
+
+
+# ---------------------------------------------------------------- reading what was handed in, bounded
+class Refused(Exception):
+    """A file that cannot be taken; the message says why, for its owner's note."""
+
+
+@dataclass
+class Budget:
+    """What one student's entry may still unpack to (``MAX_STUDENT_BYTES``), zips in zips included."""
+    left: int
 
 
 @dataclass
 class Item:
     """One file of a folder or zip, before anyone has said whose it is."""
     parts: tuple               # path inside its folder / zip
-    display: str               # where it came from, for the report
+    display: str               # where it came from, for the report (``shown``)
     mtime: dt.datetime
-    size: int
-    read: object = None
+    size: int                  # as the folder or zip declares it (a zip's is the student's word: never trusted)
+    open: object = None        # () -> a binary file object
     problem: str = ""
     when_from: str = "its file time"
 
 
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError,
+              UnicodeDecodeError, zipfile.LargeZipFile)
+
+
+def read_capped(it: Item, cap: int, budget: Budget | None = None) -> bytes:
+    """The bytes of ``it``, read in one bounded call: never more than ``cap`` (nor what the student's budget has
+    left), whatever the zip declares; ``Refused`` when there is more or it cannot be read."""
+    limit = cap if budget is None else min(cap, budget.left)
+    try:
+        with it.open() as f:
+            data = f.read(limit + 1)
+    except ZIP_ERRORS as e:
+        raise Refused(_unreadable(e)) from None
+    if len(data) > limit:
+        raise Refused(f"larger than {cap // 2**20} MB" if limit == cap else
+                      f"more than {MAX_STUDENT_BYTES // 2**20} MB in all unpacked from this student's files: the "
+                      "rest was not read")
+    if budget is not None:
+        budget.left -= len(data)
+    return data
+
+
+def _unreadable(e: Exception) -> str:
+    if isinstance(e, RuntimeError) and "encrypted" in str(e):
+        return "password-protected (encrypted): hand it in without a password"
+    return f"could not be unpacked ({type(e).__name__}): a damaged zip? zip the files again"
+
+
 @dataclass
 class Candidate:
-    display: str               # where it came from, for the report
-    name: str                  # the student's own file name (an LMS prefix taken off)
+    display: str               # where it came from, for the report (``shown``)
+    name: str                  # the student's own file name (an LMS prefix taken off), as written
     mtime: dt.datetime         # the submission time the export records (timestamp.txt, the file's time in it)
     size: int
-    _read: object = None
+    item: Item | None = None
+    budget: Budget | None = None
     problem: str = ""
     owner: Owner | None = None
     no_owner: str = ""         # why no owner could be named (when ``owner`` is None)
@@ -314,29 +511,61 @@ class Candidate:
     student: str = ""
     known: KnownNotebook | None = None
     how: str = ""
-    nb: object = None
-    prepared: bytes = b""
-    repairs: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what collect noticed (for the student's record)
     others: list = field(default_factory=list)  # sources of the other versions handed in with it (not filed)
-    _data: bytes | None = None
+    _raw: Path | None = None
+    _prepared: Path | None = None
+
+    @property
+    def identity(self) -> str:
+        return self.owner.identity or f"student id {self.student}"
+
+    def read_capped(self, cap: int) -> bytes:
+        return read_capped(self.item, cap, self.budget)
+
+    def keep(self, spool: Path, raw: bytes, prepared: bytes) -> None:
+        """Park the bytes in the spool folder: a class's notebooks are never all in memory at once."""
+        self._raw = Path(tempfile.mkstemp(dir=spool)[1])
+        self._raw.write_bytes(raw)
+        self._prepared = self._raw
+        if prepared != raw:
+            self._prepared = Path(tempfile.mkstemp(dir=spool)[1])
+            self._prepared.write_bytes(prepared)
 
     def read(self) -> bytes:
-        if self._data is None:
-            self._data = self._read()
-        return self._data
+        """The file as handed in."""
+        return self._raw.read_bytes()
+
+    @property
+    def prepared(self) -> bytes:
+        """The notebook as it is filed (grading metadata repaired)."""
+        return self._prepared.read_bytes()
 
 
 def iter_candidates(path, regex=None):
     """Every file handed in under a folder, an LMS zip or a lone file given to collect, each with its owner."""
     path = Path(path)
     if path.is_dir():
-        yield from _export(list(_folder_items(path, path.name)), regex, 0)
+        yield from _export(list(_folder_items(path, shown(path.name))), regex, 0)
     elif path.suffix.lower() == ".zip":
-        yield from _export(list(_zip_items(path.read_bytes(), path.name)), regex, 1)
+        try:
+            zf = zipfile.ZipFile(path)
+        except ZIP_ERRORS as e:
+            yield Candidate(shown(path.name), path.name, now_utc(), 0, problem=f"not a readable zip file "
+                            f"({type(e).__name__}){_utf8_hint(e)}", no_owner=f"not a readable zip file "
+                            f"({type(e).__name__}){_utf8_hint(e)}")
+            return
+        with zf:
+            yield from _export(list(_zip_items(zf, shown(path.name))), regex, 1)
     else:
         st = path.stat()
-        yield from _export([Item((path.name,), path.name, dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc),
-                                 st.st_size, read=path.read_bytes)], regex, 0)
+        yield from _export([Item((path.name,), shown(path.name), dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc),
+                                 st.st_size, open=lambda: open(path, "rb"))], regex, 0)
+
+
+def _utf8_hint(e: Exception) -> str:
+    return (": a file name in it is marked as UTF-8 but is not (a hand-made or damaged zip); zip the files again"
+            if isinstance(e, UnicodeDecodeError) else "")
 
 
 def _export(items: list, regex, depth: int):
@@ -351,51 +580,88 @@ def _export(items: list, regex, depth: int):
     for entry, members in entries.items():
         is_dir = any(len(i.parts) > 1 for i in members)
         owner, own_name = owner_of(entry, is_dir, regex)
+        no_owner = "" if owner else (f"--student-regex did not match '{shown(entry)}'" if regex else NO_OWNER)
         if owner is None and not is_dir and entry.lower().endswith(".zip") and not members[0].problem:
-            inner, problem = _open_zip(members[0], depth)
-            if problem:
-                yield Candidate(members[0].display, entry, members[0].mtime, members[0].size, problem=problem)
-            else:
-                yield from _export(inner, regex, depth + 1)
+            with _open_zip(members[0], depth, Budget(MAX_EXPORT_BYTES)) as (inner, problem):
+                if problem:
+                    yield Candidate(members[0].display, entry, members[0].mtime, members[0].size, problem=problem,
+                                    no_owner=f"{problem}")
+                else:
+                    yield from _export(inner, regex, depth + 1)
             continue
+        budget = Budget(MAX_STUDENT_BYTES)                  # one student's entry, however its zips nest
         for it in members:
             t = stamps.get(it.parts[:-1])
             when, when_from = (t, "its timestamp.txt") if t else (it.mtime, it.when_from)
-            for c in _owned(it, owner, own_name if len(it.parts) == 1 else it.parts[-1], when, when_from, depth):
-                c.no_owner = "" if owner else (f"--student-regex did not match {entry!r}" if regex else NO_OWNER)
+            for c in _owned(it, owner, own_name if len(it.parts) == 1 else it.parts[-1], when, when_from, depth,
+                            budget):
+                c.no_owner = no_owner
                 yield c
 
 
-def _owned(it: Item, owner, name: str, when, when_from: str, depth: int):
+def _owned(it: Item, owner, name: str, when, when_from: str, depth: int, budget: Budget):
     """A file of one student's entry.  A zip is opened: all it holds is that student's, whatever its paths say,
     at the time of the zip itself (the dates inside it are the student's, they only break a tie)."""
     if not it.problem and name.lower().endswith(".zip"):
-        inner, problem = _open_zip(it, depth)
-        if problem:
-            yield Candidate(it.display, name, when, it.size, problem=problem, owner=owner, when_from=when_from)
-            return
-        of_zip = when_from if "zip it came in" in when_from else f"that of the zip it came in: {when_from}"
-        for i in inner:
-            yield from _owned(i, owner, i.parts[-1], when, of_zip, depth + 1)
+        with _open_zip(it, depth, budget) as (inner, problem):
+            if problem:
+                yield Candidate(it.display, name, when, it.size, problem=problem, owner=owner, when_from=when_from)
+                return
+            of_zip = when_from if "zip it came in" in when_from else f"that of the zip it came in: {when_from}"
+            for i in inner:
+                yield from _owned(i, owner, i.parts[-1], when, of_zip, depth + 1, budget)
         return
-    yield Candidate(it.display, name, when, it.size, _read=it.read, problem=it.problem, owner=owner,
+    yield Candidate(it.display, name, when, it.size, item=it, budget=budget, problem=it.problem, owner=owner,
                     when_from=when_from, inner_mtime=it.mtime)
 
 
-def _open_zip(it: Item, depth: int):
-    if depth >= MAX_ZIP_DEPTH:
-        return None, f"a zip inside {MAX_ZIP_DEPTH} zips: unzip it and collect the folder"
-    if it.size > 4 * MAX_NOTEBOOK_BYTES:
-        return None, f"a zip larger than {4 * MAX_NOTEBOOK_BYTES // 2**20} MB"
-    return list(_zip_items(it.read(), it.display)), ""
+class _open_zip:
+    """``with _open_zip(item, depth, budget) as (items, problem)``: a zip inside an export or a student's entry,
+    copied (bounded by the budget) into a temporary file and opened from there; closed on leaving."""
+
+    def __init__(self, it: Item, depth: int, budget: Budget):
+        self.it, self.depth, self.budget, self.tmp, self.zf = it, depth, budget, None, None
+
+    def __enter__(self):
+        if self.depth >= MAX_ZIP_DEPTH:
+            return [], f"a zip inside {MAX_ZIP_DEPTH} zips: unzip it and collect the folder"
+        self.tmp = tempfile.TemporaryFile()
+        try:
+            with self.it.open() as f:
+                while True:
+                    chunk = f.read(min(1 << 20, self.budget.left + 1))
+                    if not chunk:
+                        break
+                    self.budget.left -= len(chunk)
+                    if self.budget.left < 0:
+                        return [], (f"more than {MAX_STUDENT_BYTES // 2**20} MB in all unpacked from this "
+                                    "student's files: the rest was not read")
+                    self.tmp.write(chunk)
+            self.tmp.seek(0)
+            self.zf = zipfile.ZipFile(self.tmp)
+            return list(_zip_items(self.zf, self.it.display)), ""
+        except ZIP_ERRORS as e:
+            if isinstance(e, RuntimeError) and "encrypted" in str(e):
+                return [], _unreadable(e)
+            return [], f"not a readable zip file ({type(e).__name__}){_utf8_hint(e)}"
+
+    def __exit__(self, *exc):
+        if self.zf is not None:
+            self.zf.close()
+        if self.tmp is not None:
+            self.tmp.close()
+        return False
 
 
 def _timestamps(items) -> dict:
     """nbgrader's layout: a ``timestamp.txt`` beside a notebook is its submission time."""
     out = {}
     for it in items:
-        if it.parts[-1] == "timestamp.txt" and len(it.parts) > 1 and not it.problem and it.size < 1000:
-            t = parse_ts(it.read().decode("utf-8", "replace"))
+        if it.parts[-1] == "timestamp.txt" and len(it.parts) > 1 and not it.problem:
+            try:
+                t = parse_ts(read_capped(it, 1000).decode("utf-8", "replace"))
+            except Refused:
+                continue
             if t is not None:
                 out[it.parts[:-1]] = t
     return out
@@ -410,28 +676,30 @@ def _folder_items(path: Path, label: str):
         rel = p.relative_to(path).parts
         if _hidden(rel) or (p.is_dir() and not p.is_symlink()):
             continue
-        disp = f"{label}/{'/'.join(rel)}"
+        disp = f"{label}/{shown('/'.join(rel))}"
         if p.is_symlink() or not p.is_file():
             yield Item(rel, disp, now_utc(), 0, problem="not a regular file")
             continue
         st = p.stat()
         yield Item(rel, disp, dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc), st.st_size,
-                   read=(lambda p=p: p.read_bytes()))
+                   open=(lambda p=p: open(p, "rb")))
 
 
-def _zip_items(data: bytes, label: str):
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        yield Item((label,), label, now_utc(), len(data), problem="not a readable zip file")
-        return
+def _zip_items(zf: zipfile.ZipFile, label: str):
+    n = 0
     for info in zf.infolist():
         rel = tuple(x for x in info.filename.replace("\\", "/").split("/") if x)
         if info.is_dir() or not rel or _hidden(rel) or ".." in rel:
             continue
+        disp = f"{label}:{shown('/'.join(rel))}"
         mtime = dt.datetime(*info.date_time, tzinfo=dt.timezone.utc) if info.date_time[0] >= 1980 else now_utc()
-        yield Item(rel, f"{label}:{'/'.join(rel)}", mtime, info.file_size, when_from="its date in the zip",
-                   read=(lambda zf=zf, info=info: zf.read(info)))
+        n += 1
+        if n > MAX_ZIP_MEMBERS:
+            yield Item(rel, disp, mtime, 0, problem=f"more than {MAX_ZIP_MEMBERS} files in one zip: not read")
+            continue
+        problem = "password-protected (encrypted): hand it in without a password" if info.flag_bits & 0x1 else ""
+        yield Item(rel, disp, mtime, info.file_size, when_from="its date in the zip", problem=problem,
+                   open=(lambda zf=zf, info=info: zf.open(info)))
 
 
 # ---------------------------------------------------------------- which notebook is it
@@ -440,10 +708,22 @@ def _base_name(name: str) -> str:
     return re.sub(r"-\d+(?=\.ipynb$)", "", name)
 
 
+def _gid(cell) -> str | None:
+    """The ``grade_id`` a cell claims, whatever shape its metadata has (a student may have written anything)."""
+    meta = cell.get("metadata", {}).get("nbgrader") if isinstance(cell.get("metadata"), dict) else None
+    gid = meta.get("grade_id") if isinstance(meta, dict) else None
+    return gid if isinstance(gid, str) else None
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(x for x in src if isinstance(x, str)) if isinstance(src, list) else ""
+
+
 def identify_notebook(c: Candidate, nb, known: dict):
     """Which released notebook is this?  By cell ids first, then by file name, then by content."""
-    ids = ({cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells}
-           | {cell.get("id") for cell in nb.cells}) - {None}          # grading metadata, or the cell ids alone
+    ids = ({_gid(cell) for cell in nb.cells} | {cell.get("id") for cell in nb.cells if isinstance(cell.get("id"), str)}) \
+        - {None}                                                      # grading metadata, or the cell ids alone
     best, overlap = None, 0.0
     for k in known.values():
         if k.grade_ids:
@@ -458,28 +738,25 @@ def identify_notebook(c: Candidate, nb, known: dict):
     if by_name is not None and (best is None or best is by_name or overlap < 0.5):
         return by_name, ""
     if best is not None and overlap >= 0.3:
-        return best, f"file {c.name!r} was collected as {best.name}.ipynb (recognised by its graded cells)"
-    text = "\n".join(cell.source for cell in nb.cells)
+        return best, f"file '{shown(c.name)}' was collected as {best.name}.ipynb (recognised by its graded cells)"
+    text = "\n".join(_source(cell) for cell in nb.cells)
     scored = sorted(((difflib.SequenceMatcher(None, text[:20000], k.text[:20000], autojunk=False).quick_ratio(), k.name)
                      for k in known.values()), reverse=True)
     if scored and scored[0][0] >= 0.6:
         k = known[scored[0][1]]
-        return k, f"file {c.name!r} was collected as {k.name}.ipynb (recognised by its content)"
+        return k, f"file '{shown(c.name)}' was collected as {k.name}.ipynb (recognised by its content)"
     return None, "could not tell which assignment notebook this is (unknown name, no graded cells)"
 
 
-def submission_notes(c: Candidate) -> list[str]:
+def submission_notes(c: Candidate, nb) -> list[str]:
     """What the student changed that grading will undo or that the instructor should know about."""
     notes = [c.how[0].upper() + c.how[1:] + "."] if c.how else []
-    if c.others:
-        notes.append(f"{len(c.others) + 1} versions of this notebook were handed in; the newest, `{c.name}`, "
-                     "was graded.")
-    nb, k = c.nb, c.known
+    k = c.known
     present = {}
     for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        gid = _gid(cell)
         if gid:
-            present[gid] = cell.source
+            present[gid] = _source(cell)
     for gid, src in k.locked.items():
         if gid not in present:
             notes.append(f"The graded test cell `{gid}` was deleted; the original was put back and run.")
@@ -493,60 +770,95 @@ def submission_notes(c: Candidate) -> list[str]:
     return notes
 
 
+def _versions_note(c: Candidate) -> list[str]:
+    if not c.others:
+        return []
+    return [f"{len(c.others) + 1} versions of this notebook were handed in; the newest, `{shown(c.name)}`, "
+            "was graded."]
+
+
 # ---------------------------------------------------------------- grading metadata
 def repair_metadata(raw: bytes, nb, known: KnownNotebook) -> tuple[bytes, list[str]]:
     """Make the submission's grading metadata that of the released notebook, so nbgrader grades it.
 
+    * Text that is not valid Unicode (a lone surrogate written as a JSON escape) is replaced by U+FFFD: no tool
+      down the line could write it.
     * A cell with grading metadata that does not belong to this notebook (a copied cell, metadata edited by hand,
       a changed ``grade_id``), or a second cell claiming a ``grade_id`` (a copied graded cell), becomes an
       ordinary cell: nbgrader would refuse the whole notebook over it.
     * Cells whose metadata was stripped (copied into a fresh notebook, some editors and hosted notebooks do that)
       get it back: matched to the released cells by cell id first, then by content (a locked cell by its exact
       source, an answer cell by its similarity to the handed-out blank).
-    * An answer cell turned into Markdown is noted; nbgrader turns it back into code and runs it as written.
+    * Every graded cell gets the released cell's grading flags and cell type back, by ``grade_id`` (a test cell
+      whose ``grade``/``solution`` flags were edited, an answer cell marked as a test, an answer handed in as
+      Markdown): nbgrader would otherwise refuse the whole notebook, now only that cell is affected.
     The original file stays in ``inbox/``.
     """
-    notes = _drop_foreign(nb, known)
+    notes = _replace_lone_surrogates(nb)
+    notes += _drop_foreign(nb, known)
     restored_by = _restore_missing(nb, known)
     if restored_by:
         notes.append(f"The grading metadata of {len(restored_by)} cell(s) was missing (a copied or re-saved "
                      "notebook?); it was restored from the handed-out notebook, matching "
                      + ", ".join(f"`{g}` by {h}" for g, h in restored_by.items()) + ".")
-    for gid, ctype, source, meta in known.cells:
-        cell = next((c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid), None)
-        if cell is not None and meta.get("solution") and cell.cell_type != ctype:
-            notes.append(f"The answer cell `{gid}` was handed in as a {cell.cell_type.capitalize()} cell; it was "
-                         f"turned back into a {ctype} cell and graded as written.")
+    notes += _restore_released(nb, known)
     if not notes:
         return raw, []
     return nbformat.writes(nb).encode("utf-8"), notes
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(nb) -> list[str]:
+    count = 0
+
+    def fix(node):
+        nonlocal count
+        if isinstance(node, dict):
+            for k in list(node):
+                v = fix(node[k])
+                if isinstance(k, str) and _SURROGATE.search(k):
+                    del node[k]
+                    count += 1
+                    k = _SURROGATE.sub("\ufffd", k)
+                node[k] = v
+            return node
+        if isinstance(node, list):
+            node[:] = [fix(x) for x in node]
+            return node
+        if isinstance(node, str) and _SURROGATE.search(node):
+            count += len(_SURROGATE.findall(node))
+            return _SURROGATE.sub("\ufffd", node)
+        return node
+
+    fix(nb)
+    return [f"{count} character(s) that are not valid Unicode (lone surrogates) were replaced by \ufffd."] if count else []
 
 
 def _drop_foreign(nb, known: KnownNotebook) -> list[str]:
     """Grading metadata that is not this notebook's, or a second claim on a ``grade_id``, is removed."""
     notes, owners = [], {}
     for cell in nb.cells:                 # who holds each grade_id: the cell with that id, else the first
-        meta = cell.metadata.get("nbgrader")
-        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        gid = _gid(cell)
         if gid in known.grade_ids and (gid not in owners or cell.get("id") == gid):
             owners[gid] = cell
     for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader")
-        if meta is None:
+        if "nbgrader" not in cell.metadata:
             continue
-        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        gid = _gid(cell)
         if owners.get(gid) is cell:
             continue
         del cell.metadata["nbgrader"]
-        first = next((x.strip() for x in cell.source.splitlines() if x.strip()), "")[:40].replace("`", "")
+        first = next((x.strip() for x in _source(cell).splitlines() if x.strip()), "")[:40].replace("`", "")
         what = f"a second claim on `{gid}`" if gid in owners else "grading metadata that does not belong to this notebook"
-        notes.append(f"A cell{f' (`{first}`)' if first else ''} carried {what}; it was graded as an ordinary cell.")
+        notes.append(f"A cell{f' (`{shown(first)}`)' if first else ''} carried {what}; it was graded as an ordinary cell.")
     return notes
 
 
 def _restore_missing(nb, known: KnownNotebook) -> dict:
     """Released graded cells with no metadata in the submission, matched by cell id, then by content."""
-    present = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata}
+    present = {_gid(c) for c in nb.cells} - {None}
     free = [c for c in nb.cells if "nbgrader" not in c.metadata]
     restored_by = {}
     for gid, ctype, source, meta in known.cells:
@@ -555,10 +867,10 @@ def _restore_missing(nb, known: KnownNotebook) -> dict:
         match = next((c for c in free if c.get("id") == gid), None)
         how = "its cell id"
         if match is None and (meta.get("locked") or meta.get("grade")) and not meta.get("solution"):
-            match = next((c for c in free if c.source.strip() == source.strip()), None)
+            match = next((c for c in free if _source(c).strip() == source.strip()), None)
             how = "its content"
         if match is None and meta.get("solution"):
-            scored = sorted(((difflib.SequenceMatcher(None, c.source, source, autojunk=False).ratio(), i)
+            scored = sorted(((difflib.SequenceMatcher(None, _source(c), source, autojunk=False).ratio(), i)
                              for i, c in enumerate(free)), reverse=True)
             if scored and scored[0][0] >= 0.5:
                 match = free[scored[0][1]]
@@ -566,29 +878,41 @@ def _restore_missing(nb, known: KnownNotebook) -> dict:
         if match is None:
             continue
         free.remove(match)
-        match.metadata["nbgrader"] = dict(meta)
+        match.metadata["nbgrader"] = copy.deepcopy(meta)
         present.add(gid)
         restored_by[gid] = how
     return restored_by
 
 
-def load_roster(path) -> dict[str, str]:
-    """roster CSV with an ``id`` column (and optionally ``lms_id``, ``name``, ``email``): any of them -> id."""
-    out = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            sid = clean_student_id(row.get("id") or row.get("student_id") or "")
-            if not sid or sid == "unknown":
-                continue
-            for key in ("id", "student_id", "lms_id", "name", "email", "login"):
-                v = (row.get(key) or "").strip()
-                if v:
-                    out[v] = sid
-                    out[v.lower()] = sid
-                    out[clean_student_id(v).lower()] = sid
-    return out
+def _restore_released(nb, known: KnownNotebook) -> list[str]:
+    """Each graded cell (by ``grade_id``) gets the released cell's grading flags and cell type back."""
+    notes = []
+    for gid, ctype, _, meta in known.cells:
+        i = next((i for i, c in enumerate(nb.cells) if _gid(c) == gid), None)
+        if i is None:
+            continue
+        cell = nb.cells[i]
+        what = "answer cell" if meta.get("solution") else "graded test cell" if meta.get("grade") else "cell"
+        mine = cell.metadata["nbgrader"]
+        changed = sorted(k for k in set(meta) | set(mine) if mine.get(k) != meta.get(k))
+        if changed:
+            cell.metadata["nbgrader"] = copy.deepcopy(meta)
+            notes.append(f"The grading settings of the {what} `{gid}` had been changed "
+                         f"({', '.join(shown(k) for k in changed)}); the handed-out ones were put back.")
+        if cell.cell_type != ctype:
+            new = nbformat.v4.new_code_cell(_source(cell)) if ctype == "code" else \
+                nbformat.v4.new_markdown_cell(_source(cell))
+            new.metadata = cell.metadata
+            if isinstance(cell.get("id"), str):
+                new["id"] = cell["id"]
+            nb.cells[i] = new
+            notes.append(f"The {what} `{gid}` was handed in as a {shown(cell.cell_type).capitalize()} cell; it was "
+                         f"turned back into a {ctype} cell"
+                         + (" and graded as written." if meta.get("solution") else "."))
+    return notes
 
 
+# ---------------------------------------------------------------- the report
 @dataclass
 class Duplicate:
     """Two notebooks for the same assignment, student and notebook in one batch: which was filed, and why."""
@@ -602,6 +926,33 @@ class Duplicate:
 
 
 @dataclass
+class Refusal:
+    """A file that was not filed, and why; ``student`` where its owner is known (their collect record has it)."""
+    file: str
+    why: str
+    student: str = ""
+    assignment: str = ""
+
+
+@dataclass
+class Collision:
+    """Identities from the LMS that would have been filed as one student id: none of their files was filed."""
+    assignment: str
+    students: list             # the student id(s) they would meet at
+    identities: list           # e.g. ["Canvas user 111", "Canvas user 222"]
+    files: list
+
+
+@dataclass
+class Renamed:
+    """An LMS id whose name in the export is not the roster's: filed by the id, reported."""
+    student: str
+    identity: str
+    roster_name: str
+    export_name: str
+
+
+@dataclass
 class CollectReport:
     batch: str
     collected: list = field(default_factory=list)
@@ -609,11 +960,23 @@ class CollectReport:
     unchanged: list = field(default_factory=list)
     older: list = field(default_factory=list)
     duplicates: list = field(default_factory=list)      # [Duplicate]
-    unmatched: list = field(default_factory=list)
+    unmatched: list = field(default_factory=list)       # (file, why) of every file not filed
+    refused: list = field(default_factory=list)         # [Refusal]: the same files, with their owner where known
+    collisions: list = field(default_factory=list)      # [Collision]
+    renamed: list = field(default_factory=list)         # [Renamed]
     skipped: list = field(default_factory=list)
     missing: list = field(default_factory=list)
 
+    def refuse(self, file: str, why: str, student: str = "", assignment: str = "") -> None:
+        self.unmatched.append((file, why))
+        self.refused.append(Refusal(file, why, student, assignment))
+
+    def refusals_of(self, student: str, assignment: str) -> list[str]:
+        return [shown(f"{r.file}: {r.why}") for r in self.refused
+                if r.student == student and r.assignment in ("", assignment)]
+
     def text(self) -> str:
+        owner = {(r.file, r.why): r.student for r in self.refused}
         lines = [f"collect batch {self.batch}: {len(self.collected)} submission(s) collected, "
                  f"{len(self.replaced)} replaced an earlier one, {len(self.unchanged)} unchanged, "
                  f"{len(self.unmatched)} file(s) NOT matched"]
@@ -627,12 +990,19 @@ class CollectReport:
             lines.append(f"  = {d.student}/{d.assignment}: two versions of {d.notebook}.ipynb in this batch: filed "
                          f"{d.kept}, not {d.other}: {d.why}; "
                          + (f"the other one is kept in {d.kept_at}" if d.kept_at else "dry run: nothing written"))
+        for r in self.renamed:
+            lines.append(f"  ? {r.student}: {r.identity} is '{r.roster_name}' on the roster and '{r.export_name}' in "
+                         "the export (renamed?): filed by the id")
+        for c in self.collisions:
+            lines.append(f"  ! COLLISION {c.assignment}: {' and '.join(c.identities)} would be filed as "
+                         f"{', '.join(c.students)}: none of their files was filed")
         if self.unmatched:
             lines.append("NOT collected (fix and collect again, or use --student-regex / --roster):")
-            lines += [f"  ! {f}: {why}" for f, why in self.unmatched]
+            lines += [f"  ! {f}{f' ({owner[(f, why)]})' if owner.get((f, why)) else ''}: {why}"
+                      for f, why in self.unmatched]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} other file(s): " +
                          ", ".join(f"{f} ({why})" for f, why in self.skipped[:20]) + (" ..." if len(self.skipped) > 20 else ""))
         if self.missing:
             lines.append(f"on the roster but nothing collected in this batch: {', '.join(self.missing)}")
-        return "\n".join(lines)
+        return "\n".join(shown(line) for line in lines)

@@ -45,7 +45,7 @@ SOURCE_ENV = "DDPM_NOTEBOOK_SOURCE"
 TIMEOUTS = {"default": (120, 900), "04": (300, 1200), "05": (600, 1800), "06": (600, 1800)}
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"
-STUDENT_ID_RE = re.compile(r"[^A-Za-z0-9._-]+")
+STUDENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def now_utc() -> dt.datetime:
@@ -70,8 +70,13 @@ def parse_ts(text: str) -> dt.datetime | None:
     return None
 
 
-def clean_student_id(raw: str) -> str:
-    return STUDENT_ID_RE.sub("-", raw.strip()).strip("-.") or "unknown"
+def student_id_problem(sid: str) -> str:
+    """"" when ``sid`` can be a student id as it is (the folder ``submitted/<sid>/`` and the gradebook's id); else
+    why not.  An id is never cleaned into another: two names that would clean to one id must stay two students."""
+    if not STUDENT_ID_RE.fullmatch(sid):
+        return ("is not usable as a student id (1-64 characters: ASCII letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit)")
+    return ""
 
 
 def unique(path: Path) -> Path:
@@ -277,12 +282,6 @@ c.LimitOutput.max_traceback = 60
 
     def submissions(self, assignment: str) -> list[str]:
         return sorted(p.parent.name for p in self.submitted.glob(f"*/{assignment}") if p.is_dir())
-
-    def score(self, assignment: str, student: str) -> tuple[float, float]:
-        """The autograded points and their maximum, from ``ddpm_instructor.grades.submission_score``."""
-        from .grades import submission_score
-        sc = submission_score(self, assignment, student)
-        return sc.autograded, sc.autograded_max
 
 
 def listdir(p: Path) -> list[str]:

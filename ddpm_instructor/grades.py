@@ -18,7 +18,9 @@ from pathlib import Path
 
 from . import records
 from .coursedir import CourseDir, fmt_ts, stamp
+from .errors import InstructorError
 from .records import read_notes
+from .roster import load_roster
 
 NOT_GRADED_YET = "written part not graded yet"
 
@@ -205,29 +207,18 @@ class LmsExport:
 
 
 def read_roster(path) -> list[dict]:
-    """The roster ``collect --roster`` reads (columns ``id`` plus any of ``lms_id``, ``name``, ``email``, ``login``;
-    for the LMS also ``sis_id``, ``idnumber``, ``section``): one dict per student, ``id`` cleaned as collect does."""
-    from .collect import load_roster
-    from .coursedir import clean_student_id
-    from .errors import InstructorError
+    """The roster ``collect --roster`` reads (``ddpm_instructor.roster``: columns ``id`` plus any of ``lms_id``,
+    ``name``, ``email``, ``login``; for the LMS also ``sis_id``, ``idnumber``, ``section``): one dict per student,
+    checked as collect checks it (an id used as is, no id on two rows)."""
     if not path or not Path(path).is_file():
         raise InstructorError(f"--roster {path}: no such file. The LMS file needs the roster (a CSV with an id "
                               "column and the LMS's ids: lms_id, sis_id, email, login) to name each student.")
-    load_roster(path)                   # the same file collect reads: fail the same way on a broken one
-    with open(path, newline="") as f:
-        rows = [{k: (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(f)]
-    out = []
-    for r in rows:
-        sid = clean_student_id(r.get("id") or r.get("student_id") or "")
-        if sid and sid != "unknown":
-            out.append(dict(r, id=sid))
-    return out
+    return [dict(e.row) for e in load_roster(path).entries]
 
 
 def lms_export(course: CourseDir, fmt: str, roster, out=None) -> LmsExport:
     """Canvas's or Moodle's gradebook import file: one row per roster student, one column per assignment with the
     total (autograded + written) of a final grade; empty where nothing was handed in or the grade is not final."""
-    from .errors import InstructorError
     if fmt not in LMS_FORMATS:
         raise InstructorError(f"--format {fmt}: use csv, {' or '.join(LMS_FORMATS)}.")
     people = read_roster(roster)

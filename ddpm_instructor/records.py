@@ -45,9 +45,12 @@ class CollectRecord:
     batch: str = ""
     files: list = field(default_factory=list)
     submitted: str = ""
+    identity: str = ""          # who the LMS says handed it in ("Canvas user 12345"; "" for a folder's id)
+    name: str = ""              # the name the export showed (display only)
+    refused: list = field(default_factory=list)     # "<file>: <why>" for each of their files collect did not file
 
     def notes(self) -> list[str]:
-        return [n for v in self.notebooks.values() for n in v]
+        return [n for v in self.notebooks.values() for n in v] + [f"Not collected: {r}" for r in self.refused]
 
 
 @dataclass
@@ -90,7 +93,8 @@ def save(record, path) -> None:
 
 def load_collect(notes_dir, a: str, s: str) -> CollectRecord:
     d = _load(notes_path(notes_dir, a, s, "collect")) or {}
-    return CollectRecord(**{k: d[k] for k in ("notebooks", "batch", "files", "submitted") if k in d})
+    return CollectRecord(**{k: d[k] for k in ("notebooks", "batch", "files", "submitted", "identity", "name", "refused")
+                            if k in d})
 
 
 def load_autograde(notes_dir, a: str, s: str) -> AutogradeRecord | None:

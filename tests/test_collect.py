@@ -84,26 +84,29 @@ def students(course, a=A) -> set:
 
 
 # ---------------------------------------------------------------- identification: the export's names only
-@pytest.mark.parametrize("entry, is_dir, student, keys, by, own", [
-    ("doejohn_12345_678_02_forward_closed_form.ipynb", False, "doejohn", ("12345",), "Canvas file name",
+@pytest.mark.parametrize("entry, is_dir, name, lms_id, sid, by, own", [
+    ("doejohn_12345_678_02_forward_closed_form.ipynb", False, "doejohn", "12345", "canvas-12345", "Canvas file name",
      "02_forward_closed_form.ipynb"),
-    ("doejohn_LATE_12345_678_homework 2 FINAL (1).ipynb", False, "doejohn", ("12345",), "Canvas file name",
-     "homework 2 FINAL (1).ipynb"),
-    ("doejohn_12345_679_02_forward_closed_form-1.ipynb", False, "doejohn", ("12345",), "Canvas file name",
-     "02_forward_closed_form-1.ipynb"),                                  # handed in again under the same name
-    ("anon_Xy12z_678_hw.ipynb", False, "anon_Xy12z", (), "Canvas file name", "hw.ipynb"),   # anonymous grading
-    ("LATE_anon_Xy12z_678_hw.zip", False, "anon_Xy12z", (), "Canvas file name", "hw.zip"),
-    ("Jane Doe_4711_assignsubmission_file_", True, "Jane Doe", ("4711",), "Moodle folder", None),
-    ("Jane Doe_4711_assignsubmission_file_02_forward_closed_form.ipynb", False, "Jane Doe", ("4711",),
+    ("doejohn_LATE_12345_678_homework 2 FINAL (1).ipynb", False, "doejohn", "12345", "canvas-12345",
+     "Canvas file name", "homework 2 FINAL (1).ipynb"),
+    ("doejohn_12345_679_02_forward_closed_form-1.ipynb", False, "doejohn", "12345", "canvas-12345",
+     "Canvas file name", "02_forward_closed_form-1.ipynb"),              # handed in again under the same name
+    ("anon_Xy12z_678_hw.ipynb", False, "anon_Xy12z", "anon_Xy12z", "canvas-anon_Xy12z", "Canvas file name",
+     "hw.ipynb"),                                                        # anonymous grading
+    ("LATE_anon_Xy12z_678_hw.zip", False, "anon_Xy12z", "anon_Xy12z", "canvas-anon_Xy12z", "Canvas file name",
+     "hw.zip"),
+    ("Jane Doe_4711_assignsubmission_file_", True, "Jane Doe", "4711", "moodle-4711", "Moodle folder", None),
+    ("Jane Doe_4711_assignsubmission_file_02_forward_closed_form.ipynb", False, "Jane Doe", "4711", "moodle-4711",
      "Moodle file name", "02_forward_closed_form.ipynb"),
-    ("Participant_4711_assignsubmission_file_", True, "Participant_4711", ("4711",), "Moodle folder", None),
-    ("s01-alice", True, "s01-alice", (), "folder", None),               # nbgrader: submitted/<student>/
+    ("Participant_4711_assignsubmission_file_", True, "Participant", "4711", "moodle-4711", "Moodle folder", None),
+    ("s01-alice", True, "s01-alice", "", "s01-alice", "folder", None),   # nbgrader: submitted/<student>/
 ])
-def test_owner_comes_from_the_export_entry_name(entry, is_dir, student, keys, by, own):
-    owner, name = col.owner_of(entry, is_dir)
-    assert (owner.student, owner.keys, owner.by) == (student, keys, by)
+def test_owner_and_student_id_come_from_the_export_entry_and_the_lms_id(entry, is_dir, name, lms_id, sid, by, own):
+    owner, own_name = col.owner_of(entry, is_dir)
+    assert (owner.name, owner.lms_id, owner.by) == (name, lms_id, by)
+    assert col.student_id(owner, {A, B}, None) == (sid, "")
     if own is not None:
-        assert name == own
+        assert own_name == own
 
 
 @pytest.mark.parametrize("entry", ["02_forward_closed_form.ipynb", "victim_02_forward_closed_form.ipynb",
@@ -125,7 +128,7 @@ def test_a_resubmitted_canvas_file_without_cell_ids_is_found_by_its_name(course,
     export = tmp_path / "canvas.zip"
     export.write_bytes(zip_bytes({f"doejohn_12345_679_{A}-1.ipynb": (nbformat.writes(bare).encode(), (2026, 11, 20, 12, 0))}))
     report = col.collect(course, [export])
-    assert report.collected == [("doejohn", A, [f"canvas.zip:doejohn_12345_679_{A}-1.ipynb"], [])], report.text()
+    assert report.collected == [("canvas-12345", A, [f"canvas.zip:doejohn_12345_679_{A}-1.ipynb"], [])], report.text()
 
 
 def test_nbgrader_layout_files_each_student_with_its_timestamp(course, tmp_path):
@@ -161,8 +164,8 @@ def test_moodle_export_in_folders_and_flat(course, tmp_path):
         "Ann Old_4713_assignsubmission_onlinetext_onlinetext.html": (b"<p>hi</p>", (2026, 11, 20, 12, 2)),
     }))
     report = col.collect(course, [export])
-    assert students(course) == {"Jane-Doe", "Max-Mustermann", "Ann-Old"}, report.text()
-    assert filed(course, "Max-Mustermann") == version("max")
+    assert students(course) == {"moodle-4711", "moodle-4712", "moodle-4713"}, report.text()
+    assert filed(course, "moodle-4712") == version("max")
     assert any("onlinetext.html" in f for f, _ in report.skipped)
 
 
@@ -175,7 +178,7 @@ def test_a_zip_inside_an_lms_zip_is_an_export_when_its_name_names_nobody(course,
     folder.mkdir()
     (folder / "moodle-download.zip").write_bytes(moodle)
     report = col.collect(course, [outer, folder])
-    assert students(course) == {"doejohn", "Jane-Doe"} and not report.unmatched, report.text()
+    assert students(course) == {"canvas-12345", "moodle-4711"} and not report.unmatched, report.text()
 
 
 def test_a_zip_inside_a_students_entry_is_that_students_whatever_it_holds(course, tmp_path):
@@ -242,8 +245,8 @@ def test_a_zip_holding_the_victims_path_never_reaches_the_victim_canvas(course, 
         "mallory_222_555_submission.zip": (attack, (2026, 11, 20, 12, 5)),
     }))
     report = col.collect(course, [export])
-    assert filed(course, "victim") == version("victim") and filed(course, "mallory") == BLANK, report.text()
-    assert students(course) == {"victim", "mallory"} and not report.duplicates
+    assert filed(course, "canvas-111") == version("victim") and filed(course, "canvas-222") == BLANK, report.text()
+    assert students(course) == {"canvas-111", "canvas-222"} and not report.duplicates
 
 
 # ---------------------------------------------------------------- two versions: both reported, the other one kept
@@ -254,16 +257,16 @@ def test_second_version_is_reported_with_both_sources_and_kept(course, tmp_path)
         f"doejohn_12345_679_{A}-1.ipynb": (version("second"), (2026, 11, 21, 12, 0)),   # handed in again
     }))
     report = col.collect(course, [export])
-    assert filed(course, "doejohn") == version("second")
+    assert filed(course, "canvas-12345") == version("second")
     (d,) = report.duplicates
-    assert (d.assignment, d.student, d.notebook) == (A, "doejohn", A)
+    assert (d.assignment, d.student, d.notebook) == (A, "canvas-12345", A)
     assert d.kept == f"canvas.zip:doejohn_12345_679_{A}-1.ipynb" and d.other == f"canvas.zip:doejohn_12345_678_{A}.ipynb"
     assert "2026-11-21 12:00:00" in d.why and "2026-11-20 12:00:00" in d.why and "is newer than" in d.why
     assert (course.root / d.kept_at).read_bytes() == version("first")
-    assert d.kept_at.startswith(f"archive/doejohn/{A}/not-kept-")
+    assert d.kept_at.startswith(f"archive/canvas-12345/{A}/not-kept-")
     text = report.text()
     assert d.kept in text and d.other in text and d.kept_at in text
-    notes = records.load_collect(course.notes, A, "doejohn").notes()
+    notes = records.load_collect(course.notes, A, "canvas-12345").notes()
     assert any("2 versions of this notebook were handed in" in n for n in notes), notes
 
 
@@ -284,7 +287,7 @@ def test_dry_run_reports_duplicates_and_writes_nothing(course, tmp_path):
     export.write_bytes(zip_bytes({f"doejohn_1_2_{A}.ipynb": (version("a"), (2026, 11, 20, 12, 0)),
                                   f"doejohn_1_3_{A}-1.ipynb": (version("b"), (2026, 11, 20, 12, 1))}))
     report = col.collect(course, [export], dry_run=True)
-    assert [s for s, *_ in report.collected] == ["doejohn"] and len(report.duplicates) == 1
+    assert [s for s, *_ in report.collected] == ["canvas-1"] and len(report.duplicates) == 1
     assert report.duplicates[0].kept_at == ""
     assert not course.submitted.exists() and not course.archive.exists() and not course.inbox.exists()
 

@@ -270,7 +270,9 @@ def graded(tmp_path_factory):
 
     t0 = time.monotonic()
     first = col.collect(course, [early])
-    reports = [col.collect(course, [folder]), col.collect(course, [lms])]
+    roster = tmp / "roster.csv"             # a Canvas file names the user id: the roster gives its student id
+    roster.write_text("id,lms_id\n" + "".join(f"{s},{1000 + k}\n" for k, s in enumerate(CLASS) if s in LMS_STUDENTS))
+    reports = [col.collect(course, [folder]), col.collect(course, [lms], roster=roster)]
     late_old = col.collect(course, [early])   # an older copy arriving after the newer one must not win
     corrupt = root / "submitted" / CORRUPT / A
     corrupt.mkdir(parents=True)
