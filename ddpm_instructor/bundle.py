@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -177,17 +178,28 @@ def check_releasable(assignment: str, notebooks: list[Path], public: set[str]) -
         raise InstructorError(f"cannot release {assignment}:\n  " + "\n  ".join(problems))
 
 
+# A bundle is read by the student and by the grading kernel's unprivileged uid, whatever the modes of the course it
+# is built from (run_autograder closes the course on Gradescope: chmod -R go-rwx), so every copy gets these.
+DIR_MODE, FILE_MODE = 0o755, 0o644
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    shutil.copyfile(src, dst)
+    os.chmod(dst, FILE_MODE)
+
+
 def _copy_package(src: Path, dst: Path, only: list[str] | None = None) -> None:
     dst.mkdir(parents=True)
+    os.chmod(dst, DIR_MODE)
     for p in sorted(src.iterdir()):
         if p.name == "__pycache__" or p.name.startswith("."):
             continue
         if only is not None and p.suffix == ".py" and p.stem != "__init__" and p.stem not in only:
             continue
         if p.is_file():
-            shutil.copy2(p, dst / p.name)
+            _copy_file(p, dst / p.name)
         elif p.is_dir() and only is None:          # a subpackage (tutorial_utils.checks): the kernel sees only this copy
-            shutil.copytree(p, dst / p.name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+            _copy_package(p, dst / p.name)
 
 
 def bundle_solutions_dir(course: CourseDir, assignment: str) -> Path:
@@ -255,13 +267,14 @@ def build_bundle(course: CourseDir, assignment: str) -> tuple[Path, Path]:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
+    os.chmod(dest, DIR_MODE)
     for nb in notebooks:
-        shutil.copy2(nb, dest / nb.name)
+        _copy_file(nb, dest / nb.name)
     _copy_package(REPO / "tutorial_utils", dest / "tutorial_utils")
     _copy_package(REPO / "solutions", dest / "solutions", only=bundle_modules(assignment, public))
     for w in weights:
-        (dest / "checkpoints").mkdir(exist_ok=True)
-        shutil.copy2(w, dest / "checkpoints" / w.name)
+        (dest / "checkpoints").mkdir(mode=DIR_MODE, exist_ok=True)
+        _copy_file(w, dest / "checkpoints" / w.name)
     (dest / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
     (dest / "README.md").write_text(readme(assignment, notebooks, sorted(s for s in public if s != assignment), weights))
     zpath = course.bundles / f"{assignment}.zip"

@@ -16,10 +16,12 @@ size grades in parallel there; inside it the same sandbox and time limits apply.
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import stat
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import records
@@ -32,23 +34,26 @@ SHIPPED = ["pyproject.toml", "README.md", "nbgrader_config.py", "solutions", "tu
            "checkpoints", "notebooks/source"]
 
 
-def _results(course: CourseDir, assignment: str, student: str, seconds: float, visibility: str) -> dict:
+def _results(course: CourseDir, assignment: str, student: str, seconds: float, visibility: str,
+             graded: bool = True) -> dict:
     """Gradescope's ``results.json`` for the autograded part: the scores from ``grades.submission_score`` (the
-    source of the grades CSV too), the messages and notes from the autograde record."""
+    source of the grades CSV too), the messages and notes from the autograde record.  ``graded=False``: nothing was
+    released or run (the submission was refused up front), every test 0."""
     from .grades import submission_score
-    rec = records.load_autograde(course.notes, assignment, student)
-    notes = records.read_notes(course.notes, assignment, student)
-    sc = submission_score(course, assignment, student)
+    rec = records.load_autograde(course.notes, assignment, student) if graded else None
+    notes = records.read_notes(course.notes, assignment, student) if graded else []
+    sc = submission_score(course, assignment, student) if graded else None
+    cells = sc.cells if sc else {}
     by_id = {t.grade_id: t for t in rec.tests()} if rec is not None else {}
     tests = []
     for number, (_, gid, max_pts) in enumerate(course.points(assignment), 1):
-        t, cell = by_id.get(gid), sc.cells.get(gid)
+        t, cell = by_id.get(gid), cells.get(gid)
         tests.append({"name": gid, "number": str(number), "score": cell.score if cell else 0.0, "max_score": max_pts,
                       "output": t.message if t else "not graded: the notebook could not be run (see the output above)",
                       "visibility": visibility})
     output = "\n".join(f"- {n}" for n in notes) or "The notebook ran without problems."
     written = written_note(course, assignment)
-    return {"score": sc.autograded, "execution_time": round(seconds, 1),
+    return {"score": sc.autograded if sc else 0.0, "execution_time": round(seconds, 1),
             "output": "Grader notes:\n" + output + (f"\n\n{written}" if written else ""),
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
@@ -100,36 +105,142 @@ def autograder_readme(course: CourseDir, assignment: str) -> str:
                                  written=written)
 
 
+# ------------------------------------------------------------------ reading what the student uploaded
+CHUNK = 1 << 20
+MAX_DEPTH = 16
+
+
+def shown(name: str) -> str:
+    """A student's file name as grader text may quote it: control characters (terminal escapes) written as escapes."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+
+
+@dataclass
+class Upload:
+    """What ``copy_upload`` took from a submission: the notebooks copied (paths relative to the upload) and what it
+    refused to read, (name, why)."""
+    copied: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        return [f"{name}: {why}" for name, why in self.refused]
+
+
+def _not_regular(st: os.stat_result) -> str | None:
+    """Why a file of this ``lstat`` is not read (None: a regular file with no other name)."""
+    if stat.S_ISLNK(st.st_mode):
+        return ("a symbolic link, not read: a link points at a file that is not yours (upload the notebook file "
+                "itself, not a link or a shortcut to it)")
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a pipe, socket or device), not read: upload the notebook file itself"
+    if st.st_nlink != 1:
+        return ("a hard link (another name of a file elsewhere), not read: upload the notebook file itself, "
+                "a copy of your own")
+    return None
+
+
+def _copy_regular(src: Path, dst: Path, seen: os.stat_result) -> str | None:
+    """Copy ``src`` to ``dst`` (0644) if it is still the regular file ``seen`` was: opened without following a link
+    and without blocking, checked again on the open file.  Returns why not, or None."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        return f"could not be opened ({e.strerror}), not read"
+    with os.fdopen(fd, "rb") as fi:
+        st = os.fstat(fi.fileno())
+        why = _not_regular(st)
+        if why or (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino):
+            return why or "changed while it was read, not read"
+        fo = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fo, "wb") as out:
+            while block := fi.read(CHUNK):
+                out.write(block)
+        os.chmod(dst, 0o644)
+    return None
+
+
+def copy_upload(submission: Path, inbox: Path) -> Upload:
+    """Copy the notebooks of ``submission`` (a notebook, or a folder holding them, as uploaded) into ``inbox``.
+
+    Nothing but regular files with no other name is read: a symbolic link (to the course's own notebook, say, which
+    root could read), a hard link, a pipe or a device is refused from its ``lstat``, before anything opens it, and
+    listed in ``refused``; folders are walked without following links.  The copies are flat (``inbox/<name>``; a
+    second notebook of the same name is refused)."""
+    up = Upload()
+
+    def visit(path: Path, rel: str, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            up.refused.append((shown(rel), f"folders nested more than {MAX_DEPTH} deep, not read"))
+            return
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            up.refused.append((shown(rel), f"could not be read ({e.strerror})"))
+            return
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                names = sorted(os.listdir(path))
+            except OSError as e:
+                up.refused.append((shown(rel), f"a folder that could not be listed ({e.strerror})"))
+                return
+            for n in names:
+                visit(path / n, f"{rel}/{n}" if rel else n, depth + 1)
+            return
+        why = _not_regular(st)
+        if why:
+            up.refused.append((shown(rel), why))
+        elif path.suffix == ".ipynb":
+            if (inbox / path.name).exists():
+                up.refused.append((shown(rel), f"a second notebook named {shown(path.name)}, not read: hand in one"))
+                return
+            why = _copy_regular(path, inbox / path.name, st)
+            if why:
+                up.refused.append((shown(rel), why))
+            else:
+                up.copied.append(rel)
+
+    submission = Path(submission)
+    visit(submission, "" if os.path.isdir(submission) and not os.path.islink(submission) else submission.name)
+    return up
+
+
 def grade_one(submission, out, assignment: str, public=(), source=None, workdir=None, sandbox=None,
               visibility: str = "after_published", cell_timeout=None, notebook_timeout=None) -> dict:
     """Grade one submission (a notebook, or a folder holding it) on its own and write ``results.json`` to ``out``.
 
-    Always writes a ``results.json``: a submission that cannot be collected or run gets 0 with the reason.
+    Always writes a ``results.json``: a submission that cannot be collected or run gets 0 with the reason, and every
+    file that is not a regular file of the student's own (``copy_upload``) is named in the output, unread.
     """
     if visibility not in VISIBILITIES:
         raise InstructorError(f"--visibility {visibility}: use one of {', '.join(VISIBILITIES)}.")
     submission, out = Path(submission), Path(out)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ddpm-grade-one-", dir=workdir) as tmp:
-        course = CourseDir(root=Path(tmp) / "course", source=source, sandbox=sandbox, quiet=True,
-                           cell_timeout=cell_timeout, notebook_timeout=notebook_timeout)
-        from .autograde import autograde
-        from .collect import collect
-        from .release import release
-        release(course, [assignment], public=public)
         inbox = Path(tmp) / "in" / "student"
         inbox.mkdir(parents=True)
-        found = [submission] if submission.is_file() else sorted(submission.rglob("*.ipynb"))
-        for nb in found:
-            shutil.copy2(nb, inbox / nb.name)
-        report = collect(course, [inbox.parent], assignment=assignment)
-        if not (course.submitted / "student" / assignment).is_dir():
-            why = "; ".join(f"{f}: {r}" for f, r in report.unmatched + report.skipped) or "no notebook was handed in"
-            result = _results(course, assignment, "student", time.monotonic() - t0, visibility)
+        upload = copy_upload(submission, inbox)          # first: nothing else reads the submission
+        course = CourseDir(root=Path(tmp) / "course", source=source, sandbox=sandbox, quiet=True,
+                           cell_timeout=cell_timeout, notebook_timeout=notebook_timeout)
+        if not upload.copied:
+            result = _results(course, assignment, "student", time.monotonic() - t0, visibility, graded=False)
+            why = "no notebook file was handed in" + (" (only what is listed below, not read)" if upload.refused else "")
             result["output"] = f"Your submission could not be graded: {why}. Hand in the assignment's notebook."
         else:
-            autograde(course, [assignment], jobs=1)
-            result = _results(course, assignment, "student", time.monotonic() - t0, visibility)
+            from .autograde import autograde
+            from .collect import collect
+            from .release import release
+            release(course, [assignment], public=public)
+            report = collect(course, [inbox.parent], assignment=assignment)
+            if not (course.submitted / "student" / assignment).is_dir():
+                why = "; ".join(f"{f}: {r}" for f, r in report.unmatched + report.skipped) or "no notebook was handed in"
+                result = _results(course, assignment, "student", time.monotonic() - t0, visibility)
+                result["output"] = f"Your submission could not be graded: {why}. Hand in the assignment's notebook."
+            else:
+                autograde(course, [assignment], jobs=1)
+                result = _results(course, assignment, "student", time.monotonic() - t0, visibility)
+    if upload.refused:
+        result["output"] += "\n\nFiles in your submission that were refused (0 points for each):\n" + \
+            "\n".join(f"- {n}" for n in upload.notes())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     return result
@@ -154,9 +265,14 @@ ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PY="${{AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}}"
 export DDPM_DATA_DIR="${{DDPM_DATA_DIR:-$ROOT/data}}" DDPM_DOWNLOAD=0 DDPM_PROFILE=smoke
 export PYTHONPATH="$ROOT/source/course"          # the course shipped in this zip, never an installed copy
+export PYTHONSAFEPATH=1                          # nor a package in the working directory (Python >= 3.11)
+export PYTHONDONTWRITEBYTECODE=1                 # and the course stays as shipped (no __pycache__ others could read)
+cd "$ROOT"                                       # Gradescope's working directory, wherever this is started from
+umask 022                                        # what the grader writes for the kernel (its inputs) is readable
 mkdir -p "$ROOT/results"
 # Where bubblewrap cannot create namespaces (Docker's default seccomp profile) the kernel runs as an unprivileged uid
 # (ddpm_instructor.sandbox, mode user), which must not be able to read the course shipped here (answers, tooling).
+# The student bundle grade-one builds from it is written with modes of its own (folders 0755, files 0644).
 chmod -R go-rwx "$ROOT/source"
 "$PY" -m ddpm_instructor grade-one "$ROOT/submission" --assignment {assignment} {public} \\
     --source "$ROOT/source/course/notebooks/source" --out "$ROOT/results/results.json" --visibility {visibility} "$@"

@@ -34,6 +34,7 @@ reports what it could reach (``./course instructor doctor``).
 """
 from __future__ import annotations
 
+import ast
 import fcntl
 import functools
 import json
@@ -53,8 +54,12 @@ from traitlets import Enum, Integer, List, Unicode, default
 from .errors import InstructorError
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+BOOT_FILE, READ_CHECK_FILE, KILL_FILE, PROBE_FILE = (str(HERE / f"sandbox_{n}.py") for n in ("boot", "readcheck",
+                                                                                                "kill", "probe"))
 MODES = ("auto", "bwrap", "user", "off")
 BUNDLE_IN, INPUTS_IN, DATA_IN, SRC_IN = "/sandbox/bundle", "/sandbox/inputs", "/sandbox/data", "/sandbox/.src"
+BOOT_IN = SRC_IN + "/boot.py"          # the boot step, in the 0700 folder only it reads (root, before the switch)
 HOME_IN = "/home/student"
 SYSTEM = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 ETC = ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/fonts"]
@@ -137,81 +142,31 @@ def course_copies() -> list[Path]:
         for p in Path(d).glob("__editable__*finder.py"):
             for line in p.read_text(errors="replace").splitlines():
                 if line.startswith("MAPPING") and "{" in line:
-                    try:
-                        mapping = eval(line.split("=", 1)[1].strip(), {})   # a dict literal written by setuptools
-                    except Exception:
-                        continue
-                    roots |= {Path(v).resolve().parent for v in mapping.values() if isinstance(v, str)}
+                    roots |= {Path(v).resolve().parent for v in _editable_mapping(p, line).values()}
     return sorted(roots)
 
 
-# ------------------------------------------------------------------ inside the sandbox: the boot step
-BOOT = r'''
-import json, os, resource, sys
-a = json.loads(sys.argv[1]); cmd = sys.argv[2:]
-uid, gid = a["uid"], a["gid"]
-def own(p):
-    if uid is not None:
-        os.chown(p, uid, gid, follow_symlinks=False)
-def copy(src, dst):
-    for root, dirs, files in os.walk(src):
-        rel = os.path.relpath(root, src)
-        t = dst if rel == "." else os.path.join(dst, rel)
-        os.makedirs(t, exist_ok=True); own(t)
-        for n in files:
-            s, d = os.path.join(root, n), os.path.join(t, n)
-            if os.path.islink(s) or not os.path.isfile(s):
-                continue
-            try:
-                with open(s, "rb") as fi, open(d, "wb") as fo:
-                    while True:
-                        b = fi.read(1 << 20)
-                        if not b:
-                            break
-                        fo.write(b)
-                own(d)
-            except OSError:
-                pass
-os.makedirs(a["work"], exist_ok=True); own(a["work"])
-if uid is not None:
-    os.chmod(a["work"], 0o700)
-for d in a["mkdirs"]:
-    os.makedirs(d, exist_ok=True); own(d)
-if a["src"]:
-    copy(a["src"], a["work"])
-for name, v in a["limits"].items():
-    resource.setrlimit(getattr(resource, name), (v, v))
-if uid is not None:
-    os.setgroups([]); os.setresgid(gid, gid, gid); os.setresuid(uid, uid, uid)
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(0x10000000) == 0:      # a user namespace of its own in which no further one can be made
-        libc.prctl(4, 1)                   # PR_SET_DUMPABLE: /proc/self is ours again after the switch
-        for f, text in (("/proc/self/uid_map", f"{uid} {uid} 1"), ("/proc/self/setgroups", "deny"),
-                        ("/proc/self/gid_map", f"{gid} {gid} 1"), ("/proc/sys/user/max_user_namespaces", "0")):
-            with open(f, "w") as fo:
-                fo.write(text)
-os.umask(0o077); os.chdir(a["work"]); os.execv(cmd[0], cmd)
-'''
-
-READ_CHECK = r'''
-import json, os, sys
-a = json.loads(sys.argv[1])
-os.setgroups([]); os.setresgid(a["gid"], a["gid"], a["gid"]); os.setresuid(a["uid"], a["uid"], a["uid"])
-def readable(p):
+def _editable_mapping(finder: Path, line: str) -> dict:
+    """The package -> folder dict literal that setuptools writes on the ``MAPPING`` line of an editable install's
+    finder.  Anything else is refused: an unread mapping would leave that checkout visible to the kernel."""
     try:
-        if os.path.isdir(p):
-            os.listdir(p)
-        else:
-            open(p, "rb").read(1)
-        return True
-    except OSError:
-        return False
-print(json.dumps({"readable": [p for p in a["protect"] if readable(p)], "unreadable": [p for p in a["need"] if not readable(p)]}))
-'''
+        mapping = ast.literal_eval(line.split("=", 1)[1].strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        mapping, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "not a dict of package names to folders"
+    if not (isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+        raise InstructorError(f"cannot read the editable install's package folders in {finder} ({why}): the sandbox "
+                              "could not hide that checkout from the kernel. Reinstall the course (pip install -e .) "
+                              "or remove that file.")
+    return mapping
 
-KILL_UID = "import os, sys; u, g = int(sys.argv[1]), int(sys.argv[2]); os.setgroups([]); os.setresgid(g, g, g); " \
-           "os.setresuid(u, u, u); os.kill(-1, 9)"
+
+# ------------------------------------------------------------------ the scripts run by path (sandbox_*.py)
+def _script(path: str, *args: str) -> list[str]:
+    """The argv that runs one of the sandbox's own scripts: isolated (``-I``: no environment, no user site, not its
+    own folder on the path) and without site (``-S``): the standard library only."""
+    return [sys.executable, "-I", "-S", path, *args]
 
 
 def _as_root() -> bool:
@@ -220,7 +175,7 @@ def _as_root() -> bool:
 
 def _kill_uid(uid: int) -> None:
     """Kill every process of ``uid`` (what a user-mode kernel left running)."""
-    subprocess.run([sys.executable, "-I", "-S", "-c", KILL_UID, str(uid), str(UID_BASE)], env={},
+    subprocess.run(_script(KILL_FILE, str(uid), str(UID_BASE)), env={},
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
 
 
@@ -329,8 +284,14 @@ def _parents(args: list[str], made: set[str], binds: list[str], dst: str) -> Non
 
 
 def _copy_tree(src: str, dst: str) -> None:
+    """A copy the kernel's uid can read whatever the source's modes: folders 0755, files 0644 (root's)."""
     if src and os.path.isdir(src):
-        shutil.copytree(src, dst, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        shutil.copytree(src, dst, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True,
+                        copy_function=shutil.copyfile)
+        for root, _, files in os.walk(dst):
+            os.chmod(root, 0o755)
+            for n in files:
+                os.chmod(os.path.join(root, n), 0o644)
 
 
 @dataclass
@@ -439,8 +400,11 @@ class SandboxKernelManager(AsyncKernelManager):
             return inner
         boot = {"uid": self.uid, "gid": UID_BASE if self.uid is not None else None, "limits": self.limits(),
                 "mkdirs": []}
-        argv = self._user_argv(boot, cwd) if mode == "user" else self._bwrap_argv(boot, cwd)
-        return argv + [sys.executable, "-I", "-S", "-c", BOOT, json.dumps(boot)] + inner
+        if mode == "user":
+            argv, boot_file = self._user_argv(boot, cwd), BOOT_FILE
+        else:
+            argv, boot_file = self._bwrap_argv(boot, cwd), BOOT_IN
+        return argv + _script(boot_file, json.dumps(boot)) + inner
 
     def _bwrap_argv(self, boot: dict, cwd: str) -> list[str]:
         """bubblewrap over an empty root: the allow-list, read-only, and the sized tmpfs mounts."""
@@ -473,7 +437,7 @@ class SandboxKernelManager(AsyncKernelManager):
                 args += ["--ro-bind", os.path.realpath(src), dst]
         work = f"{HOME_IN}/{os.path.basename(cwd) or 'work'}"
         _parents(args, made, binds, SRC_IN)
-        args += ["--perms", "0700", "--dir", SRC_IN, "--ro-bind", cwd, SRC_IN + "/f"]
+        args += ["--perms", "0700", "--dir", SRC_IN, "--ro-bind", cwd, SRC_IN + "/f", "--ro-bind", BOOT_FILE, BOOT_IN]
         made.add(SRC_IN)
         _parents(args, made, binds, work)
         args += ["--perms", "0755", "--size", str(self.work_mb * mb), "--tmpfs", work]
@@ -524,8 +488,8 @@ class SandboxKernelManager(AsyncKernelManager):
         key = (tuple(protect), tuple(need))
         if key in SandboxKernelManager._checked:
             return
-        r = subprocess.run([sys.executable, "-I", "-S", "-c", READ_CHECK,
-                            json.dumps({"uid": uid, "gid": UID_BASE, "protect": protect, "need": need})],
+        r = subprocess.run(_script(READ_CHECK_FILE, json.dumps({"uid": uid, "gid": UID_BASE, "protect": protect,
+                                                                 "need": need})),
                            env={}, capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             raise InstructorError(f"sandbox mode user: could not test what uid {uid} can read ({r.stderr[-300:]}).")
@@ -622,106 +586,7 @@ class SandboxKernelManager(AsyncKernelManager):
 
 
 # ------------------------------------------------------------------ what the kernel can reach (doctor, tests)
-PROBE = r'''
-import json, os, resource, socket, sys, time
-
-def _writable_dirs(walk):
-    if not walk:
-        return [d for d in (os.environ.get("TMPDIR"), "/tmp", "/var/tmp", "/dev/shm", os.getcwd()) if d and os.access(d, os.W_OK)]
-    found = {}
-    for root, dirs, files in os.walk("/"):
-        if root.startswith(("/proc", "/sys")):
-            dirs[:] = []
-            continue
-        try:
-            if os.statvfs(root).f_flag & os.ST_RDONLY:
-                dirs[:] = []
-                continue
-            if os.access(root, os.W_OK):
-                found.setdefault(os.stat(root).st_dev, root)
-        except OSError:
-            dirs[:] = []
-    return sorted(found.values())
-
-def _fill(d, limit):
-    """Write files of 1 MB chunks into d (a new file when one reaches the file-size limit) until a write fails."""
-    chunk, total, paths = b"x" * (1 << 20), 0, []
-    while total < limit:
-        path = os.path.join(d, f".fill-{os.getpid()}-{len(paths)}")
-        paths.append(path)
-        n = 0
-        try:
-            with open(path, "wb", buffering=0) as f:
-                while total + n < limit:
-                    n += f.write(chunk)
-        except OSError:
-            pass
-        try:
-            n = os.path.getsize(path)
-        except OSError:
-            n = 0
-        total += n
-        if n < len(chunk):
-            break
-    for path in paths:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-    return total
-
-def _forks(limit):
-    kids = []
-    try:
-        while len(kids) < limit:
-            pid = os.fork()
-            if pid == 0:
-                time.sleep(30)
-                os._exit(0)
-            kids.append(pid)
-    except OSError:
-        pass
-    for pid in kids:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    return len(kids)
-
-def probe(a):
-    r = {"uid": os.getuid(), "cwd": os.getcwd(), "sees": [p for p in a["hidden"] if os.path.exists(p)]}
-    try:
-        r["home"] = sorted(os.listdir(a["home"]))
-    except OSError:
-        r["home"] = []
-    r["reads"] = []
-    for p in a["hidden"]:
-        try:
-            os.listdir(p) if os.path.isdir(p) else open(p, "rb").read(1)
-            r["reads"].append(p)
-        except OSError:
-            pass
-    try:
-        first = open("/proc/1/environ", "rb").read().decode(errors="replace")
-    except OSError:
-        first = ""
-    r["secret_pid1"] = a["secret"] in first
-    r["secret_env"] = any(a["secret"] in k or a["secret"] in v for k, v in os.environ.items())
-    try:
-        socket.create_connection(("1.1.1.1", 53), timeout=2).close()
-        r["network"] = True
-    except OSError:
-        r["network"] = False
-    r["writable"] = {}
-    for d in _writable_dirs(a["walk"]):
-        st = os.statvfs(d)
-        r["writable"][d] = {"size": st.f_blocks * st.f_frsize, "filled": _fill(d, a["fill"]) if a["fill"] else None}
-    r["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
-    r["forks"] = _forks(a["forks"]) if a["forks"] else None
-    return r
-
-if __name__ == "__main__":
-    print(json.dumps(probe(json.loads(sys.argv[1]))))
-'''
-
+# The probe is sandbox_probe.py (PROBE_FILE): doctor runs it with the kernel's own command.
 
 def probe_args(secret: str, fill: int = 0, forks: int = 0, walk: bool = True, hidden=()) -> dict:
     """What the probe looks for: the checkouts' tests/ and benchmarks/, the grader's /tmp and home, ``hidden``."""
@@ -763,8 +628,9 @@ def _probe_checks(km: SandboxKernelManager, secret: str, fill: bool) -> list[Che
     with tempfile.TemporaryDirectory(prefix="ddpm-doctor-") as folder:     # in the grader's /tmp: must not show
         args = probe_args(secret, fill=(max(km.tmp_mb, km.work_mb, km.shm_mb) + 8) * mb if fill else 0,
                           forks=km.nproc + 8, walk=km.in_force == "bwrap", hidden=[folder])
+        shutil.copyfile(PROBE_FILE, os.path.join(folder, "sandbox_probe.py"))    # copied in with the folder
         try:
-            argv = km.command([sys.executable, "-c", PROBE, json.dumps(args)], folder)
+            argv = km.command([sys.executable, "sandbox_probe.py", json.dumps(args)], folder)
         except InstructorError as e:
             return [Check(f"the {km.in_force} sandbox can start", False, str(e))]
         km._hand_over()
