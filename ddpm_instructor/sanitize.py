@@ -16,8 +16,8 @@ autograded notebook after it ran) keeps, per cell:
   plain text.
 
 and caps the notebook (:data:`MAX_CELLS` cells, :data:`MAX_BYTES` in all, :data:`MAX_SOURCE_CHARS` per cell,
-:data:`MAX_TEXT_CHARS` per text output, :data:`MAX_IMAGE_BYTES` per image, :data:`MAX_MARKDOWN_CHARS` of Markdown
-in all); caps a real student never reaches.  Every change is returned as a note in plain words.
+:data:`MAX_TEXT_CHARS` per text output, :data:`MAX_IMAGE_BYTES` per image, :data:`TOTAL_SOURCE_CHARS` of Markdown
+and of code in all); caps a real student never reaches.  Every change is returned as a note in plain words.
 
 :func:`escape_note` makes a student-controlled string (a file name, a zip entry name) inert in Markdown and HTML;
 :func:`terminal_safe` makes it inert in a terminal.
@@ -34,15 +34,17 @@ from collections import Counter
 from html.parser import HTMLParser
 
 import bleach
+from bleach.css_sanitizer import CSSSanitizer
 from nbconvert.preprocessors import Preprocessor
 
 __all__ = ["reduce_submission", "reduce_outputs", "SafeOutputs", "escape_note", "terminal_safe", "markdown_is_safe",
            "MAX_CELLS", "MAX_BYTES"]
 
-MAX_CELLS = 2000                    # the course's notebooks have 60-130 cells
-MAX_BYTES = 20 * 2**20              # all of the notebook, as JSON
+MAX_CELLS = 500                     # the course's notebooks have 20-40 cells
+MAX_BYTES = 10 * 2**20              # all of the notebook, as JSON (the course's: 30-110 kB)
 MAX_SOURCE_CHARS = 100_000          # one cell's source
-MAX_MARKDOWN_CHARS = 1_000_000      # all Markdown sources together (what the formgrader renders cell by cell)
+TOTAL_SOURCE_CHARS = {"markdown": 200_000,  # all Markdown sources together (the course's: 8-19 thousand characters)
+                      "code": 500_000}      # all code together (the course's: under 30 thousand)
 MAX_TEXT_CHARS = 100_000            # one text output (stream, text/plain, an error's text)
 MAX_IMAGE_BYTES = 2 * 2**20         # one PNG output or attachment (base64)
 
@@ -54,9 +56,11 @@ ALLOWED_TAGS = frozenset({
     "thead", "tr", "u", "ul", "var"})
 ALLOWED_ATTRIBUTES = {"*": ("class", "title"), "a": ("href",), "img": ("src", "alt", "width", "height"),
                       "h1": ("id",), "h2": ("id",), "h3": ("id",), "h4": ("id",), "h5": ("id",), "h6": ("id",),
-                      "td": ("align", "colspan", "rowspan"), "th": ("align", "colspan", "rowspan"),
+                      "td": ("align", "colspan", "rowspan", "style"), "th": ("align", "colspan", "rowspan", "style"),
                       "ol": ("start",)}
-_LINK = re.compile(r"(https?://|mailto:|#)", re.I)
+_LINK = re.compile(r"(https?://|mailto:|#|[^:/?#]*([/?#]|$))", re.I)   # a relative link has no scheme
+_ALIGN = re.compile(r"text-align:\s*(left|right|center);?$")       # Markdown tables' column alignment
+_CSS = CSSSanitizer(allowed_css_properties=["text-align"])
 _IMAGE = re.compile(r"data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]*$", re.I)
 _NUMBER = re.compile(r"\d{1,5}%?$")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*$")
@@ -73,6 +77,8 @@ def _allowed(tag: str, name: str, value: str) -> bool:
         return bool(_LINK.match(value.strip()))
     if name == "src":
         return bool(_IMAGE.match(value.strip()))
+    if name == "style":
+        return bool(_ALIGN.match(value.strip()))
     if name in ("width", "height", "colspan", "rowspan", "start"):
         return bool(_NUMBER.match(value.strip()))
     return True
@@ -80,7 +86,7 @@ def _allowed(tag: str, name: str, value: str) -> bool:
 
 def _clean(text: str) -> str:
     return bleach.clean(text, tags=ALLOWED_TAGS, attributes=_allowed, protocols=["http", "https", "mailto", "data"],
-                        strip=True, strip_comments=True)
+                        strip=True, strip_comments=True, css_sanitizer=_CSS)
 
 
 class _Tokens(HTMLParser):
@@ -93,7 +99,8 @@ class _Tokens(HTMLParser):
         self.close()
 
     def handle_starttag(self, tag, attrs):
-        self.tokens.append((tag, tuple(sorted((k, v or "") for k, v in attrs))))
+        self.tokens.append((tag, tuple(sorted((k, re.sub(r"\s|;$", "", v or "") if k == "style" else v or "")
+                                              for k, v in attrs))))
 
     def handle_data(self, data):
         if data.strip():
@@ -127,8 +134,13 @@ def _html_is_safe(rendered: str) -> bool:
 
 
 def markdown_is_safe(source: str, attachments=None) -> bool:
-    """Whether a Markdown source, rendered as nbconvert renders it, has only allowed elements, attributes and URLs."""
-    return _html_is_safe(_render(source, attachments))
+    """Whether a Markdown source, rendered as nbconvert renders it, has only allowed elements, attributes and URLs
+    (False too when nbconvert cannot render it: a missing attachment stops its whole page)."""
+    try:
+        rendered = _render(source, attachments)
+    except Exception:                       # noqa: BLE001 - nbconvert's InvalidNotebook, or anything else it raises
+        return False
+    return _html_is_safe(rendered)
 
 
 def _as_text(source: str) -> str:
@@ -136,15 +148,26 @@ def _as_text(source: str) -> str:
     return f"{fence}text\n{source}\n{fence}"
 
 
+def _plain(source: str) -> bool:
+    """No HTML, no link or image target in ``source``: nothing in it renders as an element with a URL or an
+    attribute a student chose (Markdown makes ``<a>``/``<img>`` only from ``](``, ``]:`` and ``<...>``)."""
+    return "<" not in source and "](" not in source and "]:" not in source
+
+
 def _sanitize_markdown(source: str, attachments) -> tuple[str, str | None]:
     """(source to keep, what was done or None)."""
-    if markdown_is_safe(source, attachments):
+    if _plain(source) or markdown_is_safe(source, attachments):
         return source, None
+    try:
+        _render(source, attachments)
+    except Exception:                       # noqa: BLE001 - see markdown_is_safe
+        return _as_text(source), ("it cannot be shown as Markdown (an image attachment it shows is missing or was "
+                                  "removed); shown as plain text instead")
     cleaned = _clean(source)
     if markdown_is_safe(cleaned, attachments):
-        return cleaned, "its HTML that could run in a browser (scripts, event handlers, frames, SVG, forms, links " \
-                        "other than http, https and mailto) was removed; its text was kept"
-    return _as_text(source), "it held HTML or links that could run in a browser; it is shown as plain text"
+        return cleaned, ("HTML that could run in the grader's browser (scripts, event handlers, frames, SVG, forms, "
+                         "javascript: links) was removed; the text was kept")
+    return _as_text(source), "HTML or links that could run in the grader's browser; shown as plain text instead"
 
 
 # ---------------------------------------------------------------- outputs
@@ -275,50 +298,60 @@ def _size(obj) -> int:
 
 def _label(i: int, cell) -> str:
     gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-    return f"cell {i + 1}" + (f" ({gid})" if gid else "")
+    kind = {"markdown": "Markdown cell", "code": "code cell"}.get(cell.get("cell_type"), "cell")
+    return f"{kind} {i + 1}" + (f" ({gid})" if gid else "")
 
 
 def reduce_submission(nb, max_cells: int = MAX_CELLS, max_bytes: int = MAX_BYTES) -> list[str]:
     """Reduce ``nb`` (changed in place) to what grading needs; the notes say what was removed or capped."""
-    notes: list[str] = []
+    notes = _cap_cells(nb, max_cells)                   # first: nothing below runs over more than max_cells cells
     counts = _new_counts()
     for key in [k for k in nb.metadata if k not in _NB_METADATA]:
         del nb.metadata[key]
-    md_total = 0
+    done: dict[str, list[str]] = {}                     # what was done -> the cells it was done to
+    totals = {"markdown": 0, "code": 0}
     for i, cell in enumerate(nb.cells):
         cell["metadata"] = type(cell.metadata)(_cell_metadata(cell.get("metadata") or {}))
+        label = _label(i, cell)
         source = _text(cell.get("source"))
         if len(source) > MAX_SOURCE_CHARS:
             source = source[:MAX_SOURCE_CHARS]
-            notes.append(f"{_label(i, cell).capitalize()} was longer than {MAX_SOURCE_CHARS:,} characters; "
-                         "the rest was cut.")
-        if cell.get("cell_type") == "raw":
+            done.setdefault(f"longer than {MAX_SOURCE_CHARS:,} characters; the rest was cut", []).append(label)
+        if cell.get("cell_type") not in ("markdown", "code"):
             cell["cell_type"], source = "markdown", _as_text(source)
-            notes.append(f"The raw {_label(i, cell)} is shown as plain text.")
+            done.setdefault("a raw cell, shown as plain text", []).append(label)
         if "attachments" in cell:
-            kept = {name: {"image/png": png} for name, bundle in (cell.get("attachments") or {}).items()
+            given = cell.get("attachments") or {}
+            kept = {name: {"image/png": png} for name, bundle in given.items()
                     if isinstance(bundle, dict) and (png := _png(bundle.get("image/png"))) is not None}
-            if len(kept) < len(cell.get("attachments") or {}):
-                notes.append(f"Attachments of {_label(i, cell)} that are not PNG images were removed.")
+            if len(kept) < len(given):
+                done.setdefault("attachments that are not PNG images were removed", []).append(label)
             if kept and cell.get("cell_type") == "markdown":
                 cell["attachments"] = kept
             else:
                 del cell["attachments"]
-        if cell.get("cell_type") == "markdown":
-            md_total += len(source)
-            if md_total > MAX_MARKDOWN_CHARS and not _graded(cell):
-                notes.append(f"Markdown {_label(i, cell)} was removed: the notebook's Markdown is longer than "
-                             f"{MAX_MARKDOWN_CHARS:,} characters in all.")
-                source = ""
+        kind = cell["cell_type"]
+        totals[kind] += len(source)
+        if totals[kind] > TOTAL_SOURCE_CHARS[kind] and not _graded(cell):
+            done.setdefault(f"removed: the notebook's {kind} is longer than {TOTAL_SOURCE_CHARS[kind]:,} characters "
+                            "in all", []).append(label)
+            source = ""
+        if kind == "markdown":
             source, why = _sanitize_markdown(source, cell.get("attachments"))
             if why:
-                notes.append(f"Markdown {_label(i, cell)}: {why}.")
+                done.setdefault(why, []).append(label)
         cell["source"] = source
         _reduce_cell_outputs(cell, counts)
+    for why, cells in done.items():
+        more = f" and {len(cells) - 10} more" if len(cells) > 10 else ""
+        notes.append(f"{_capital(', '.join(cells[:10]))}{more}: {why}.")
     notes += _outputs_notes(counts)
-    notes += _cap_cells(nb, max_cells)
     notes += _cap_bytes(nb, max_bytes)
     return notes
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _cap_cells(nb, max_cells: int) -> list[str]:
@@ -334,6 +367,10 @@ def _cap_cells(nb, max_cells: int) -> list[str]:
     nb.cells = [c for i, c in enumerate(nb.cells) if i not in drop]
     return [f"The notebook had more than {max_cells:,} cells; its last {len(drop):,} cells without grading "
             "metadata were removed."]
+
+
+def _amount(n: int) -> str:
+    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n / 1000:g} kB"
 
 
 def _cap_bytes(nb, max_bytes: int) -> list[str]:
@@ -354,7 +391,7 @@ def _cap_bytes(nb, max_bytes: int) -> list[str]:
             total -= before - sizes[i]
             cleared += 1
     if cleared:
-        notes.append(f"The notebook was larger than {max_bytes // 2**20} MB; the stored outputs of its "
+        notes.append(f"The notebook was larger than {_amount(max_bytes)}; the stored outputs of its "
                      f"{cleared} largest cell(s) were removed.")
     removed = 0
     for i in range(len(nb.cells) - 1, -1, -1):
@@ -365,7 +402,7 @@ def _cap_bytes(nb, max_bytes: int) -> list[str]:
             del nb.cells[i]
             removed += 1
     if removed:
-        notes.append(f"The notebook was still larger than {max_bytes // 2**20} MB; its last {removed} cell(s) "
+        notes.append(f"The notebook was still larger than {_amount(max_bytes)}; its last {removed} cell(s) "
                      "without grading metadata were removed.")
     return notes
 
