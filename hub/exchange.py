@@ -1,0 +1,180 @@
+"""nbgrader's exchange on a shared machine, closed so that students cannot reach each other's work.
+
+nbgrader's default exchange (``nbgrader.exchange.default``) is made for trust: its root is 0777, a submission folder
+is made 0777 "so the instructor can delete later" and is hidden from the other students only by its name (a
+timestamp and 12 random characters). A student who learns that name can read, overwrite or delete the submission; a
+student can rename the course folder under the 0777 root and put in an inbound of their own; and a folder named
+``alice+ps1+...`` made by anyone is filed by nbgrader's collect as Alice's.
+
+Here the hub's set-up (:func:`prepare_exchange`, run as root by ``./course hub``) makes the folders, owned by root and
+the instructors' OS group, and three of nbgrader's exchange classes are replaced (``ExchangeFactory``, written into
+the students' and instructors' nbgrader config by :mod:`hub.labs`):
+
+    <root>/                     1777 root:root       what nbgrader checks (writable by all), but sticky: a course
+                                                       folder cannot be renamed or deleted by anyone but root
+    <root>/<course>/            2775 root:<group>    the instructors release into it
+        outbound/               2775 root:<group>    students read and fetch released assignments
+        inbound/                3773 root:<group>    students create (cannot list; sticky: cannot rename or
+                                                       delete what is not theirs); the instructors list and read
+            <student>+<a>+<t>+<r>/   0750 <student>:<group>, files 0640: only the student and the instructors
+        feedback/               2771 root:<group>    students open their own file by its name (a hash of the
+                                                       submission's secret, which only they and the instructors read)
+
+:class:`PrivateExchangeSubmit` copies a submission into a 0700 staging folder first and moves it into place with its
+final permissions, so at no moment can another student read or change it. :class:`OwnerCheckedExchangeCollect` takes a
+submission only if its folder belongs to the OS user the folder's name claims: a student's identity comes from the
+file system, never from a name they wrote.
+"""
+from __future__ import annotations
+
+import glob
+import grp
+import os
+import pwd
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbgrader.exchange.default.collect import ExchangeCollect
+from nbgrader.exchange.default.submit import ExchangeSubmit
+
+# (path relative to the exchange root's course folder, mode); the course folder itself first
+COURSE_LAYOUT = (("", 0o2775), ("outbound", 0o2775), ("inbound", 0o3773), ("feedback", 0o2771))
+SUBMISSION_DIR_MODE = 0o750
+SUBMISSION_FILE_MODE = 0o640
+
+
+class ExchangeSetupError(RuntimeError):
+    """The exchange cannot be prepared as asked (not root, unknown group, a path that is not a folder)."""
+
+
+@dataclass(frozen=True)
+class ExchangeLayout:
+    root: Path
+    course_id: str
+    group: str
+
+    @property
+    def course(self) -> Path:
+        return self.root / self.course_id
+
+    @property
+    def inbound(self) -> Path:
+        return self.course / "inbound"
+
+    @property
+    def outbound(self) -> Path:
+        return self.course / "outbound"
+
+    @property
+    def feedback(self) -> Path:
+        return self.course / "feedback"
+
+
+def prepare_exchange(root: str | os.PathLike, course_id: str, group: str) -> ExchangeLayout:
+    """Make (or repair) the exchange's folders with the owners and modes in this module's docstring.  Run as root.
+    Idempotent; files inside the folders are left alone."""
+    if os.geteuid() != 0:
+        raise ExchangeSetupError("preparing the exchange needs root (it sets owners); run ./course hub as root")
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ExchangeSetupError(f"no OS group {group!r}: create it first (groupadd {group})") from None
+    if not course_id or "/" in course_id or course_id.startswith("."):
+        raise ExchangeSetupError(f"course id {course_id!r} is not a plain folder name")
+    layout = ExchangeLayout(Path(root), course_id, group)
+    _ensure_dir(layout.root, 0o1777, 0, 0)
+    for rel, mode in COURSE_LAYOUT:
+        _ensure_dir(layout.course / rel if rel else layout.course, mode, 0, gid)
+    return layout
+
+
+def _ensure_dir(path: Path, mode: int, uid: int, gid: int) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ExchangeSetupError(f"{path} exists and is not a folder: move it away and run again")
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)          # after chown: chown clears the set-gid bit
+
+
+class PrivateExchangeSubmit(ExchangeSubmit):
+    """nbgrader's submit, with the submission readable only by its student and the instructors' group (which the
+    set-gid inbound gives it) and never, not even while it is copied, open to anyone else."""
+
+    def copy_files(self):
+        self.init_release()
+        submission_secret = secrets.token_hex(64)
+        dest_path = os.path.join(self.inbound_path, self.assignment_filename)
+        if self.add_random_string:
+            cache_path = os.path.join(self.cache_path, self.assignment_filename.rsplit("+", 1)[0])
+        else:
+            cache_path = os.path.join(self.cache_path, self.assignment_filename)
+        self.log.info("Source: {}".format(self.src_path))
+        self.log.info("Destination: {}".format(dest_path))
+        self.check_filename_diff()
+
+        staging = os.path.join(self.inbound_path, f".staging-{secrets.token_urlsafe(12)}")
+        # 0700, and set-gid inherited from the inbound: what is copied in gets the instructors' group
+        os.mkdir(staging, 0o700)
+        try:
+            staged = os.path.join(staging, "submission")
+            # written in the set-gid staging folder, then moved: copytree's last chmod clears the set-gid bit of
+            # the copy, after which new files would get the student's group
+            for name, text in (("timestamp.txt", self.timestamp), ("submission_secret.txt", submission_secret)):
+                with open(os.path.join(staging, name), "w") as fh:
+                    fh.write(text)
+            self.do_copy(self.src_path, staged)
+            for name in ("timestamp.txt", "submission_secret.txt"):
+                os.replace(os.path.join(staging, name), os.path.join(staged, name))
+            self.set_perms(staged, fileperms=SUBMISSION_FILE_MODE, dirperms=SUBMISSION_DIR_MODE)
+            os.rename(staged, dest_path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+        os.makedirs(self.cache_path, exist_ok=True)
+        self.do_copy(self.src_path, cache_path)
+        with open(os.path.join(cache_path, "timestamp.txt"), "w") as fh:
+            fh.write(self.timestamp)
+        with open(os.path.join(cache_path, "submission_secret.txt"), "w") as fh:
+            fh.write(submission_secret)
+        self.log.info("Submitted as: {} {} {}".format(
+            self.coursedir.course_id, self.coursedir.assignment_id, str(self.timestamp)))
+
+
+def submission_owner_matches(path: str, username: str) -> bool:
+    """Whether the submission folder ``path`` belongs to the OS user ``username`` (and is a real folder)."""
+    try:
+        st = os.lstat(path)
+        return stat.S_ISDIR(st.st_mode) and st.st_uid == pwd.getpwnam(username).pw_uid
+    except (KeyError, OSError):
+        return False
+
+
+class OwnerCheckedExchangeCollect(ExchangeCollect):
+    """nbgrader's collect, taking only submissions whose folder belongs to the student its name claims; any other
+    is reported and left where it is."""
+
+    def init_src(self):
+        super().init_src()       # checks the course, reads the due date; its choice may hold a forged submission
+        student_id = self.coursedir.student_id if self.coursedir.student_id else "*"
+        pattern = os.path.join(self.inbound_path, "{}+{}+*".format(student_id, self.coursedir.assignment_id))
+        by_student: dict[str, list] = {}
+        for path in sorted(glob.glob(pattern)):
+            record = self._path_to_record(path)
+            if submission_owner_matches(path, record["username"]):
+                by_student.setdefault(record["username"], []).append(record)
+            else:
+                self.log.error("Ignoring %s: it claims to be %s's submission, but that OS user does not own it",
+                               path, record["username"])
+        self.src_records = [self._pick(records) for _, records in sorted(by_student.items())]
+
+    def _pick(self, records):
+        """nbgrader's choice: the newest submission, or the newest before the due date when asked for."""
+        records = self._sort_by_timestamp(records)
+        if self.duedate is not None and self.before_duedate:
+            before = [r for r in records if r["timestamp"] <= self.duedate]
+            if before:
+                return before[0]
+        return records[0]
