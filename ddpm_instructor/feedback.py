@@ -1,14 +1,36 @@
 """Step 4: ``feedback`` -- an HTML page per student and assignment (nbgrader's), each graded test shown by its
 result and message only (``GuardedExecute`` replaced its code), each written answer with the points and comment
-given in the formgrader; a plain page when a submission could not be graded."""
+given in the formgrader; a plain page when a submission could not be graded.
+
+Each student's page is rendered in a process of its own (forked from this one, so nbgrader is imported once), at
+most ``jobs`` at a time, each stopped after :data:`RENDER_TIMEOUT` seconds and limited to :data:`RENDER_MEMORY_MB`
+more memory: one huge or broken notebook costs its owner a failure page, never the class's time.  Every page
+carries a Content-Security-Policy (:data:`CSP`) that forbids scripts, plug-ins, frames, forms and every request
+but inline styles and ``data:`` images: whatever HTML a student managed to put in a notebook cannot run when the
+page is opened.  nbconvert's MathJax loader is a script too, so maths shows as its LaTeX source.
+"""
 from __future__ import annotations
 
 import html
+import multiprocessing
+import os
+import re
+import resource
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 from .coursedir import CourseDir, stamp
 from .records import read_notes
+
+CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; frame-src 'none'; child-src 'none'; "
+       "worker-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'; "
+       "style-src 'unsafe-inline'; img-src data:; font-src data:")
+CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+RENDER_TIMEOUT = 300          # seconds per student page
+RENDER_MEMORY_MB = 3072       # address space a student's render may add to this process's
+_HEAD = re.compile(rb"<head(\s[^>]*)?>", re.I)
 
 
 def _html(text) -> str:
@@ -24,25 +46,26 @@ def feedback_zip(course, assignment: str) -> Path:
             zf.write(page, f"{page.parent.parent.name}/{page.name}")
     return dest
 
-def feedback(course: CourseDir, assignments=None, students=None, zip_it=False) -> list[Path]:
+def feedback(course: CourseDir, assignments=None, students=None, zip_it=False, jobs=None) -> list[Path]:
     made = []
     for a in assignments or course.released_assignments():
         subs = [s for s in (students or course.submissions(a))]
         if not subs:
             continue
         graded = [s for s in subs if (course.autograded / s / a).is_dir()]
-        if graded:                                  # one nbgrader process for the whole class
-            everyone = set(course.submissions(a))
-            exclude = ",".join(sorted(everyone - set(graded)))
-            log = course.logs / "feedback" / a / f"{stamp()}.log"
-            args = ["generate_feedback", a, "--force"] + (
-                [f"--CourseDirectory.student_id_exclude={exclude}"] if exclude else [])
-            course.nbgrader(*args, log=log)
+        if graded:
+            logs = course.logs / "feedback" / a / stamp()
+            codes = render_pages(course, a, graded, logs, jobs=jobs)
             for s in graded:
-                files = list((course.feedback / s / a).glob("*.html"))
+                files = list((course.feedback / s / a).glob("*.html")) if codes[s] == 0 else []
                 if not files:
-                    files = [failure_page(course, s, a, "The feedback page could not be rendered; your instructor "
-                                                f"has been told (see {log.relative_to(course.root)}).")]
+                    for stale in (course.feedback / s / a).glob("*.html"):     # an earlier run's page: not this one
+                        stale.unlink()
+                    why = "took too long" if codes[s] == 124 else "could not be rendered"
+                    files = [failure_page(course, s, a, f"The feedback page {why}; your instructor has been told "
+                                                        f"(see {(logs / f'{s}.log').relative_to(course.root)}).")]
+                for f in files:
+                    add_csp(f)
                 made += files
         for s in sorted(set(subs) - set(graded)):
             made.append(failure_page(course, s, a, "Your submission could not be graded automatically. "
@@ -70,6 +93,80 @@ def failure_page(course, s, a, msg) -> Path:
     notes = read_notes(course.notes, a, s)
     items = "".join(f"<li>{_html(n)}</li>" for n in notes)
     p = d / "GRADING_PROBLEM.html"
-    p.write_text(f"<html><body><h1>{_html(a)}: feedback for {_html(s)}</h1><p>{_html(msg)}</p>"
+    p.write_text(f"<html><head>{CSP_META}</head><body><h1>{_html(a)}: feedback for {_html(s)}</h1><p>{_html(msg)}</p>"
                  f"<ul>{items}</ul></body></html>")
     return p
+
+
+def add_csp(page: Path) -> None:
+    """Put :data:`CSP_META` first in the page's ``<head>`` (before anything it governs); once."""
+    data = page.read_bytes()
+    if CSP_META.encode() in data[:4096]:
+        return
+    m = _HEAD.search(data)
+    at = m.end() if m else 0
+    page.write_bytes(data[:at] + CSP_META.encode() + data[at:])
+
+
+# ---------------------------------------------------------------- one process per student
+def render_pages(course: CourseDir, assignment: str, students, logs: Path, jobs=None, timeout: float | None = None,
+                 memory_mb: int | None = None) -> dict[str, int]:
+    """nbgrader's ``generate_feedback`` for each student in a forked process of its own, ``jobs`` at a time;
+    {student: exit code} (124: stopped after ``timeout`` seconds).  Each one's output is in ``logs/<student>.log``."""
+    from nbgrader.apps.nbgraderapp import NbGraderApp      # imported once, here; the children share it
+    timeout = RENDER_TIMEOUT if timeout is None else timeout
+    memory_mb = RENDER_MEMORY_MB if memory_mb is None else memory_mb
+    course.write_config()
+    logs.mkdir(parents=True, exist_ok=True)
+    env = course.env()
+    ctx = multiprocessing.get_context("fork")
+    jobs = max(1, jobs or min(4, os.cpu_count() or 1))
+    pending, running, codes = list(students), {}, {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            s = pending.pop(0)
+            argv = ["generate_feedback", assignment, f"--student={s}", "--force"]
+            proc = ctx.Process(target=_render_child, args=(NbGraderApp, str(course.root), env, argv,
+                                                           str(logs / f"{s}.log"), memory_mb), daemon=True)
+            proc.start()
+            running[s] = (proc, time.monotonic())
+        for s, (proc, t0) in list(running.items()):
+            if not proc.is_alive():
+                proc.join()
+                codes[s] = proc.exitcode if proc.exitcode is not None else 1
+            elif time.monotonic() - t0 > timeout:
+                proc.kill()
+                proc.join()
+                codes[s] = 124
+                with open(logs / f"{s}.log", "a") as f:
+                    f.write(f"\n[instructor] stopped after {timeout:g} s\n")
+            else:
+                continue
+            del running[s]
+        time.sleep(0.05)
+    return codes
+
+
+def _render_child(app_class, root: str, env: dict, argv: list[str], log: str, memory_mb: int) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    print(f"$ nbgrader {' '.join(argv)}", flush=True)
+    with open("/proc/self/statm") as f:
+        now = int(f.read().split()[0]) * resource.getpagesize()
+    limit = now + memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.chdir(root)
+    os.environ.clear()
+    os.environ.update(env)
+    app_class.clear_instance()
+    try:
+        app_class.launch_instance(argv=argv)
+    except SystemExit as e:
+        os._exit(e.code if isinstance(e.code, int) else 1)
+    except BaseException as e:                 # noqa: BLE001 - the child reports and exits, whatever happened
+        print(f"[instructor] {type(e).__name__}: {e}", flush=True)
+        os._exit(1)
+    os._exit(0)
