@@ -116,11 +116,11 @@ def bisect_backstop(students: list, run: Callable[[list], tuple], ok: Callable[[
 
 
 def backstop_s(course: CourseDir, assignment: str, n_students: int) -> int:
-    """A chunk's backstop: far above what ``GuardedExecute``'s own limits allow its submissions."""
-    from .execute import GuardedExecute
+    """A chunk's backstop: far above what the grading preprocessors' own limits allow its submissions."""
+    from .judge_graded import JudgeGradedCells
     cell, nbt = course.limits(assignment)
     n_nb = max(1, len(list((course.release / assignment).glob("*.ipynb"))))
-    judge_s = course.judge_timeout or GuardedExecute.class_traits()["judge_timeout"].default_value
+    judge_s = course.judge_timeout or JudgeGradedCells.class_traits()["judge_timeout"].default_value
     n_tests = len(course.points(assignment))
     return n_students * n_nb * (nbt + 4 * cell + 60) + n_students * n_tests * judge_s + 300
 

@@ -109,7 +109,7 @@ class CourseDir:
         self.notebook_timeout = notebook_timeout
         self.sandbox = sandbox or "auto"         # SandboxKernelManager.mode: auto | bwrap | user | off
         self.quiet = quiet
-        self.judge_timeout = judge_timeout          # GuardedExecute.judge_timeout / judge_memory_mb; None: theirs
+        self.judge_timeout = judge_timeout          # JudgeGradedCells.judge_timeout / judge_memory_mb; None: theirs
         self.judge_memory_mb = judge_memory_mb
         for d in ("source", "release", "submitted", "autograded", "feedback", "archive", "inbox", "backups",
                   "notes", "exports", "logs"):
@@ -150,12 +150,16 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (IgnorePattern, LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                     CheckCellMetadata)
 from ddpm_instructor.execute import GuardedExecute
-c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+from ddpm_instructor.grader_notes import GraderNotes
+from ddpm_instructor.judge_graded import JudgeGradedCells
+from ddpm_instructor.sanitize import SafeOutputs
+c.Autograde.autograde_preprocessors = [GuardedExecute, JudgeGradedCells, SafeOutputs, GraderNotes,
+                                       IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+                                       AssignLatePenalties, CheckCellMetadata]
 c.Autograde.create_student = True
 c.OverwriteCells.add_missing_cells = True   # a deleted graded test cell is put back and run
 c.GuardedExecute.startup_timeout = 120
-c.GuardedExecute.notes_dir = {str(self.notes)!r}
+c.GraderNotes.notes_dir = {str(self.notes)!r}
 c.SandboxKernelManager.protect = {hidden!r}   # never readable by the kernel (checked in the fallback mode)
 c.LimitOutput.max_lines = 300
 c.LimitOutput.max_traceback = 60
@@ -174,12 +178,12 @@ c.LimitOutput.max_traceback = 60
         tests' inputs and the reference code its kernel may see (the public stages only: ddpm_instructor.bundle)."""
         cell, nbt = self.limits(assignment)
         return [f"--GuardedExecute.timeout={cell}", f"--GuardedExecute.notebook_timeout={nbt}",
-                f"--GuardedExecute.inputs_dir={self.graded_inputs / assignment}",
+                f"--JudgeGradedCells.inputs_dir={self.graded_inputs / assignment}",
                 f"--SandboxKernelManager.mode={self.sandbox}",
                 f"--SandboxKernelManager.bundle_dir={self.bundle_dir(assignment)}",
                 f"--SandboxKernelManager.inputs_dir={self.graded_inputs / assignment}",
                 f"--SandboxKernelManager.data_dir={self.env().get('DDPM_DATA_DIR', '')}"] + [
-                f"--GuardedExecute.{k}={v}" for k, v in (("judge_timeout", self.judge_timeout),
+                f"--JudgeGradedCells.{k}={v}" for k, v in (("judge_timeout", self.judge_timeout),
                                                          ("judge_memory_mb", self.judge_memory_mb)) if v]
 
     @property

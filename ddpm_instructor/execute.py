@@ -1,65 +1,39 @@
-"""nbgrader plug-ins used by ``python -m ddpm_instructor autograde``.
+"""Run a submitted notebook's cells for ``python -m ddpm_instructor autograde``, whatever the notebook does.
 
-``GuardedExecute`` replaces nbgrader's ``Execute`` preprocessor so that one bad submission can never
-stop the batch or hide what the student got right:
+``GuardedExecute`` replaces nbgrader's ``Execute`` preprocessor so that one bad submission can never stop the batch
+or hide what the student got right:
 
-* every code cell gets at most ``timeout`` seconds and the whole notebook at most
-  ``notebook_timeout`` seconds; a cell that runs too long is stopped, marked with a readable error,
-  and grading continues;
-* when the kernel dies (``os._exit``, a segfault, running out of memory) or hangs, a fresh kernel is
-  started, the cells before the failing one are re-run (outputs discarded) and grading continues
-  after it;
-* outputs are capped per cell (``max_output_chars`` of text, ``max_output_bytes`` in all) while they
-  stream in, so a submission printing gigabytes cannot fill the grader's memory, the gradebook or
-  the feedback;
-* the kernel runs in the bubblewrap sandbox (:class:`ddpm_instructor.sandbox.SandboxKernelManager`);
-* the graded test cells are judged outside the kernel and outside this process, in a child process with a
-  time and a memory limit (``ddpm_instructor.judging``: ``judge_timeout`` seconds per test, ``judge_memory_mb``):
-  each one's record is decoded and compared with the reference (``ddpm_instructor.graded``), and its outputs are
-  replaced by the verdict (an error output costs its points, nbgrader's rule) and its code by a one-line
-  description, so the feedback shows each test's result and message, never its code; a record too large, or
-  a test the judge does not finish in time, costs that test only;
-* the graded tests' inputs reach the kernel through the kernel manager (``SandboxKernelManager.inputs_dir``,
-  mounted read-only), never through this process's environment;
-* a graded test cell nbgrader had to put back (missing from the handed-in notebook, by grade id) is noted,
-  unless ``collect`` already compared that notebook with the release and said so;
-* everything that happened is written, in plain words, in a "Grader notes" cell at the top of the
-  autograded notebook (and so in the feedback) and as a typed record (``ddpm_instructor.records``) in
-  ``<course>/notes/`` for the grade export.
+* every code cell gets at most ``timeout`` seconds and the whole notebook at most ``notebook_timeout`` seconds; a
+  cell that runs too long is stopped, marked with a readable error, and grading continues;
+* when the kernel dies (``os._exit``, a segfault, running out of memory) or hangs, a fresh kernel is started, the
+  cells before the failing one are re-run (outputs discarded) and grading continues after it (at most
+  ``max_restarts`` times);
+* cells tagged with one of ``skip_tags`` (demonstrations) are not run, unless they are graded or answer cells;
+* a cell the grader never gets to carries a "not run" error (nbgrader gives a graded cell without one full marks);
+* outputs are capped while they stream in (``output_cap.OutputCap``);
+* the kernel runs in the sandbox (``sandbox.SandboxKernelManager``, which also hands it the graded tests' inputs,
+  mounted read-only), never with this process's environment.
+
+What happened (notes in plain words, whether the notebook ran, its slowest cell, the time taken) goes into the
+notebook's run record (``notebook_run``).  The next preprocessors in the pipeline (``ddpm_instructor.coursedir``)
+judge the graded cells (``judge_graded.JudgeGradedCells``) and write the notes (``grader_notes.GraderNotes``).
 """
 from __future__ import annotations
 
 import copy
-import json
 import time
-from pathlib import Path
 
 from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbformat.v4 import new_markdown_cell, new_output
+from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, List, Type, Unicode
+from traitlets import Integer, List, Type
 
-from . import records
-from .judging import GradedCell, judge_cells
-from .records import NotebookRun
+from .notebook_run import error_output, run_record
+from .output_cap import OutputCap
 from .sandbox import SandboxKernelManager
 
-NOTES_MARK = "ddpm_grader_notes"
-
-__all__ = ["GuardedExecute", "NOTES_MARK"]
-
-
-def _error_output(ename: str, text: str):
-    return new_output("error", ename=ename, evalue=text, traceback=[f"\x1b[0;31m{ename}\x1b[0m: {text}"])
-
-
-def _size(out) -> int:
-    if out.get("output_type") == "stream":
-        return len(out.get("text", ""))
-    if out.get("output_type") == "error":
-        return sum(len(x) for x in out.get("traceback", [])) + len(out.get("evalue", ""))
-    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in out.get("data", {}).values())
+__all__ = ["GuardedExecute"]
 
 
 class GuardedExecute(Execute):
@@ -67,25 +41,17 @@ class GuardedExecute(Execute):
 
     timeout = Integer(120, help="Seconds one code cell may run before it is stopped.").tag(config=True)
     notebook_timeout = Integer(900, help="Seconds all cells of one notebook may take together.").tag(config=True)
-    max_output_chars = Integer(20_000, help="Text output kept per cell; the rest is cut.").tag(config=True)
-    max_output_bytes = Integer(2_000_000, help="All outputs (images included) kept per cell.").tag(config=True)
     max_restarts = Integer(4, help="Kernel restarts allowed per notebook before the rest is skipped.").tag(config=True)
     skip_tags = List(["grader-skip"], help="Cells with one of these tags are not run while grading (demo-only "
                      "cells such as long sampling runs); graded and answer cells always run.").tag(config=True)
     kernel_manager_class = Type(SandboxKernelManager, config=True,
                                 help="Kernel manager; the default confines the kernel with bubblewrap.")
-    notes_dir = Unicode("", help="Where the typed record of each submission goes (<course>/notes).").tag(config=True)
-    inputs_dir = Unicode("", help="The graded tests' inputs (ddpm_instructor.graded.write_inputs); empty: graded "
-                         "cells are not judged here.").tag(config=True)
-    judge_timeout = Integer(30, help="Seconds the grader may spend judging one graded test's record (in a child "
-                            "process); a test it does not finish in time fails with a note.").tag(config=True)
-    judge_memory_mb = Integer(1024, help="Memory (MB of address space, beyond what Python and PyTorch take at start) "
-                              "the judging process may use.").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
         super().__init__(*args, **kwargs)
         self._notes: list[str] = []
+        self.output_cap = OutputCap(parent=self)
 
     # ------------------------------------------------------------------ driving the notebook
     def preprocess(self, nb, resources=None, km=None):
@@ -94,8 +60,7 @@ class GuardedExecute(Execute):
         self._restarts = 0
         self._deadline = time.monotonic() + self.notebook_timeout
         self._cell_timeout = self.timeout
-        self._truncated: set[int] = set()
-        self._out_size: dict[int, int] = {}
+        self.output_cap.reset()
         self._gave_up = False
         self._asked_exit = False
         self._slowest = (0.0, "")
@@ -107,22 +72,24 @@ class GuardedExecute(Execute):
         # to (the kernel would not start, the batch was stopped, ...) must therefore carry an error.
         for cell in nb.cells:
             if cell.cell_type == "code" and cell.source.strip():
-                cell.outputs = [_error_output("NotRun", "this cell was not run by the grader.")]
+                cell.outputs = [error_output("NotRun", "this cell was not run by the grader.")]
+        resources = {} if resources is None else resources
         try:
-            nb, resources = super().preprocess(nb, resources, km)
+            nb, _ = super().preprocess(nb, resources, km)
         except Exception as e:                     # kernel could not even start: grade what is there (nothing ran)
             self.log.error("execution failed: %s", e)
             self._executed = False
             self._notes.append(f"The notebook could not be executed ({type(e).__name__}: {str(e)[:300]}).")
-        self._finish(nb, resources)
+        run = run_record(resources)
+        run.executed, run.slowest_cell = self._executed, tuple(self._slowest)
+        run.notes += self._notes
+        run.seconds += time.monotonic() - self._t0
         return nb, resources
 
     def create_kernel_manager(self):
-        """nbclient's, plus the graded tests' inputs handed to the kernel manager (it mounts them read-only and tells
-        the kernel where they are)."""
+        """nbclient's (configured as the kernel manager's traits say: its mode, the bundle, the graded tests'
+        inputs), plus the kernel manager's note on how the kernel is confined."""
         km = super().create_kernel_manager()
-        if self.inputs_dir and km.has_trait("inputs_dir"):
-            km.inputs_dir = self.inputs_dir
         try:
             note = getattr(km, "note", None)        # how the kernel is confined, when not by bubblewrap
         except Exception:                           # the mode cannot be used: starting the kernel says why
@@ -149,18 +116,18 @@ class GuardedExecute(Execute):
             cell.outputs = [new_output("stream", name="stdout", text="(demonstration cell: not run while grading)\n")]
             return cell, resources
         if self._gave_up:
-            cell.outputs = [_error_output("NotRun", "not run: the kernel failed too many times in this notebook.")]
+            cell.outputs = [error_output("NotRun", "not run: the kernel failed too many times in this notebook.")]
             return cell, resources
         remaining = self._deadline - time.monotonic()
         if remaining <= 1:
-            cell.outputs = [_error_output("NotebookTimeout",
+            cell.outputs = [error_output("NotebookTimeout",
                                           f"not run: the notebook used up its {self.notebook_timeout} s time budget.")]
             if not any("time budget" in n for n in self._notes):
                 self._notes.append(f"The notebook used up its {self.notebook_timeout} s time budget; "
                                    f"{label} and the cells after it were not run.")
             return cell, resources
         self._cell_timeout = min(self.timeout, remaining)
-        self._out_size[index] = 0
+        self.output_cap.start_cell(index)
         self._asked_exit = False
         started = time.monotonic()
         try:
@@ -169,15 +136,16 @@ class GuardedExecute(Execute):
                 raise DeadKernelError("the cell called exit()")
         except CellTimeoutError:
             limit = int(self._cell_timeout)
-            why = (f"stopped: this cell ran longer than {limit} s (an endless loop?)"
-                   if limit >= self.timeout else f"stopped: the notebook used up its {self.notebook_timeout} s time budget")
-            cell.outputs.append(_error_output("CellTimeout", why + ". The cells after it were still graded."))
+            why = (f"stopped: this cell ran longer than {limit} s (an endless loop?). The cells after it were still "
+                   "graded." if limit >= self.timeout else f"stopped: the notebook used up its "
+                   f"{self.notebook_timeout} s time budget. The cells after it were not run.")
+            cell.outputs.append(error_output("CellTimeout", why))
             self._notes.append(f"{label} was stopped after {limit} s; the kernel was restarted and the cells "
                                "before it were re-run, so the rest of the notebook could be graded.")
             self._bad.add(index)
             self._recover(index)
         except DeadKernelError:
-            cell.outputs.append(_error_output(
+            cell.outputs.append(error_output(
                 "KernelDied", "the Python kernel stopped while running this cell (exit(), os._exit, a crash, or "
                 "running out of memory). A new kernel was started and the cells after this one were still graded."))
             self._notes.append(f"The kernel died (or was told to exit) in {label}; a new kernel was started, the cells before it were "
@@ -185,14 +153,14 @@ class GuardedExecute(Execute):
             self._bad.add(index)
             self._recover(index)
         except Exception as e:                     # anything else nbclient raises: never abort the batch
-            cell.outputs.append(_error_output(type(e).__name__, f"the grader could not run this cell: {str(e)[:500]}"))
+            cell.outputs.append(error_output(type(e).__name__, f"the grader could not run this cell: {str(e)[:500]}"))
             self._notes.append(f"{label} could not be run ({type(e).__name__}).")
             self._bad.add(index)
             self._recover(index)
         took = time.monotonic() - started
         if took > self._slowest[0]:
             self._slowest = (round(took, 1), self._label(cell, index))
-        if index in self._truncated:
+        if self.output_cap.was_cut(index):
             self._notes.append(f"The output of {label} was longer than the grader keeps and was cut.")
         return cell, self.resources
 
@@ -272,103 +240,5 @@ class GuardedExecute(Execute):
         before = len(outs)
         result = super().output(outs, msg, display_id, cell_index)
         if len(outs) > before:
-            out = outs[-1]
-            used = self._out_size.get(cell_index, 0)
-            size = _size(out)
-            is_text = out.get("output_type") == "stream"
-            limit = self.max_output_chars if is_text else self.max_output_bytes
-            text_used = sum(len(o.get("text", "")) for o in outs[:-1] if o.get("output_type") == "stream")
-            if is_text and text_used + size > self.max_output_chars:
-                keep = max(0, self.max_output_chars - text_used)
-                outs.pop()
-                if keep:
-                    out["text"] = out["text"][:keep]
-                    outs.append(out)
-                self._mark_truncated(outs, cell_index)
-            elif not is_text and out.get("output_type") != "error" and used + size > limit:
-                outs.pop()
-                self._mark_truncated(outs, cell_index)
-            else:
-                self._out_size[cell_index] = used + size
+            self.output_cap.take(outs, cell_index)
         return result
-
-    def _mark_truncated(self, outs, cell_index):
-        if cell_index not in self._truncated:
-            self._truncated.add(cell_index)
-            outs.append(new_output("stream", name="stderr",
-                                   text=f"\n[grader: output cut here; at most {self.max_output_chars:,} characters "
-                                        "of text per cell are kept]\n"))
-
-    # ------------------------------------------------------------------ judging and notes
-    def _judge_graded_cells(self, nb) -> list:
-        """Judge every graded test cell in a bounded child process and replace its code and outputs by the verdict."""
-        cells = [c for c in nb.cells if _is_graded_test(c)]
-        asked = [GradedCell.from_outputs(c.metadata["nbgrader"].get("grade_id", "?"),
-                                         float(c.metadata["nbgrader"].get("points", 0) or 0), c.outputs) for c in cells]
-        batch = judge_cells(asked, self.inputs_dir, self.judge_timeout, self.judge_memory_mb)
-        self.log.info("judged %d graded test(s) in %d child process(es), peak %.0f MB", len(cells), batch.children,
-                      batch.peak_mb)
-        self._notes += batch.notes
-        for cell, res in zip(cells, batch.results):
-            cell.source = (f"# Graded test `{res.grade_id}` ({res.max_points:g} points): judged by the grader outside "
-                           "your notebook.")
-            cell.outputs = ([new_output("stream", name="stdout", text=f"\u2713 {res.message}\n")] if res.passed
-                            else [_error_output("GradedTestFailed", res.message)])
-        return batch.results
-
-    def _submitted_grade_ids(self, student: str, assignment: str, notebook: str) -> set | None:
-        """The grade ids of the notebook as handed in (nbgrader's submitted copy); None when it cannot be read."""
-        from nbgrader.coursedir import CourseDirectory
-        cd = CourseDirectory(parent=self)
-        path = Path(cd.format_path(cd.submitted_directory, student, assignment)) / f"{notebook}.ipynb"
-        try:
-            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
-            return {((c.get("metadata") or {}).get("nbgrader") or {}).get("grade_id") for c in cells} - {None}
-        except (OSError, ValueError, AttributeError, TypeError):
-            return None
-
-    def _restored_notes(self, nb, student, assignment, notebook, collected) -> list[str]:
-        """Graded test cells nbgrader put back (their grade id is not in the handed-in notebook).  Nothing when
-        collect filed this notebook: it compared it with the release and its notes already say what was deleted."""
-        if notebook in collected.notebooks or not (student and assignment and notebook):
-            return []
-        handed_in = self._submitted_grade_ids(student, assignment, notebook)
-        if handed_in is None:
-            return []
-        put_back = [c.metadata["nbgrader"].get("grade_id") for c in nb.cells if _is_graded_test(c)]
-        return [f"The graded test cell `{gid}` was missing; the original was put back and run."
-                for gid in put_back if gid not in handed_in]
-
-    def _finish(self, nb, resources):
-        meta = (resources or {}).get("nbgrader", {})
-        student, assignment, notebook = meta.get("student"), meta.get("assignment"), meta.get("notebook")
-        known = bool(self.notes_dir and student and assignment)
-        collected = records.load_collect(self.notes_dir, assignment, student) if known else records.CollectRecord()
-        restored = self._restored_notes(nb, student, assignment, notebook, collected)
-        tests = self._judge_graded_cells(nb) if self.inputs_dir else []
-        notes = list(dict.fromkeys(list(collected.notebooks.get(notebook, [])) + restored + self._notes))
-        if known:
-            rec = records.load_autograde(self.notes_dir, assignment, student) or records.AutogradeRecord()
-            rec.notebooks[notebook] = NotebookRun(executed=self._executed,
-                                                  seconds=round(time.monotonic() - self._t0, 1),
-                                                  slowest_cell=tuple(self._slowest), notes=notes, tests=tests)
-            records.save(rec, records.notes_path(self.notes_dir, assignment, student, "autograde"))
-        _insert_notes_cell(nb, notes)
-
-
-def _is_graded_test(cell) -> bool:
-    """An autograded test cell: code, graded, not an answer cell."""
-    meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
-def _insert_notes_cell(nb, notes: list[str]) -> None:
-    """The "Grader notes" cell at the top of the autograded notebook (and so of the feedback)."""
-    nb.cells = [c for c in nb.cells if not c.metadata.get(NOTES_MARK)]
-    text = ("**Grader notes** (automatic):\n\n" + "\n".join(f"- {n}" for n in notes)) if notes else \
-        "**Grader notes** (automatic): the notebook ran without problems."
-    cell = new_markdown_cell(text)
-    cell.metadata[NOTES_MARK] = True
-    if nb.get("nbformat_minor", 5) < 5:
-        cell.pop("id", None)
-    nb.cells.insert(0, cell)

@@ -1,27 +1,23 @@
-"""Judging in a bounded process (ddpm_instructor.judging) and the autograde backstop's bisection.
+"""Judging in a bounded process (ddpm_instructor.judging).
 
 A record can cost far more to judge than its size: these tests hand the judging child an expanded (stride-0)
 tensor, an oversized payload, a judge that never returns, one that allocates gigabytes and one that kills its own
 process, and check that each costs only its own blank, with a note, while the others are judged and the grader's
-own memory stays where it was.  The backstop's bisection is tested on a fake chunk runner (no nbgrader).
+own memory stays where it was.
 """
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
-from traitlets.config import Config
 
 import solutions
-from ddpm_instructor import autograde as ag
-from ddpm_instructor import graded, judging, records
+from ddpm_instructor import graded, judging
 from judging_hooks import VICTIM, dying_judge, greedy_judge, sleepy_judge
 from tutorial_utils.checks import RECORDS
 from tutorial_utils.probes import PROBES, RECORD_MIME, encode
@@ -137,121 +133,9 @@ def test_only_errors_and_records_reach_the_child():
 
 
 def test_the_graders_process_never_imports_torch():
-    code = ("import sys, ddpm_instructor.execute, ddpm_instructor.judging as j; "
+    code = ("import sys, ddpm_instructor.execute, ddpm_instructor.judge_graded, ddpm_instructor.grader_notes, "
+            "ddpm_instructor.judging as j; "
             "j.GradedCell.from_outputs('t', 1, [{'output_type': 'display_data', 'data': {'x/y': 'QUJD'}}]); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
-
-
-# --------------------------------------------------------------------------- execute: decided from structure
-def test_restored_test_cells_are_found_by_grade_id_not_by_text(tmp_path):
-    from ddpm_instructor.execute import GuardedExecute
-    a, s, name = "02_x", "s1", "02_x"
-    sub = tmp_path / "submitted" / s / a
-    sub.mkdir(parents=True)
-    graded_cell = lambda gid: nbformat.v4.new_code_cell(
-        "submit()", metadata={"nbgrader": {"grade": True, "grade_id": gid, "points": 1, "solution": False}})
-    handed_in = nbformat.v4.new_notebook(cells=[graded_cell("test_a")])
-    (sub / f"{name}.ipynb").write_text(nbformat.writes(handed_in))
-    run = nbformat.v4.new_notebook(cells=[graded_cell("test_a"), graded_cell("test_b")])   # nbgrader put b back
-    run.cells[0].source = "# This cell (id:test_a) was missing from the submission."       # text says nothing
-    ge = GuardedExecute(config=Config({"CourseDirectory": {"root": str(tmp_path)}}))
-    notes = ge._restored_notes(run, s, a, name, records.CollectRecord())
-    assert notes == ["The graded test cell `test_b` was missing; the original was put back and run."]
-    # collect filed this notebook: it compared it with the release, and its own notes say what was deleted
-    assert ge._restored_notes(run, s, a, name, records.CollectRecord(notebooks={name: []})) == []
-
-
-def test_inputs_reach_the_kernel_manager_not_the_environment(tmp_path):
-    from ddpm_instructor.execute import GuardedExecute
-    before = dict(os.environ)
-    ge = GuardedExecute(inputs_dir=str(tmp_path))
-    ge.nb = nbformat.v4.new_notebook()
-    km = ge.create_kernel_manager()
-    assert km.inputs_dir == str(tmp_path)
-    assert dict(os.environ) == before
-
-
-# --------------------------------------------------------------------------- the backstop
-class FakeChunks:
-    """nbgrader over a chunk, in order: a submission in ``stuck`` hangs until the backstop kills the chunk (the
-    ones after it are not reached); a chunk longer than ``max_len`` is too slow as a whole."""
-
-    def __init__(self, stuck=(), max_len=10**6):
-        self.stuck, self.max_len, self.graded, self.runs = set(stuck), max_len, {}, []
-
-    def run(self, chunk):
-        self.runs.append(list(chunk))
-        for k, s in enumerate(chunk):
-            if s in self.stuck or k >= self.max_len:
-                return ag.BACKSTOP_RC, Path(f"log{len(self.runs)}")
-            self.graded[s] = self.graded.get(s, 0) + 1
-        return 0, Path(f"log{len(self.runs)}")
-
-    def ok(self, s):
-        return s in self.graded
-
-
-def test_a_chunk_that_hits_the_backstop_is_bisected_until_only_the_offender_fails():
-    students = [f"s{i:02d}" for i in range(10)]
-    fake = FakeChunks(stuck={"s06"})
-    out = ag.bisect_backstop(students, fake.run, fake.ok)
-    assert set(out) == set(students)
-    assert [s for s in students if not fake.ok(s)] == ["s06"]
-    assert out["s06"][0] == ag.BACKSTOP_RC and ["s06"] in fake.runs          # it failed alone
-    assert all(fake.ok(s) for s in students if s != "s06")
-    assert all(n == 1 for n in fake.graded.values()), "a graded submission was graded again"
-    assert len(fake.runs) <= 1 + 2 * 3, fake.runs                          # ~log2 of the 4 it left
-
-
-def test_a_chunk_too_slow_as_a_whole_is_split_until_every_part_fits():
-    students = [f"s{i:02d}" for i in range(9)]
-    fake = FakeChunks(max_len=2)
-    out = ag.bisect_backstop(students, fake.run, fake.ok)
-    assert all(fake.ok(s) for s in students) and set(out) == set(students)
-    assert all(len(run) <= 4 for run in fake.runs[1:])
-
-
-def test_other_failures_are_not_bisected():
-    fake = FakeChunks()
-    out = ag.bisect_backstop(["a", "b", "c"], lambda c: (1, Path("log")), fake.ok)
-    assert {rc for rc, _ in out.values()} == {1}
-
-
-def test_the_backstop_kills_the_whole_process_group(tmp_path):
-    pid_file = tmp_path / "grandchild.pid"
-    script = f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); " \
-             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(300)"
-    t0 = time.monotonic()
-    rc = ag.run_in_group([sys.executable, "-c", script], tmp_path, dict(os.environ), 3, tmp_path / "log.txt")
-    assert rc == ag.BACKSTOP_RC and time.monotonic() - t0 < 30
-    pid = int(pid_file.read_text())
-    for _ in range(50):
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        except FileNotFoundError:
-            break
-        if state == "Z":
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"process {pid} started by the killed command is still running")
-    assert "backstop" in (tmp_path / "log.txt").read_text()
-
-
-def test_autograde_does_not_release(tmp_path):
-    from ddpm_instructor.coursedir import CourseDir
-    from ddpm_instructor.errors import InstructorError
-    course = CourseDir(root=tmp_path / "course", quiet=True)
-    with pytest.raises(InstructorError, match=r"release 02_forward_closed_form"):
-        ag.check_released(course, "02_forward_closed_form")
-    assert not (tmp_path / "course" / "release").exists() and not (tmp_path / "course" / "gradebook.db").exists()
-
-
-def test_judging_limits_reach_nbgrader_as_traits(tmp_path):
-    from ddpm_instructor.coursedir import CourseDir
-    course = CourseDir(root=tmp_path / "course", quiet=True, judge_timeout=12, judge_memory_mb=300)
-    traits = course.traits("02_forward_closed_form")
-    assert "--GuardedExecute.judge_timeout=12" in traits and "--GuardedExecute.judge_memory_mb=300" in traits
-    assert not any("judge_" in t for t in CourseDir(root=tmp_path / "c2", quiet=True).traits("02_forward_closed_form"))
