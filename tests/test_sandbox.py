@@ -116,7 +116,8 @@ def kernel(places):
 
 def _probe(k: Kernel, **args) -> dict:
     a = sb.probe_args(SECRET, **args)
-    return k.json(f"exec({sb.PROBE!r}, g := {{'__name__': 'probe'}}); import json; print(json.dumps(g['probe']({a!r})))")
+    probe = Path(sb.PROBE_FILE).read_text()
+    return k.json(f"exec({probe!r}, g := {{'__name__': 'probe'}}); import json; print(json.dumps(g['probe']({a!r})))")
 
 
 # ------------------------------------------------------------------ reading
