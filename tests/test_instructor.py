@@ -442,8 +442,11 @@ def test_sandbox_blocks_network_and_writes_outside(graded):
     assert graded["listener_hits"] == 0
     assert not graded["outside_file"].exists()
     assert not Path(str(graded["outside_file"]) + ".link-target").exists()
-    other = nbformat.read(str(graded["other_nb"]), as_version=4)        # s01's submission is intact
-    assert not other.cells or "pwned" not in json.dumps(other)
+    other_text = graded["other_nb"].read_text()                         # s01's submission is intact
+    assert "pwned" not in other_text
+    other = nbformat.read(str(graded["other_nb"]), as_version=4)
+    grade_ids = lambda nb: [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    assert grade_ids(other) == grade_ids(graded["release_nb"]) and len(other.cells) > 0
     assert sqlite3.connect(str(root / "gradebook.db")).execute("select count(*) from grade").fetchone()[0] > 0
     nb = nbformat.read(str(root / "autograded" / "s18-escape" / A / f"{A}.ipynb"), as_version=4)
     lines = [line for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
