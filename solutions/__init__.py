@@ -8,6 +8,9 @@ stage that is not in the bundle raises an ``ImportError`` that says which assign
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import importlib
 import os
 
@@ -42,11 +45,57 @@ NAMES = {
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 
+# The per-blank decision (docs/INSTRUCTORS.md, "Earlier stages in a later blank"), by probe (the graded function):
+# a function of an earlier, public stage that computes the blank in one call is either refused while the probe runs
+# the student's code (REFUSED: calling it raises DelegationRefused, which costs the blank its points), or allowed
+# on purpose because reusing that stage is the lesson (REUSE, with the reason).  tests/test_bundle_answers.py proves
+# that nothing else a bundle ships computes a graded blank.
+REFUSED = {
+    "reverse_step": ("score1d.reverse_sde_step",),       # notebook 5 writes Algorithm 2; notebook 1 handed this out
+    "guided_velocity": ("beyond._model_eps",),           # notebook 8's guidance: one 2B call and the mix, in one call
+}
+REUSE = {
+    "train_step": {"diffusion.q_sample": "notebook 4's x_t blank is a call of notebook 2's q_sample: the loop is "
+                                          "built on the forward process the student wrote",
+                   "diffusion.Schedule.q_sample": "the same, through the schedule object"},
+}
+
+
+class DelegationRefused(RuntimeError):
+    """A public stage's function called, while a graded blank is judged, where the per-blank decision refuses it."""
+
+
+_PROBE = contextvars.ContextVar("solutions_probe", default=None)
+
+
+@contextlib.contextmanager
+def refusing(probe: str):
+    """While a graded blank's probe runs the student's code: the functions ``REFUSED[probe]`` raise."""
+    token = _PROBE.set(probe)
+    try:
+        yield
+    finally:
+        _PROBE.reset(token)
+
+
+def _refusable(fn, qualname: str):
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        probe = _PROBE.get()
+        if probe is not None and qualname in REFUSED.get(probe, ()):
+            raise DelegationRefused(f"solutions.{qualname} computes this graded answer in one call, so it is not "
+                                    f"accepted here: write the computation yourself (see the notebook's text).")
+        return fn(*args, **kwargs)
+    return guarded
+
+
 __all__ = []
 for _module in STAGES:
     if not os.path.isfile(os.path.join(os.path.dirname(__file__), f"{_module}.py")):
         continue                                  # a student bundle without this (graded, not yet public) stage
     _m = importlib.import_module(f".{_module}", __name__)
+    for _q in sorted({q for qs in REFUSED.values() for q in qs if q.startswith(_module + ".")}):
+        setattr(_m, _q.split(".", 1)[1], _refusable(getattr(_m, _q.split(".", 1)[1]), _q))
     for _name in NAMES[_module]:
         globals()[_name] = getattr(_m, _name)
         __all__.append(_name)

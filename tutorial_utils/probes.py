@@ -21,6 +21,7 @@ from importlib.metadata import distributions
 import torch
 
 from .checks import RECORDS
+from .checks.core import refusals
 
 __all__ = ["submit", "encode", "PROBES", "RECORD_MIME", "INPUTS_ENV", "JUDGE_ENTRY_POINTS"]
 
@@ -30,7 +31,12 @@ JUDGE_ENTRY_POINTS = "tutorial_utils.graded_judge"
 
 
 # probe name -> function(obj, inputs) -> the plain record a graded cell shows
-PROBES = {kind: (lambda obj, inputs, cls=cls: cls.probe(obj, inputs).to_plain(inputs)) for kind, cls in RECORDS.items()}
+def _run(cls, obj, inputs):
+    with refusals(cls.kind):
+        return cls.probe(obj, inputs)
+
+
+PROBES = {kind: (lambda obj, inputs, cls=cls: _run(cls, obj, inputs).to_plain(inputs)) for kind, cls in RECORDS.items()}
 
 
 def encode(grade_id: str, kind: str, plain: dict) -> str:
@@ -66,7 +72,7 @@ def submit(grade_id: str, obj) -> None:
         return
     spec = torch.load(os.path.join(inputs_dir, f"{grade_id}.pt"), weights_only=True)
     cls = RECORDS[spec["probe"]]
-    record = cls.probe(obj, spec["inputs"])
+    record = _run(cls, obj, spec["inputs"])
     from IPython.display import display
     display({RECORD_MIME: encode(grade_id, cls.kind, record.to_plain(spec["inputs"])),
              "text/plain": f"[result of {grade_id} for the grader]"}, raw=True)

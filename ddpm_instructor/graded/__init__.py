@@ -113,7 +113,7 @@ def judge_record(grade_id: str, plain) -> tuple[bool, str]:
     except RecordError as e:
         return False, f"the result of this test is not one its probe writes: {e} Nothing earned."
     try:
-        return True, judge(rec, _inputs(grade_id), _expected(grade_id))
+        return True, judge(rec, _inputs(grade_id), case.expected_for(_inputs(grade_id), _expected(grade_id), rec))
     except SelfCheckError as e:
         return False, str(e)
     except Exception as e:          # a judge that cannot cope with what it read earns nothing, and says so
@@ -156,7 +156,7 @@ def run_in_process(grade_id: str, obj) -> str:
     case = TESTS[grade_id]
     inputs = case.make_inputs()
     rec = probe_record(case.probe, obj, inputs)
-    return JUDGES[case.judge][1](rec, inputs, case.expected(inputs))
+    return JUDGES[case.judge][1](rec, inputs, case.expected_for(inputs, case.expected(inputs), rec))
 
 
 def write_check_data(path: Path = CHECK_DATA) -> Path:

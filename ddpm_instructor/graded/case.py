@@ -16,6 +16,12 @@ class Case:
     judge: str                              # a judge of tutorial_utils.checks.JUDGES ("" for a self-check)
     make_inputs: Callable[[], dict]         # seeded: the same inputs every time
     expected: Callable[[dict], dict]        # from the reference, on those inputs
+    # expected values that depend on what the student's code did (the blanks after a value are judged on that
+    # value as the code held it): (inputs, record) -> more expected values, computed here, never in the kernel
+    on_record: Callable[[dict, object], dict] | None = None
+
+    def expected_for(self, inputs: dict, expected: dict, rec) -> dict:
+        return {**expected, **self.on_record(inputs, rec)} if self.on_record else expected
 
 
 # inputs that are the notebook's own constants (the schedule the notebook builds), not a test's data: they may be

@@ -20,7 +20,10 @@ def inputs_score(seed: int, mixtures, alpha_bars, shapes) -> dict:
 
 
 def expected_score(inputs) -> dict:
-    return {"results": [mixture_score(*a) for a in inputs["args"]]}
+    """The score, and the blanks m_k = sqrt(ᾱ)·μ_k and v_k = ᾱ·σ_k² + 1 - ᾱ (the self-checks store these too)."""
+    return {"results": [mixture_score(*a) for a in inputs["args"]],
+            "m": [float(ab) ** 0.5 * means for _, ab, means, _, _ in inputs["args"]],
+            "v": [float(ab) * stds ** 2 + (1 - float(ab)) for _, ab, _, stds, _ in inputs["args"]]}
 
 
 def inputs_pf_ode(seed: int, betas, shapes) -> dict:

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import solutions
+from tutorial_utils.checks.core import usable
+from tutorial_utils.checks.training import SPY_LR, SpyModel
 
 from .case import Case, images
 
@@ -26,16 +28,44 @@ def inputs_train(seed: int, batch: int = 6, T: int = 1000) -> dict:
             "t": torch.randint(0, T, (batch,), generator=g), "noise": torch.randn(x0.shape, generator=g)}
 
 
+def after_call(inputs: dict, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> dict:
+    """What the blanks after x_t must give when the loop called the stand-in model on (x, t) with the loop's ε:
+    the model's output, the loss (and the loss against x_0, for a hint), and the weights after one SGD step, in
+    float64.  Computed here, in the grader's process only: no function the kernel can import computes them."""
+    model = SpyModel(inputs["spy_scale"].double(), inputs["spy_shift"].double())
+    out = model(x.double(), t.long())
+    loss = ((out - noise.double()) ** 2).mean()
+    loss.backward()
+    with torch.no_grad():
+        return {"model_out": out.detach(), "loss": loss.detach(), "loss_vs_x0": ((out - inputs["x0"].double()) ** 2).mean(),
+                "scale_after": model.scale - SPY_LR * model.scale.grad, "shift_after": model.shift - SPY_LR * model.shift.grad}
+
+
 def expected_train(inputs) -> dict:
-    """x_t from the grader's own draws (the loop's q_sample is the public one, on the default schedule)."""
-    return {"x_t": solutions.q_sample(inputs["x0"], inputs["t"], inputs["noise"])}
+    """x_t from the grader's own draws (the loop's q_sample is the public one, on the default schedule), and what
+    follows from the right x_t (the self-checks' stored values)."""
+    x_t = solutions.q_sample(inputs["x0"], inputs["t"], inputs["noise"])
+    return {"x_t": x_t, **after_call(inputs, x_t, inputs["t"], inputs["noise"])}
+
+
+def on_train_record(inputs: dict, rec) -> dict:
+    """The blanks after x_t are judged on the loop's own values (one wrong blank costs only its own points): what
+    the model returned for the loop's last call, the loss against the loop's ε, the step on that loss."""
+    if not (usable(rec.call_x) and usable(rec.call_t)):
+        return {}
+    t = rec.call_t.long()
+    if bool(((t < 0) | (t >= inputs["spy_shift"].shape[0])).any()):
+        return {}                                   # the judge says why
+    noise = rec.noise if usable(rec.noise) else inputs["noise"]
+    return after_call(inputs, rec.call_x, t, noise)
 
 
 TESTS = {
     "test_loss_fn": Case("loss_fn", "loss_fn", lambda: inputs_loss(11), expected_loss),
-    "test_train_x_t": Case("train_step", "train_x_t", lambda: inputs_train(2024), expected_train),
-    "test_train_pred_noise": Case("train_step", "train_pred_noise", lambda: inputs_train(2025), expected_train),
-    "test_train_loss": Case("train_step", "train_loss", lambda: inputs_train(2026), expected_train),
+    "test_train_x_t": Case("train_step", "train_x_t", lambda: inputs_train(2024), expected_train, on_train_record),
+    "test_train_pred_noise": Case("train_step", "train_pred_noise", lambda: inputs_train(2025), expected_train,
+                                  on_train_record),
+    "test_train_loss": Case("train_step", "train_loss", lambda: inputs_train(2026), expected_train, on_train_record),
 }
 
 SELF_CHECKS = {

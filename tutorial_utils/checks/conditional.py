@@ -12,8 +12,10 @@ from .core import ABSENT, FILL_IN, Num, Obs, Record, Text, capture_locals, close
 
 @dataclass
 class ClassEmbRecord(Record):
-    """``cls(ch, n_classes)``: what ``self.class_emb`` is and, when it is an ``nn.Embedding`` of the grader's
-    size, its lookup of the grader's labels ``y`` once it holds the grader's ``weight``."""
+    """``cls(ch, n_classes)``: what ``self.class_emb`` is and, when it is an ``nn.Embedding`` with one row per class,
+    its lookup of the grader's labels ``y`` once it holds the first columns of the grader's ``table``.  The table is
+    wider than any embedding (``inputs["table"]``: n_classes x a few hundred), so nothing the kernel can read before
+    the call says how wide the embedding should be; the lookup is recorded padded with zeros to the table's width."""
     kind = "class_emb"
     error: str
     type: str
@@ -24,7 +26,7 @@ class ClassEmbRecord(Record):
     @staticmethod
     def spec(inputs):
         return {"error": Text(), "type": Text(80), "rows": Num(int), "cols": Num(int),
-                "lookup": Obs((len(inputs["y"]), int(inputs["weight"].shape[1])))}
+                "lookup": Obs((len(inputs["y"]), int(inputs["table"].shape[1])))}
 
     @classmethod
     def probe(cls, model_cls, inputs):
@@ -36,13 +38,19 @@ class ClassEmbRecord(Record):
         if not isinstance(emb, nn.Embedding):
             return cls("", type(emb).__name__[:80], -1, -1, ABSENT)
         rows, cols, lookup = int(emb.num_embeddings), int(emb.embedding_dim), ABSENT
-        if (rows, cols) == tuple(inputs["weight"].shape):
+        table = inputs["table"]
+        if rows == table.shape[0] and 0 < cols <= table.shape[1]:
             with torch.no_grad():
-                emb.weight.copy_(inputs["weight"])
+                emb.weight.copy_(table[:, :cols])
                 try:
-                    lookup = emb(fresh(inputs["y"]))
+                    got = emb(fresh(inputs["y"]))
                 except Exception as e:
                     return cls(err_text(e), type(emb).__name__[:80], rows, cols, ABSENT)
+                lookup = torch.zeros(len(inputs["y"]), table.shape[1], dtype=got.dtype) if got.ndim == 2 else got
+                if got.ndim == 2 and got.shape[1] == cols:
+                    lookup[:, :cols] = got
+                else:
+                    lookup = got
         return cls("", type(emb).__name__[:80], rows, cols, lookup)
 
 

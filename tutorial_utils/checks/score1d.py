@@ -6,16 +6,6 @@ from dataclasses import dataclass
 from .core import ABSENT, FILL_IN, CallsRecord, Obs, Record, Text, call_each, close, expect, fail, usable
 
 
-def _formula_m(args):
-    x, alpha_bar, means, stds, weights = args
-    return float(alpha_bar) ** 0.5 * means
-
-
-def _formula_v(args):
-    x, alpha_bar, means, stds, weights = args
-    return float(alpha_bar) * stds ** 2 + (1 - float(alpha_bar))
-
-
 # =========================================================================== the score of a Gaussian mixture
 @dataclass
 class ScoreRecord(Record):
@@ -46,8 +36,8 @@ _NONE = {"m": "m is still None \u2014 " + FILL_IN + " (`m = None`): m_k = sqrt(\
                    "\u03a3_k r_k(x)\u00b7(-(x - m_k)/v_k)."}
 
 
-def _judge_m(m, args, text) -> None:
-    want = _formula_m(args).double()
+def _judge_m(m, want, args, text) -> None:
+    want = want.double()
     m = expect(m, "m", none=_NONE["m"], shape_hint=" (one mean per component)")
     if not close(m.double().expand(want.shape), want, atol=1e-6):
         hint = " It looks like \u1fb1_t\u00b7\u03bc_k: the mean scales by sqrt(\u1fb1_t)." if close(
@@ -55,8 +45,8 @@ def _judge_m(m, args, text) -> None:
         fail(f"{text}: m, the components' means at step t, should be sqrt(\u1fb1_t)\u00b7\u03bc_k.{hint}")
 
 
-def _judge_v(v, args, text) -> None:
-    want = _formula_v(args).double()
+def _judge_v(v, want, args, text) -> None:
+    want = want.double()
     v = expect(v, "v", none=_NONE["v"], shape_hint=" (one variance per component)")
     if not close(v.double().expand(want.shape), want, atol=1e-6):
         got = v.double().expand(want.shape)
@@ -68,8 +58,10 @@ def _judge_v(v, args, text) -> None:
 
 def judge_mixture_score(part: str, rec: ScoreRecord, inputs: dict, exp: dict) -> str:
     """One blank of ``mixture_score``: ``m`` (sqrt(ᾱ) μ_k), ``v`` (ᾱ σ_k² + 1 - ᾱ) or the returned score
-    Σ_k r_k(x) (-(x - m_k)/v_k).  A blank whose line was folded into the return is judged by the score."""
-    for args, got, err, m, v, want in zip(inputs["args"], rec.results, rec.errors, rec.m, rec.v, exp["results"]):
+    Σ_k r_k(x) (-(x - m_k)/v_k).  A blank whose line was folded into the return is judged by the score.  The
+    expected m and v come with the expected values (``exp["m"]``, ``exp["v"]``), never from a formula here."""
+    for args, got, err, m, v, want, want_m, want_v in zip(inputs["args"], rec.results, rec.errors, rec.m, rec.v,
+                                                          exp["results"], exp["m"], exp["v"]):
         text = f"mixture_score(x, alpha_bar={float(args[1]):g}, ...)"
         right = not err and close(got, want, atol=1e-4, rtol=1e-4)
         if part in ("m", "v"):
@@ -79,7 +71,7 @@ def judge_mixture_score(part: str, rec: ScoreRecord, inputs: dict, exp: dict) ->
             if value is ABSENT:
                 fail(f"{text}{' raised ' + err if err else ''}: mixture_score no longer sets {part}; keep the blank's "
                      f"line `{part} = ...` so it can be judged on its own (or return the right score).")
-            (_judge_m if part == "m" else _judge_v)(value, args, text)
+            (_judge_m if part == "m" else _judge_v)(value, want_m if part == "m" else want_v, args, text)
             continue
         if m is None or v is None:                  # the first blanks first: a None there breaks what follows
             fail(_NONE["m" if m is None else "v"])
@@ -88,9 +80,9 @@ def judge_mixture_score(part: str, rec: ScoreRecord, inputs: dict, exp: dict) ->
         if right:
             continue
         if usable(m):
-            _judge_m(m, args, text)
+            _judge_m(m, want_m, args, text)
         if usable(v):
-            _judge_v(v, args, text)
+            _judge_v(v, want_v, args, text)
         hint = " The sign is flipped: the score points towards the data, -(x - m_k)/v_k." if close(
             got, -want, atol=1e-4, rtol=1e-4) else ""
         fail(f"{text} differs from the exact score \u03a3_k r_k(x)\u00b7(-(x - m_k)/v_k) by up to "

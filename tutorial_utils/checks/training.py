@@ -16,13 +16,11 @@ from .core import (ABSENT, FILL_IN, Num, Obs, Record, Text, call, capture_locals
 SPY_LR = 0.1            # the learning rate of the SGD step the probe takes with the stand-in model
 
 
-def spy_eps(scale: Tensor, shift: Tensor, x: Tensor, t: Tensor) -> Tensor:
-    """The stand-in for the UNet: ε_spy(x, t) = scale · x + shift[t] (cheap, differentiable, depends on x and t)."""
-    return scale * x + shift[t.long()].view(-1, 1, 1, 1)
-
-
 class SpyModel(nn.Module):
-    """``spy_eps`` with learnable ``scale`` and ``shift`` (given by the inputs); remembers its calls."""
+    """The stand-in for the UNet the probe hands the loop: ε_spy(x, t) = scale · x + shift[t], with learnable
+    ``scale`` and ``shift`` (given by the inputs); remembers its calls.  Calling it is what the ``pred_noise`` blank
+    does; what the grader expects after the loop's step is computed outside the kernel
+    (``ddpm_instructor.graded.training``)."""
 
     def __init__(self, scale: Tensor, shift: Tensor):
         super().__init__()
@@ -32,15 +30,7 @@ class SpyModel(nn.Module):
 
     def forward(self, x, t):
         self.calls.append((x.detach().clone(), t.detach().clone()))
-        return spy_eps(self.scale, self.shift, x, t)
-
-
-def sgd_after(inputs: dict, x: Tensor, t: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-    """The stand-in's (scale, shift) after one SGD step on MSE(ε_spy(x, t), noise), computed here in float64."""
-    scale = inputs["spy_scale"].double().clone().requires_grad_()
-    shift = inputs["spy_shift"].double().clone().requires_grad_()
-    ((spy_eps(scale, shift, x.double(), t) - noise.double()) ** 2).mean().backward()
-    return (scale - SPY_LR * scale.grad).detach(), (shift - SPY_LR * shift.grad).detach()
+        return self.scale * x + self.shift[t.long()].view(-1, 1, 1, 1)
 
 
 # =========================================================================== loss_fn
@@ -166,17 +156,14 @@ def _loop_t(rec: TrainRecord, inputs: dict) -> Tensor:
     return rec.t.long() if usable(rec.t) else inputs["t"]
 
 
-def _loop_noise(rec: TrainRecord, inputs: dict) -> Tensor:
-    return rec.noise.double() if usable(rec.noise) else inputs["noise"].double()
-
-
-def _spy_on_call(rec: TrainRecord, inputs: dict) -> Tensor:
-    """ε_spy on the model's last input and timesteps (which must lie in 0 .. T-1)."""
+def _spy_on_call(rec: TrainRecord, inputs: dict, exp: dict) -> Tensor:
+    """The model's output for its last input and timesteps (which must lie in 0 .. T-1), as the grader computed it
+    (``exp["model_out"]``: for the record's own call when grading, the right call's in the stored self-check data)."""
     t = rec.call_t.long()
     if bool(((t < 0) | (t >= inputs["spy_shift"].shape[0])).any()):
         fail(f"the model was called with timesteps outside 0 .. {inputs['spy_shift'].shape[0] - 1}: pass the t drawn "
              "for this batch.")
-    return spy_eps(inputs["spy_scale"].double(), inputs["spy_shift"].double(), rec.call_x.double(), t)
+    return exp["model_out"].double()
 
 
 def _model_call(rec: TrainRecord, inputs: dict, exp: dict) -> Tensor:
@@ -189,12 +176,13 @@ def _model_call(rec: TrainRecord, inputs: dict, exp: dict) -> Tensor:
     x_t = rec.x_t if usable(rec.x_t) else exp["x_t"]
     if not close(rec.call_x, x_t):
         fail("the model was called on something other than x_t: it must see the noisy images.")
-    return _spy_on_call(rec, inputs)
+    return _spy_on_call(rec, inputs, exp)
 
 
-def _loss_right(rec: TrainRecord, spy_out: Tensor, inputs: dict) -> bool:
-    return usable(rec.loss) and torch.allclose(rec.loss.double().reshape(()),
-                                               ((spy_out - _loop_noise(rec, inputs)) ** 2).mean(), rtol=1e-5, atol=1e-7)
+def _loss_right(rec: TrainRecord, exp: dict) -> bool:
+    """The loss the grader expects: the mean squared error of the model's output (its last call) and the loop's ε."""
+    return usable(rec.loss) and torch.allclose(rec.loss.double().reshape(()), exp["loss"].double().reshape(()),
+                                               rtol=1e-5, atol=1e-7)
 
 
 def _judge_pred(rec: TrainRecord, inputs: dict, exp: dict) -> str:
@@ -205,7 +193,7 @@ def _judge_pred(rec: TrainRecord, inputs: dict, exp: dict) -> str:
              "estimate of the noise in x_t at timestep t.")
     spy_out = _model_call(rec, inputs, exp)
     if rec.pred_noise is ABSENT:                # a deleted line: judged by the loss it went into
-        if _loss_right(rec, spy_out, inputs):
+        if _loss_right(rec, exp):
             return "pred_noise is right (computed inline in the loss)."
         fail("the loop no longer sets pred_noise: keep the blank's line `pred_noise = ...`.")
     pred = expect(rec.pred_noise, "pred_noise", none="", shape_hint=" (the shape of the batch)")
@@ -221,16 +209,16 @@ def _judge_loss(rec: TrainRecord, inputs: dict, exp: dict) -> str:
                   shape_hint=": loss_fn(prediction, target) is a single number")
     if not (usable(rec.call_x) and usable(rec.call_t)):
         fail("the loss needs the model's prediction; fill in pred_noise first.")
-    spy_out = _spy_on_call(rec, inputs)
-    if not _loss_right(rec, spy_out, inputs):
-        want = ((spy_out - _loop_noise(rec, inputs)) ** 2).mean()
+    _spy_on_call(rec, inputs, exp)
+    if not _loss_right(rec, exp):
+        want = exp["loss"].double()
         hint = " It compares the prediction with x_0; the target is the noise." if torch.allclose(
-            loss.double().reshape(()), ((spy_out - inputs["x0"].double()) ** 2).mean(), rtol=1e-5) else ""
+            loss.double().reshape(()), exp["loss_vs_x0"].double().reshape(()), rtol=1e-5) else ""
         fail(f"loss is {loss.double().sum().item():.5f} but the mean squared error between the model's prediction "
              f"for (x_t, t) and the noise drawn in the loop is {want.item():.5f}.{hint}" + _drew_other(rec, inputs))
     if rec.error:
         fail(f"the training step raised {rec.error} after computing the loss.")
-    scale, shift = sgd_after(inputs, rec.call_x, rec.call_t.long(), _loop_noise(rec, inputs))
+    scale, shift = exp["scale_after"], exp["shift_after"]
     if not (close(rec.scale_after, scale) and close(rec.shift_after, shift)):
         unchanged = close(rec.scale_after, inputs["spy_scale"], 0, 0) and close(rec.shift_after, inputs["spy_shift"], 0, 0)
         fail("the loss is right but " + ("the model's weights did not change: the loss must be the tensor that "
