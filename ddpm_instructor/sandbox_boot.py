@@ -47,11 +47,11 @@ def copy(src, dst, uid, gid):
 
 def drop_to(uid, gid):
     """Become ``uid``/``gid`` for good, then enter a user namespace of one's own where no further one can be made."""
+    import ctypes                          # before the switch: the uid need not read the standard library's folders
+    libc = ctypes.CDLL(None, use_errno=True)
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(0x10000000) == 0:      # CLONE_NEWUSER
         libc.prctl(4, 1)                   # PR_SET_DUMPABLE: /proc/self is ours again after the switch
         for f, text in (("/proc/self/uid_map", f"{uid} {uid} 1"), ("/proc/self/setgroups", "deny"),

@@ -87,10 +87,10 @@ def test_boot_copies_the_folder_without_links_sets_limits_and_runs_the_command_i
 def test_boot_drops_to_the_kernels_uid_and_the_kill_script_ends_what_that_uid_left(walkable):
     tmp_path = walkable
     (tmp_path / "src").mkdir()
-    r = boot(tmp_path, uid=UID)
+    r = boot(tmp_path, uid=UID, cmd=["/bin/sh", "-c", "id -u; pwd; umask"])     # not Python: the uid need not reach it
     assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout)
-    assert got["uid"] == UID and (tmp_path / "work").stat().st_uid == UID
+    assert r.stdout.split() == [str(UID), str(tmp_path / "work"), "0077"]
+    assert (tmp_path / "work").stat().st_uid == UID
     assert (tmp_path / "work").stat().st_mode & 0o777 == 0o700
     sleeper = subprocess.Popen(sb._script(sb.BOOT_FILE, json.dumps(
         {"uid": UID, "gid": sb.UID_BASE, "work": str(tmp_path / "w2"), "src": "", "mkdirs": [], "limits": {}}))
