@@ -38,6 +38,7 @@ from . import records
 from .coursedir import CourseDir, MAX_NOTEBOOK_BYTES, fmt_ts, now_utc, parse_ts, stamp, student_id_problem, unique
 from .errors import InstructorError
 from .roster import Roster, load_roster
+from .sanitize import reduce_submission
 
 MAX_ZIP_DEPTH = 3        # zips opened one inside another: an export, a student's zip in it, one zip inside that
 MAX_STUDENT_BYTES = 4 * MAX_NOTEBOOK_BYTES     # all that one student's entry unpacks to, nested zips included
@@ -200,6 +201,10 @@ def _prepare(c: "Candidate", ctx: _Context) -> bool:
         return False
     c.known, c.how = match, how
     prepared, repairs = repair_metadata(raw, nb, match)
+    before = nbformat.writes(nb)
+    reduced = reduce_submission(nb)          # nothing a student wrote may run in the instructor's browser
+    if nbformat.writes(nb) != before:
+        prepared, repairs = nbformat.writes(nb).encode("utf-8"), repairs + reduced
     c.notes = submission_notes(c, nb) + repairs
     c.keep(ctx.spool, raw, prepared)
     renamed = _renamed(c.owner, ctx.roster, student)

@@ -48,9 +48,10 @@ def released(a=A):
 
 
 def version(tag: str) -> bytes:
-    """The handed-out notebook 2, told apart by ``tag`` (in its metadata): distinct bytes per version."""
+    """The handed-out notebook 2, told apart by ``tag`` (in its answer cell): distinct bytes per version."""
     nb = released()
-    nb.metadata["version_tag"] = tag
+    answer = next(c for c in nb.cells if c.get("id") == "q_sample")
+    answer.source += f"\n# version {tag}"
     return nbformat.writes(nb).encode()
 
 
@@ -369,3 +370,265 @@ def test_collect_files_the_repaired_notebook_and_keeps_the_original(course, tmp_
     assert _meta(out)["test_q_sample_return"]["points"] == 3
     (kept,) = list((course.inbox / report.batch).rglob(f"{A}.ipynb"))
     assert kept.read_bytes() == raw
+
+
+# ---------------------------------------------------------------- identity: the LMS's id, never a name
+def test_canvas_students_with_the_same_name_and_different_user_ids_stay_two_students(course, tmp_path):
+    """Canvas writes the sortable name without spaces: two John Does are both ``doejohn``; their user ids differ."""
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({
+        f"doejohn_48213_9921034_{A}.ipynb": (version("john-1"), (2026, 11, 20, 12, 0)),
+        f"doejohn_50977_9921511_{A}.ipynb": (version("john-2"), (2026, 11, 20, 13, 0)),
+    }))
+    report = col.collect(course, [export])
+    assert students(course) == {"canvas-48213", "canvas-50977"}, report.text()
+    assert filed(course, "canvas-48213") == version("john-1") and filed(course, "canvas-50977") == version("john-2")
+    assert not report.duplicates and not course.archive.exists()
+    assert records.load_collect(course.notes, A, "canvas-48213").identity == "Canvas user 48213"
+
+
+def test_moodle_names_that_differ_only_in_accents_stay_two_students(course, tmp_path):
+    export = tmp_path / "moodle.zip"
+    export.write_bytes(zip_bytes({
+        f"Zoë Müller_1843207_assignsubmission_file_/{A}.ipynb": (version("zoe-1"), (2026, 11, 20, 12, 0)),
+        f"Zoé Mûller_1843215_assignsubmission_file_/{A}.ipynb": (version("zoe-2"), (2026, 11, 20, 13, 0)),
+    }))
+    report = col.collect(course, [export])
+    assert students(course) == {"moodle-1843207", "moodle-1843215"}, report.text()
+    assert filed(course, "moodle-1843207") == version("zoe-1") and filed(course, "moodle-1843215") == version("zoe-2")
+    assert not report.duplicates and not course.archive.exists()
+    assert records.load_collect(course.notes, A, "moodle-1843207").name == "Zoë Müller"
+
+
+def test_a_renamed_student_is_filed_by_the_lms_id_not_by_the_name_and_reported(course, tmp_path):
+    """Zoë renamed herself "Mary Roe" in Moodle; the real Mary Roe handed in too.  The roster has both."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,lms_id,name,email\ns-zoe,1843207,Zoë Müller,zm@uni.example\n"
+                      "s-mary,1843215,Mary Roe,mr@uni.example\n", encoding="utf-8")
+    export = tmp_path / "moodle.zip"
+    export.write_bytes(zip_bytes({
+        f"Mary Roe_1843207_assignsubmission_file_/{A}.ipynb": (version("zoe"), (2026, 11, 20, 14, 0)),
+        f"Mary Roe_1843215_assignsubmission_file_/{A}.ipynb": (version("mary"), (2026, 11, 20, 12, 0)),
+    }))
+    report = col.collect(course, [export], roster=roster)
+    assert filed(course, "s-zoe") == version("zoe") and filed(course, "s-mary") == version("mary"), report.text()
+    assert not report.duplicates and not course.archive.exists() and not report.unmatched
+    (r,) = report.renamed
+    assert (r.student, r.identity, r.roster_name, r.export_name) == ("s-zoe", "Moodle participant 1843207",
+                                                                     "Zoë Müller", "Mary Roe")
+    assert "Moodle participant 1843207 is 'Zoë Müller' on the roster and 'Mary Roe' in the export" in report.text()
+
+
+def test_an_lms_id_not_on_the_roster_is_not_filed_under_a_name_match(course, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,lms_id,name\ns-doe,48213,John Doe\n")
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({f"doejohn_50977_9921511_{A}.ipynb": (version("other"), (2026, 11, 20, 12, 0))}))
+    report = col.collect(course, [export], roster=roster)
+    assert students(course) == set()
+    assert [why for _, why in report.unmatched] == ["Canvas user 50977 ('doejohn') is not on the roster: add 50977 "
+                                                   "as the lms_id of their row"]
+
+
+def test_two_lms_ids_that_would_be_one_student_are_a_collision_and_neither_is_filed(course, tmp_path):
+    """Moodle numbers participants per assignment, so a roster row may list several ids; two of them in the same
+    assignment are two people (or a roster mistake): neither is filed, nothing is archived as the other."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,lms_id,name\ns-zoe,1843207;1843215,Zoë Müller\n", encoding="utf-8")
+    export = tmp_path / "moodle.zip"
+    export.write_bytes(zip_bytes({
+        f"Zoë Müller_1843207_assignsubmission_file_/{A}.ipynb": (version("a"), (2026, 11, 20, 12, 0)),
+        f"Zoé Mûller_1843215_assignsubmission_file_/{A}.ipynb": (version("b"), (2026, 11, 20, 13, 0)),
+    }))
+    report = col.collect(course, [export], roster=roster)
+    assert students(course) == set() and not course.archive.exists() and not report.duplicates
+    (c,) = report.collisions
+    assert c.students == ["s-zoe"] and c.identities == ["Moodle participant 1843207", "Moodle participant 1843215"]
+    assert "COLLISION" in report.text() and len(report.unmatched) == 2
+
+
+def test_a_folder_name_is_the_student_id_as_it_is_and_ids_differing_in_case_collide(course, tmp_path):
+    root = tmp_path / "submitted"
+    nbgrader_entry(root, "Zoë Müller", {f"{A}.ipynb": version("z")}, dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    nbgrader_entry(root, "Zoé Mûller", {f"{A}.ipynb": version("y")}, dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    nbgrader_entry(root, "jdoe", {f"{A}.ipynb": version("j")}, dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    nbgrader_entry(root, "JDoe", {f"{A}.ipynb": version("J")}, dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    nbgrader_entry(root, "s-ok", {f"{A}.ipynb": version("ok")}, dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+    report = col.collect(course, [root])
+    assert students(course) == {"s-ok"}, report.text()           # nothing cleaned into one id, no case-only twins
+    why = dict(report.unmatched)
+    assert "is not usable as a student id" in why[f"submitted/Zoë Müller/{A}/{A}.ipynb"]
+    assert report.collisions and report.collisions[0].identities == ["student id JDoe", "student id jdoe"]
+
+
+# ---------------------------------------------------------------- one student's bad file costs that student only
+def _encrypted_zip() -> bytes:
+    """A student's zip holding a password-protected zip (its entry flagged encrypted, bit 0, as ``zip -e``
+    writes it): no password is ever tried."""
+    inner = zip_bytes({f"{A}.ipynb": (version("secret"), (2026, 11, 20, 12, 0))})
+    data = bytearray(zip_bytes({"homework.zip": (b"\x00" * 12 + inner, (2026, 11, 20, 12, 0))}))
+    local, central = data.index(b"PK\x03\x04"), data.rindex(b"PK\x01\x02")   # zipfile writes no such flag itself
+    data[local + 6] |= 0x1
+    data[central + 8] |= 0x1
+    return bytes(data)
+
+
+def _bad_utf8_name_zip() -> bytes:
+    """A zip entry flagged UTF-8 (bit 11) whose name is not UTF-8: 'é' (c3 a9) turned into ff fe."""
+    data = zip_bytes({f"\u00e9t\u00e9_{A}.ipynb": (version("bad-name"), (2026, 11, 20, 12, 0))})
+    assert data.count(b"\xc3\xa9") == 4                  # the name in the local header and the central directory
+    return data.replace(b"\xc3\xa9", b"\xff\xfe")
+
+
+def _surrogate_notebook() -> bytes:
+    """Notebook 2 with a lone surrogate (a JSON escape no UTF-8 writer can write back) and grading metadata of
+    another course's notebook on an extra cell."""
+    nb = released()
+    i = next(i for i, c in enumerate(nb.cells) if c.get("id") == "q_sample")
+    nb.cells[i].source += "\nlabel = '@@LONE@@'"
+    foreign = nbformat.v4.new_code_cell("print('from another course @@LONE@@')")
+    foreign.metadata["nbgrader"] = {"grade": True, "grade_id": "hw3_test_2", "locked": True, "points": 50,
+                                    "schema_version": 3, "solution": False}
+    nb.cells.append(foreign)
+    return nbformat.writes(nb).replace("@@LONE@@", "\\ud800").encode()
+
+
+@pytest.mark.parametrize("case", ["encrypted zip", "bad UTF-8 name", "lone surrogate"])
+def test_one_students_bad_file_costs_that_student_only(course, tmp_path, case):
+    bad = {"encrypted zip": ("mallory_61002_9930001_work.zip", _encrypted_zip()),
+           "bad UTF-8 name": ("mallory_61002_9930001_work.zip", _bad_utf8_name_zip()),
+           "lone surrogate": (f"mallory_61002_9930001_{A}.ipynb", _surrogate_notebook())}[case]
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({
+        f"doejohn_48213_9921034_{A}.ipynb": (version("john"), (2026, 11, 20, 12, 0)),
+        bad[0]: (bad[1], (2026, 11, 20, 12, 5)),
+        f"roemary_50977_9921511_{B}.ipynb": (nbformat.writes(released(B)).encode(), (2026, 11, 20, 12, 9)),
+        f"mallory_61002_9930002_{B}.ipynb": (nbformat.writes(released(B)).encode(), (2026, 11, 20, 12, 9)),
+    }))
+    report = col.collect(course, [export])
+    assert filed(course, "canvas-48213") == version("john") and students(course, B) >= {"canvas-50977"}, report.text()
+    if case == "lone surrogate":             # a fair outcome: filed, the characters replaced, the foreign cell noted
+        out = filed(course, "canvas-61002").decode("utf-8")
+        assert "\\ud800" not in out and "\ufffd" in out and "hw3_test_2" not in out
+        notes = records.load_collect(course.notes, A, "canvas-61002").notes()
+        assert any("lone surrogates" in n for n in notes) and any("does not belong" in n for n in notes), notes
+        return
+    why = {"encrypted zip": "password-protected (encrypted): hand it in without a password",
+           "bad UTF-8 name": "not a readable zip file (UnicodeDecodeError): a file name in it is marked as UTF-8 "
+                             "but is not (a hand-made or damaged zip); zip the files again"}[case]
+    where = f"submissions.zip:{bad[0]}" + (":homework.zip" if case == "encrypted zip" else "")   # the entry / the zip
+    assert dict(report.unmatched) == {where: why}
+    (r,) = report.refused
+    assert (r.student, r.assignment) == ("canvas-61002", B)    # the one assignment filed for them in this batch
+    rec = records.load_collect(course.notes, B, "canvas-61002")
+    assert rec.refused == [f"{where}: {why}"] and f"Not collected: {where}: {why}" in rec.notes()
+
+
+def test_a_zip_bomb_is_read_with_bounded_memory(course, tmp_path):
+    """16 entries of 19 MB each (300 MB) in a 470 kB zip: collect's peak memory grows by far less than that,
+    the student gets a note, the other student is filed."""
+    entry = ('{"cells": [{"cell_type": "code", "execution_count": null, "id": "x", "metadata": {}, "outputs": [], '
+             '"source": "' + "x = 1\\n" * (19 * 2**20 // 7) + '"}], "metadata": {}, "nbformat": 4, '
+             '"nbformat_minor": 5}').encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for i in range(16):
+            zf.writestr(f"notebook-{i}.ipynb", entry)
+    bomb = buf.getvalue()
+    assert len(bomb) < 500_000
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({f"doejohn_48213_9921034_{A}.ipynb": (version("john"), (2026, 11, 20, 12, 0)),
+                                  "mallory_61002_9930001_bomb.zip": (bomb, (2026, 11, 20, 12, 5))}))
+    del entry, buf, bomb
+    script = f"""
+import resource, sys, json
+from ddpm_instructor import collect as col
+from ddpm_instructor.coursedir import CourseDir
+course = CourseDir(root={str(course.root)!r}, quiet=True)
+col.known_notebooks(course)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = col.collect(course, [{str(export)!r}])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(dict(grew_mb=(after - before) / 1024, students=sorted(course.submissions({A!r})),
+                      unmatched=report.unmatched)))
+"""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["grew_mb"] < 200, got
+    assert got["students"] == ["canvas-48213"]
+    whys = [why for _, why in got["unmatched"]]
+    assert any("MB in all unpacked from this student's files" in w for w in whys), whys
+
+
+def test_escape_sequences_in_names_never_reach_the_report_raw(course, tmp_path):
+    title, clear, clip, bidi = "\x1b]0;owned\x07", "\x1b[2J", "\x1b]52;c;cm0gLXJmIH4=\x07", "\u202e"
+    inner = zip_bytes({f"{clear}{A}.ipynb": (version("mallory"), (2026, 11, 20, 12, 0)),
+                       f"{clip}notes.txt": (b"hi", (2026, 11, 20, 12, 0)),
+                       f"{bidi}bnypi.ipynb": (b"not json", (2026, 11, 20, 12, 0))})
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({f"mallory{title}_61002_9930001_sub{title}.zip": (inner, (2026, 11, 20, 12, 5)),
+                                  f"doejohn\x9b2J_48213_9921034_{title}hw.ipynb": (b"{", (2026, 11, 20, 12, 5))}))
+    report = col.collect(course, [export])
+    assert students(course) == {"canvas-61002"}, report.text()
+    printed = report.text() + (course.logs / f"collect-{report.batch}.txt").read_text(encoding="utf-8")
+    printed += json.dumps(records.load_collect(course.notes, A, "canvas-61002").notes(), ensure_ascii=False)
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in printed
+    assert "\\x1b]0;owned\\x07" in printed and "\\u202e" in printed and "\\x9b" in printed
+
+
+# ---------------------------------------------------------------- released flags and cell types restored
+def test_edited_grading_flags_and_cell_types_are_restored_by_grade_id():
+    nb = released()
+    want = {c["id"]: (c.cell_type, dict(c.metadata["nbgrader"])) for c in nb.cells if "nbgrader" in c.metadata}
+    by_id = {c.get("id"): i for i, c in enumerate(nb.cells)}
+    test = nb.cells[by_id["test_q_sample_return"]]
+    test.metadata["nbgrader"].update(grade=False, solution=True)              # a test cell made an answer
+    answer = nb.cells[by_id["q_sample"]]
+    answer.metadata["nbgrader"].update(grade=True, solution=False, points=30)  # an answer made a graded test
+    other = nb.cells[by_id["test_linear_beta_schedule"]]
+    md = nbformat.v4.new_markdown_cell(other.source)                           # a test cell turned into Markdown
+    md["id"], md.metadata = other["id"], copy.deepcopy(other.metadata)
+    nb.cells[by_id["test_linear_beta_schedule"]] = md
+    out, notes, _ = _repair(nb)
+    got = {c["id"]: (c.cell_type, dict(c.metadata["nbgrader"])) for c in out.cells if "nbgrader" in c.metadata}
+    assert got == want
+    assert any("grading settings of the graded test cell `test_q_sample_return` had been changed (grade, solution)"
+               in n for n in notes), notes
+    assert any("`q_sample` had been changed (grade, points, solution)" in n for n in notes), notes
+    assert any("`test_linear_beta_schedule` was handed in as a Markdown cell" in n for n in notes), notes
+    code = next(c for c in out.cells if c["id"] == "test_linear_beta_schedule")
+    assert code.outputs == [] and code.execution_count is None
+
+
+# ---------------------------------------------------------------- no import cycle through collect
+def _imports(module: str) -> set:
+    """The ddpm_instructor modules ``module`` imports, at the top or inside a function (``from .x import``)."""
+    import ast
+    tree = ast.parse((REPO / "ddpm_instructor" / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            out |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+    return {m for m in out if (REPO / "ddpm_instructor" / f"{m}.py").exists()}
+
+
+def test_nothing_collect_imports_imports_collect_back_nor_forms_a_cycle():
+    graph, todo = {}, ["collect"]
+    while todo:
+        m = todo.pop()
+        if m not in graph:
+            graph[m] = _imports(m)
+            todo += sorted(graph[m])
+    for start in graph:                       # a path from a module back to itself is a cycle
+        seen, stack = set(), list(graph[start])
+        while stack:
+            m = stack.pop()
+            assert m != start, f"import cycle through {start}: {graph}"
+            if m not in seen:
+                seen.add(m)
+                stack += graph.get(m, ())
+    assert {"coursedir", "roster"} <= set(graph["collect"]) and "collect" not in _imports("grades")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -243,6 +244,38 @@ def test_the_cli_writes_the_lms_file_and_fails_on_a_student_it_cannot_place(cour
     assert "--roster None: no such file" in capsys.readouterr().err
     with pytest.raises(InstructorError, match="--format blackboard"):
         gr.lms_export(course, "blackboard", course.roster)
+
+
+# ------------------------------------------------------------------ the roster (read by collect and by the LMS export)
+@pytest.mark.parametrize("rows, why", [
+    ("id,lms_id,name\ns-zoe,1843207,Zoë Müller\ns-zoe2,1843207,Zoé Mûller\n",
+     "row 3: lms_id 1843207 is also on row 2 (two students would become one)"),
+    ("id,lms_id,email\nann,1001,ann@uni.edu\nann2,1002,ANN@uni.edu\n",
+     "row 3: 'ann@uni.edu' is also an id of row 2 (two students would become one)"),
+    ("id,lms_id\nZoë Müller,1843207\nZoé Mûller,1843215\n",             # once both cleaned to "Zo-M-ller"
+     "row 2: id 'Zoë Müller' is not usable as a student id"),
+    ("id,lms_id\nann,1001\nann,1002\n", "row 3: id 'ann' is also on row 2"),
+    ("student,lms_id\nann,1001\n", "no 'id' column"),
+])
+def test_the_roster_never_merges_two_students_and_says_which_rows(tmp_path, rows, why):
+    roster = tmp_path / "roster.csv"
+    roster.write_text(rows, encoding="utf-8")
+    with pytest.raises(InstructorError, match=re.escape(why)):
+        gr.read_roster(roster)
+
+
+def test_the_roster_keeps_ids_as_written_and_finds_a_student_by_an_id_never_by_a_shared_name(tmp_path):
+    from ddpm_instructor.roster import load_roster
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,lms_id,name,email,login\ns.ann_01,48213,John Doe,jd1@uni.edu,jd1\n"
+                      "s.ann_02,50977,John Doe,jd2@uni.edu,jd2\nmoodle-zoe,1843207;1843215,Zoë Müller,,\n",
+                      encoding="utf-8")
+    assert [p["id"] for p in gr.read_roster(roster)] == ["s.ann_01", "s.ann_02", "moodle-zoe"]
+    r = load_roster(roster)
+    assert r.by_lms_id("50977").id == "s.ann_02" and r.by_lms_id("1843215").id == "moodle-zoe"
+    assert r.by_id("JD2@uni.edu").id == "s.ann_02" and r.by_id("jd1").id == "s.ann_01"
+    assert [e.id for e in r.by_name("john  doe")] == ["s.ann_01", "s.ann_02"]     # two: collect matches neither
+    assert r.by_name("Zoé Mûller") == []                                            # accents are not ignored
 
 
 # ------------------------------------------------------------------ Gradescope's zip says how to grade the written part
