@@ -166,6 +166,11 @@ def _prepare(c: "Candidate", ctx: _Context) -> bool:
     """Name the owner, read, identify and repair one candidate; False (the reason is in the report) when it is
     not filed.  What is kept waits in the spool folder, so memory holds one file at a time."""
     report = ctx.report
+    if c.name == "timestamp.txt":                      # nbgrader layout: read with its notebook
+        return False
+    if not c.name.lower().endswith(".ipynb") and not (c.problem and c.name.lower().endswith(".zip")):
+        report.skipped.append((c.display, c.problem or "not a notebook"))
+        return False
     if c.owner is None:
         report.refuse(c.display, c.no_owner)
         return False
@@ -174,14 +179,8 @@ def _prepare(c: "Candidate", ctx: _Context) -> bool:
         report.refuse(c.display, why)
         return False
     c.student = student
-    if c.name == "timestamp.txt":                      # nbgrader layout: read with its notebook
-        return False
-    ours = c.name.lower().endswith((".ipynb", ".zip"))
-    if c.problem and ours:
+    if c.problem:
         report.refuse(c.display, c.problem, student)
-        return False
-    if not c.name.lower().endswith(".ipynb"):
-        report.skipped.append((c.display, c.problem or "not a notebook"))
         return False
     try:
         raw = c.read_capped(MAX_NOTEBOOK_BYTES)

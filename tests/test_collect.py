@@ -447,6 +447,26 @@ def test_two_lms_ids_that_would_be_one_student_are_a_collision_and_neither_is_fi
     assert "COLLISION" in report.text() and len(report.unmatched) == 2
 
 
+def test_a_later_batch_from_another_lms_id_never_replaces_the_earlier_students_submission(course, tmp_path):
+    """The roster's row for s-doe was given the wrong Canvas user id in the second batch: Mary's newer notebook
+    must not move John's to archive/ and be graded as his."""
+    first, second = tmp_path / "roster-1.csv", tmp_path / "roster-2.csv"
+    first.write_text("id,lms_id,name\ns-doe,48213,John Doe\n")
+    second.write_text("id,lms_id,name\ns-doe,50977,John Doe\n")
+    (tmp_path / "1").mkdir(), (tmp_path / "2").mkdir()
+    (tmp_path / "1" / "submissions.zip").write_bytes(zip_bytes({
+        f"doejohn_48213_9921034_{A}.ipynb": (version("john"), (2026, 11, 20, 12, 0))}))
+    (tmp_path / "2" / "submissions.zip").write_bytes(zip_bytes({
+        f"roemary_50977_9921511_{A}.ipynb": (version("mary"), (2026, 11, 22, 12, 0))}))
+    col.collect(course, [tmp_path / "1" / "submissions.zip"], roster=first)
+    report = col.collect(course, [tmp_path / "2" / "submissions.zip"], roster=second)
+    assert filed(course, "s-doe") == version("john") and not course.archive.exists(), report.text()
+    (c,) = report.collisions
+    assert c.identities[0].startswith("Canvas user 48213 (collected earlier, batch ")
+    assert c.identities[1:] == ["Canvas user 50977"] and c.students == ["s-doe"]
+    assert not report.collected and not report.replaced
+
+
 def test_a_folder_name_is_the_student_id_as_it_is_and_ids_differing_in_case_collide(course, tmp_path):
     root = tmp_path / "submitted"
     nbgrader_entry(root, "Zoë Müller", {f"{A}.ipynb": version("z")}, dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
