@@ -1,0 +1,90 @@
+"""What the hub does before it starts a user's server (``Spawner.pre_spawn_hook``) and once at start-up.
+
+:func:`prepare` (at hub start, as root): the OS groups, the exchange (hub/exchange.py), the instructors' shared
+course folder, the role config folders (hub/labs.py) and, with LTI, the tool's key pair.
+
+:func:`pre_spawn` (each server start): the user's OS account (hub/users.py), their OS groups following their hub
+group, and the server's environment and folder:
+
+    student      the student lab + Assignment List, in their home (fetched assignments land there)
+    instructor   the instructor lab (Formgrader) in the shared course folder, in the ``ddpm-instructors`` OS group
+"""
+from __future__ import annotations
+
+import grp
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import labs, users
+from .exchange import prepare_exchange
+from .settings import INSTRUCTORS_GROUP, OS_INSTRUCTORS_GROUP, OS_USERS_GROUP, REPO, HubSettings
+
+
+def role_of(user) -> str:
+    return "instructor" if any(g.name == INSTRUCTORS_GROUP for g in user.groups) else "student"
+
+
+def prepare(s: HubSettings) -> dict[str, Path]:
+    """Everything the hub needs on disk before it starts; returns the role config folders."""
+    bad = users.unreachable_python()
+    if bad:
+        raise users.UserError(f"students cannot run this Python ({sys.executable}): other users cannot enter "
+                              f"{', '.join(map(str, bad))}; install the course where all users can read it "
+                              "(e.g. /opt/ddpm-course) or open those folders (chmod o+x)")
+    users.ensure_group(OS_USERS_GROUP)
+    gid = users.ensure_group(OS_INSTRUCTORS_GROUP)
+    s.state.mkdir(parents=True, exist_ok=True)
+    os.chmod(s.state, 0o755)
+    prepare_exchange(s.exchange, s.course_id, OS_INSTRUCTORS_GROUP)
+    s.course_root.mkdir(exist_ok=True)
+    os.chown(s.course_root, 0, gid)
+    os.chmod(s.course_root, 0o2770)
+    if s.lti is not None:
+        s.lti_dir.mkdir(exist_ok=True)
+        os.chown(s.lti_dir, 0, gid)
+        os.chmod(s.lti_dir, 0o2750)
+        write_tool_key(s.lti_dir, gid)
+    return labs.write_config_dirs(s.etc, labs.ExchangeConfig(s.course_id, s.exchange, s.course_root))
+
+
+def write_tool_key(lti_dir: Path, gid: int) -> Path:
+    """The tool's RSA key for grade passback (``tool_key.pem``, 0640 root:ddpm-instructors) and its public JWKS
+    (``tool_jwks.json``, to register in the LMS); made once."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    from ddpm_instructor.lti import key_id
+
+    key_path = lti_dir / "tool_key.pem"
+    if not key_path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+    os.chown(key_path, 0, gid)
+    os.chmod(key_path, 0o640)
+    pem = key_path.read_bytes()
+    public = serialization.load_pem_private_key(pem, password=None).public_key()
+    jwk = json.loads(RSAAlgorithm.to_jwk(public))
+    jwk.update({"kid": key_id(pem), "alg": "RS256", "use": "sig"})
+    (lti_dir / "tool_jwks.json").write_text(json.dumps({"keys": [jwk]}, indent=2) + "\n")
+    os.chmod(lti_dir / "tool_jwks.json", 0o644)
+    return key_path
+
+
+def pre_spawn(spawner, s: HubSettings, config_dirs: dict[str, Path]) -> None:
+    name = spawner.user.name
+    role = role_of(spawner.user)
+    pw = users.ensure_user(name, OS_USERS_GROUP)
+    users.set_member(name, OS_INSTRUCTORS_GROUP, role == "instructor")
+    spawner.environment.update(labs.server_environment(config_dirs[role], REPO))
+    spawner.environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin",
+                                                   "/bin"])
+    spawner.notebook_dir = str(s.course_root if role == "instructor" else pw.pw_dir)
+    spawner.log.info("starting %s's server as OS user %s (%s lab, groups %s)", name, pw.pw_name, role,
+                     [g.gr_name for g in grp.getgrall() if name in g.gr_mem])
