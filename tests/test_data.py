@@ -1,17 +1,11 @@
-"""MNIST loading (real files), the data-folder resolution and its error path, run profiles, plots."""
+"""tutorial_utils.data: MNIST loading (real files), the data-folder resolution and its error path."""
 import os
-from pathlib import Path
 
-import matplotlib
 import pytest
 import torch
 
-matplotlib.use("Agg")
-
-from tutorial_utils import (DatasetNotFoundError, PROFILES, get_dataloaders, get_profile, load_mnist_tensors,
-                            mnist_dataset, resolve_data_root, set_profile)
+from tutorial_utils import DatasetNotFoundError, get_dataloaders, load_mnist_tensors, mnist_dataset, resolve_data_root
 from tutorial_utils import data as data_mod
-from tutorial_utils import plotting
 
 
 def test_full_mnist_is_read_from_the_configured_folder():
@@ -103,80 +97,3 @@ def test_missing_data_error_when_download_fails(tmp_path, monkeypatch):
 def test_bad_digit_is_rejected():
     with pytest.raises(ValueError, match="between 0 and 9"):
         load_mnist_tensors(digits=[12])
-
-
-def test_profile_switch(monkeypatch):
-    monkeypatch.setenv("DDPM_PROFILE", "full")
-    full = get_profile()
-    assert full is PROFILES["full"] and full.timesteps == 1000
-    # the seed's lengths: 400 epochs over the 5,918 training sixes, 100 over the 60,000 digits, batches of 128
-    assert full.recipe_digit6.steps == 400 * -(-5918 // 128) and full.recipe_cond.steps == 100 * -(-60000 // 128)
-    monkeypatch.setenv("DDPM_PROFILE", "smoke")
-    assert get_profile().name == "smoke" and get_profile().recipe_digit6.steps == 20
-    monkeypatch.setenv("DDPM_PROFILE", "fast")                    # the smoke profile's former name
-    assert get_profile() is PROFILES["smoke"]
-    monkeypatch.setenv("DDPM_PROFILE", " Laptop ")
-    assert get_profile() is PROFILES["laptop"]
-    assert set_profile("full").name == "full"
-    set_profile(None)
-    monkeypatch.setenv("DDPM_PROFILE", "turbo")
-    with pytest.raises(ValueError, match="not a profile"):
-        get_profile()
-    monkeypatch.delenv("DDPM_PROFILE")
-    assert get_profile().name == ("full" if torch.cuda.is_available() else "laptop")
-    with pytest.raises(ValueError, match="unknown profile"):
-        set_profile("slow")
-
-
-def test_the_laptop_profile_trains_for_real_and_the_smoke_profile_does_not():
-    laptop, smoke = PROFILES["laptop"], PROFILES["smoke"]
-    for r in (laptop.recipe_digit6, laptop.recipe_cond):
-        assert r.steps >= 500 and r.batch_size == 128 and r.ema > 0 and r.warmup < r.steps
-    for r in (laptop.recipe_cond, smoke.recipe_cond):                # label dropout to the null class 10
-        assert r.p_uncond == 0.1 and r.null_class == 10
-    assert smoke.recipe_digit6.steps == smoke.recipe_cond.steps == 20 and smoke.train_limit == 1280
-    assert laptop.train_limit is None
-
-
-def test_every_figure_helper_draws(tmp_path):
-    import matplotlib.pyplot as plt
-    from solutions import forward_diffuse_1d, q_sample
-
-    x = torch.rand(10, 1, 28, 28) * 2 - 1
-    labels = torch.arange(10)
-    figs = [
-        plotting.show_images(x, nrow=5).figure,
-        plotting.plot_forward_1d(forward_diffuse_1d(torch.randn(500), 0.05, 20)),
-        plotting.plot_noising_grid(x[:2], [25, 999], q_sample),
-        plotting.plot_pixel_histogram(torch.randn(1000)),
-        plotting.plot_class_grid(x, labels),
-        plotting.plot_real_vs_generated(x, x),
-        plotting.plot_reverse_strip([(t, x) for t in (10, 5, 0)]),
-        plotting.plot_losses([1.0] * 100),
-    ]
-    for i, fig in enumerate(figs):
-        assert fig.axes, f"figure {i} has no axes"
-        fig.savefig(tmp_path / f"{i}.png")
-    assert len(figs[1].axes[0].lines) >= 1  # the N(0, 1) overlay
-    assert len(figs[2].axes) == 3            # x_0 + two timesteps
-    assert len(figs[4].axes) == 10           # one row per class
-    strip = plotting.plot_reverse_strip([(t, x, -x) for t in (10, 5, 0)], show_x0=True)
-    assert len(strip.axes) == 6                # x_t above, x̂_0 below, for each of the 3 frames
-    with pytest.raises(ValueError, match="x0_hat"):
-        plotting.plot_reverse_strip([(t, x) for t in (10, 5, 0)], show_x0=True)
-    plt.close("all")
-
-
-def test_the_reverse_animation_holds_every_frame():
-    """to_jshtml embeds one PNG per frame: as many as frames given, and they differ (the frames really change)."""
-    import re
-
-    x = torch.rand(4, 1, 28, 28) * 2 - 1
-    frames = [(t, x * t / 10) for t in (10, 7, 4, 0)]
-    html = plotting.animate_reverse(frames, nrow=2).to_jshtml()
-    pngs = re.findall(r'frames\[(\d+)\] = "data:image/png;base64,([^"]+)"', html)
-    assert [int(k) for k, _ in pngs] == list(range(len(frames)))
-    assert re.search(r"new Array\((\d+)\)", html).group(1) == str(len(frames))
-    assert len({png for _, png in pngs}) == len(frames), "the animation repeats a frame: update() did not draw"
-    html3 = plotting.animate_reverse([(t, x, -x) for t in (10, 0)], nrow=2).to_jshtml()   # frames with x̂_0
-    assert len(re.findall(r'frames\[\d+\] = "data:image/png', html3)) == 2

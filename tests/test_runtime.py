@@ -1,0 +1,38 @@
+"""tutorial_utils.runtime: the run profiles (smoke, laptop, full), chosen by DDPM_PROFILE or set_profile."""
+import pytest
+import torch
+
+from tutorial_utils import PROFILES, get_profile, set_profile
+
+
+def test_profile_switch(monkeypatch):
+    monkeypatch.setenv("DDPM_PROFILE", "full")
+    full = get_profile()
+    assert full is PROFILES["full"] and full.timesteps == 1000
+    # the seed's lengths: 400 epochs over the 5,918 training sixes, 100 over the 60,000 digits, batches of 128
+    assert full.recipe_digit6.steps == 400 * -(-5918 // 128) and full.recipe_cond.steps == 100 * -(-60000 // 128)
+    monkeypatch.setenv("DDPM_PROFILE", "smoke")
+    assert get_profile().name == "smoke" and get_profile().recipe_digit6.steps == 20
+    monkeypatch.setenv("DDPM_PROFILE", "fast")                    # the smoke profile's former name
+    assert get_profile() is PROFILES["smoke"]
+    monkeypatch.setenv("DDPM_PROFILE", " Laptop ")
+    assert get_profile() is PROFILES["laptop"]
+    assert set_profile("full").name == "full"
+    set_profile(None)
+    monkeypatch.setenv("DDPM_PROFILE", "turbo")
+    with pytest.raises(ValueError, match="not a profile"):
+        get_profile()
+    monkeypatch.delenv("DDPM_PROFILE")
+    assert get_profile().name == ("full" if torch.cuda.is_available() else "laptop")
+    with pytest.raises(ValueError, match="unknown profile"):
+        set_profile("slow")
+
+
+def test_the_laptop_profile_trains_for_real_and_the_smoke_profile_does_not():
+    laptop, smoke = PROFILES["laptop"], PROFILES["smoke"]
+    for r in (laptop.recipe_digit6, laptop.recipe_cond):
+        assert r.steps >= 500 and r.batch_size == 128 and r.ema > 0 and r.warmup < r.steps
+    for r in (laptop.recipe_cond, smoke.recipe_cond):                # label dropout to the null class 10
+        assert r.p_uncond == 0.1 and r.null_class == 10
+    assert smoke.recipe_digit6.steps == smoke.recipe_cond.steps == 20 and smoke.train_limit == 1280
+    assert laptop.train_limit is None
