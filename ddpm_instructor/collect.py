@@ -35,11 +35,12 @@ from pathlib import Path
 import nbformat
 
 from . import records
-from .coursedir import CourseDir, MAX_NOTEBOOK_BYTES, fmt_ts, now_utc, parse_ts, stamp, student_id_problem, unique
+from .coursedir import CourseDir, fmt_ts, now_utc, parse_ts, stamp, student_id_problem, unique
 from .errors import InstructorError
 from .roster import Roster, load_roster
 from .sanitize import reduce_submission
 
+MAX_NOTEBOOK_BYTES = 20 * 2**20                # one handed-in notebook (the course's own are under 1 MB with outputs)
 MAX_ZIP_DEPTH = 3        # zips opened one inside another: an export, a student's zip in it, one zip inside that
 MAX_STUDENT_BYTES = 4 * MAX_NOTEBOOK_BYTES     # all that one student's entry unpacks to, nested zips included
 MAX_EXPORT_BYTES = 4 * 2**30                   # an LMS export kept inside another zip, unpacked to a temporary file
