@@ -691,6 +691,14 @@ def _folder_items(path: Path, label: str):
                    open=(lambda p=p: open(p, "rb")))
 
 
+def _zip_time(info: zipfile.ZipInfo) -> dt.datetime:
+    """An entry's date in its zip; now when it is not a date (month 13, day 0: a hand-made or damaged zip)."""
+    try:
+        return dt.datetime(*info.date_time, tzinfo=dt.timezone.utc) if info.date_time[0] >= 1980 else now_utc()
+    except ValueError:
+        return now_utc()
+
+
 def _zip_items(zf: zipfile.ZipFile, label: str):
     n = 0
     for info in zf.infolist():
@@ -698,7 +706,7 @@ def _zip_items(zf: zipfile.ZipFile, label: str):
         if info.is_dir() or not rel or _hidden(rel) or ".." in rel:
             continue
         disp = f"{label}:{shown('/'.join(rel))}"
-        mtime = dt.datetime(*info.date_time, tzinfo=dt.timezone.utc) if info.date_time[0] >= 1980 else now_utc()
+        mtime = _zip_time(info)
         n += 1
         if n > MAX_ZIP_MEMBERS:
             yield Item(rel, disp, mtime, 0, problem=f"more than {MAX_ZIP_MEMBERS} files in one zip: not read")

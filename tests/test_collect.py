@@ -544,6 +544,19 @@ def test_one_students_bad_file_costs_that_student_only(course, tmp_path, case):
     assert rec.refused == [f"{where}: {why}"] and f"Not collected: {where}: {why}" in rec.notes()
 
 
+def test_a_zip_entry_with_an_impossible_date_is_filed_at_the_time_of_its_zip(course, tmp_path):
+    data = bytearray(zip_bytes({f"{A}.ipynb": (version("odd-date"), (2026, 11, 20, 12, 0))}))
+    for at in (data.index(b"PK\x03\x04") + 12, data.index(b"PK\x01\x02") + 14):    # DOS date: month 13
+        date = int.from_bytes(data[at:at + 2], "little")
+        data[at:at + 2] = ((date & ~(0xF << 5)) | (13 << 5)).to_bytes(2, "little")
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({"mallory_61002_9930001_work.zip": (bytes(data), (2026, 11, 20, 12, 5)),
+                                  f"doejohn_48213_9921034_{A}.ipynb": (version("john"), (2026, 11, 20, 12, 0))}))
+    report = col.collect(course, [export])
+    assert filed(course, "canvas-61002") == version("odd-date") and filed(course, "canvas-48213") == version("john")
+    assert "2026-11-20 12:05:00" in (course.submitted / "canvas-61002" / A / "timestamp.txt").read_text(), report.text()
+
+
 def test_a_zip_bomb_is_read_with_bounded_memory(course, tmp_path):
     """16 entries of 19 MB each (300 MB) in a 470 kB zip: collect's peak memory grows by far less than that,
     the student gets a note, the other student is filed."""
