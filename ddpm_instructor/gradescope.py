@@ -169,33 +169,34 @@ def copy_upload(submission: Path, inbox: Path) -> Upload:
     up = Upload()
 
     def visit(path: Path, rel: str, depth: int = 0) -> None:
+        label = shown(rel or path.name or str(path))
         if depth > MAX_DEPTH:
-            up.refused.append((shown(rel), f"folders nested more than {MAX_DEPTH} deep, not read"))
+            up.refused.append((label, f"folders nested more than {MAX_DEPTH} deep, not read"))
             return
         try:
             st = os.lstat(path)
         except OSError as e:
-            up.refused.append((shown(rel), f"could not be read ({e.strerror})"))
+            up.refused.append((label, f"could not be read ({e.strerror})"))
             return
         if stat.S_ISDIR(st.st_mode):
             try:
                 names = sorted(os.listdir(path))
             except OSError as e:
-                up.refused.append((shown(rel), f"a folder that could not be listed ({e.strerror})"))
+                up.refused.append((label, f"a folder that could not be listed ({e.strerror})"))
                 return
             for n in names:
                 visit(path / n, f"{rel}/{n}" if rel else n, depth + 1)
             return
         why = _not_regular(st)
         if why:
-            up.refused.append((shown(rel), why))
+            up.refused.append((label, why))
         elif path.suffix == ".ipynb":
             if (inbox / path.name).exists():
-                up.refused.append((shown(rel), f"a second notebook named {shown(path.name)}, not read: hand in one"))
+                up.refused.append((label, f"a second notebook named {shown(path.name)}, not read: hand in one"))
                 return
             why = _copy_regular(path, inbox / path.name, st)
             if why:
-                up.refused.append((shown(rel), why))
+                up.refused.append((label, why))
             else:
                 up.copied.append(rel)
 

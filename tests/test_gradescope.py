@@ -14,7 +14,7 @@ profile, as in Gradescope's containers: reproduced by a ``bwrap`` on PATH that f
 A submission that is a link to the course's own source notebook, or any other file that is not a regular file
 of its own, is refused before anything reads it.
 
-Runtime: two gradings of notebook 2 (about a minute each on 2 busy cores); the rest takes seconds.
+Runtime: two gradings of notebook 2 (70-100 s each on 2 cores shared with other work); the rest takes seconds.
 """
 from __future__ import annotations
 
@@ -182,6 +182,7 @@ def test_upload_reader_keeps_regular_notebooks_and_names_every_refusal(tmp_path)
     inbox.mkdir()
     (up / "a.ipynb").write_text("{}")
     (up / "sub" / "b.ipynb").write_text('{"b": 1}')
+    (up / "sub" / "a.ipynb").write_text('{"second": 1}')                  # a second a.ipynb: the first one stays
     (up / "notes.txt").write_text("not a notebook")
     (up / "link.ipynb").symlink_to(up / "a.ipynb")
     (up / "dirlink").symlink_to(up / "sub", target_is_directory=True)
@@ -193,11 +194,13 @@ def test_upload_reader_keeps_regular_notebooks_and_names_every_refusal(tmp_path)
     got = gs.copy_upload(up, inbox)
     assert sorted(got.copied) == ["a.ipynb", "sub/b.ipynb"], got
     assert sorted(p.name for p in inbox.iterdir()) == ["a.ipynb", "b.ipynb"]
-    assert (inbox / "b.ipynb").read_text() == '{"b": 1}'
+    assert (inbox / "b.ipynb").read_text() == '{"b": 1}' and (inbox / "a.ipynb").read_text() == "{}"
     for p in inbox.iterdir():
         assert stat.S_IMODE(os.lstat(p).st_mode) == 0o644 and os.lstat(p).st_nlink == 1
     refused = dict(got.refused)
-    assert set(refused) == {"link.ipynb", "dirlink", "fifo.ipynb", "hard.ipynb", "bad\\x1b]0;owned\\x07.ipynb"}, refused
+    assert set(refused) == {"link.ipynb", "dirlink", "fifo.ipynb", "hard.ipynb", "bad\\x1b]0;owned\\x07.ipynb",
+                            "sub/a.ipynb"}, refused
+    assert "a second notebook named a.ipynb" in refused["sub/a.ipynb"]
     assert "symbolic link" in refused["link.ipynb"] and "symbolic link" in refused["dirlink"]
     assert "not a regular file" in refused["fifo.ipynb"] and "hard link" in refused["hard.ipynb"]
     assert not any("\x1b" in line for line in got.notes()), got.notes()      # names shown escaped
