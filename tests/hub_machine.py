@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,3 +98,100 @@ class Users:
             subprocess.run(["userdel", name], capture_output=True)
         for name in self.groups:
             subprocess.run(["groupdel", name], capture_output=True)
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Hub:
+    """``./course hub`` as a real process on 127.0.0.1 (random ports, its state in ``base``), stopped by :meth:`stop`
+    with its servers, and every OS user and group it made removed."""
+
+    def __init__(self, base: Path, env: dict):
+        import requests
+
+        self.base = base
+        port, api, proxy = free_ports(3)
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "DDPM_HUB_STATE": str(base / "state"), "DDPM_HUB_EXCHANGE": str(base / "exchange"),
+                    "DDPM_HUB_IP": "127.0.0.1", "DDPM_HUB_PORT": str(port), "DDPM_HUB_API_PORT": str(api),
+                    "DDPM_HUB_PROXY_API_PORT": str(proxy), **env}
+        self.groups_before = {g.gr_name for g in grp.getgrall()}
+        self.users_before = {p.pw_name for p in pwd.getpwall()}
+        self.log_path = base / "hub.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(open_python_prefix() + [str(REPO / "course"), "hub"], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(self.url + "/hub/api/", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the hub did not start:\n{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        import signal
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+        for name in sorted({p.pw_name for p in pwd.getpwall()} - self.users_before):
+            for pid in _pids_of(pwd.getpwnam(name).pw_uid):      # a server that outlived the hub
+                os.kill(pid, 9)
+            subprocess.run(["userdel", "--remove", name], capture_output=True)
+        for name in sorted({g.gr_name for g in grp.getgrall()} - self.groups_before):
+            subprocess.run(["groupdel", name], capture_output=True)
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if p.stat().st_uid == uid:
+                    pids.append(int(p.name))
+            except OSError:
+                pass
+    return pids
+
+
+def server_process(username: str) -> dict | None:
+    """The running single-user server of hub user ``username``: {pid, uid, groups (names)}."""
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes()
+            if b"jupyterhub-singleuser" not in cmd:
+                continue
+            environ = (p / "environ").read_bytes().split(b"\0")
+            if f"JUPYTERHUB_USER={username}".encode() not in environ:
+                continue
+            status = dict(line.split(":", 1) for line in (p / "status").read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        gids = [int(g) for g in status["Groups"].split()]
+        return {"pid": int(p.name), "uid": int(status["Uid"].split()[0]),
+                "groups": sorted(grp.getgrgid(g).gr_name for g in gids)}
+    return None
