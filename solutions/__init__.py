@@ -25,11 +25,13 @@ STAGES = {
     "conditional": "06_conditional",          # UNet_cond
     "beyond": "07_beyond",                    # cosine_beta_schedule, guided_eps, ddim_step, ddim_sample_loop, ...
     "flow": "08_flow_matching",               # flow_interpolant, velocity_target, euler_step, guided_velocity, ...
+    "applications": "09_applications",        # merge_known, ddim_invert_step, slerp, inpaint_loop, sdedit, ...
 }
 # what each module needs besides itself
 REQUIRES = {"diffusion": ["helpers"], "training": ["diffusion", "helpers"], "sampling": ["diffusion", "helpers"],
             "conditional": ["model"], "beyond": ["diffusion", "helpers", "sampling"],
-            "flow": ["beyond", "diffusion", "helpers", "sampling"]}
+            "flow": ["beyond", "diffusion", "helpers", "sampling"],
+            "applications": ["beyond", "diffusion", "helpers", "sampling"]}
 NAMES = {
     "helpers": ["extract", "forward_diffuse_1d"],
     "score1d": ["mixture_score", "tweedie_eps", "reverse_sde_step", "pf_ode_step", "reverse_1d"],
@@ -42,6 +44,8 @@ NAMES = {
                "dpm_solver_2m_sample_loop"],
     "flow": ["flow_interpolant", "velocity_target", "flow_matching_loss", "guided_velocity", "euler_step", "heun_step",
              "flow_sample_loop"],
+    "applications": ["merge_known", "inpaint_loop", "sdedit", "ddim_invert_step", "ddim_invert", "ddim_decode", "slerp",
+                     "nearest_distances"],
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 
@@ -53,6 +57,7 @@ MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 REFUSED = {
     "reverse_step": ("score1d.reverse_sde_step",),       # notebook 5 writes Algorithm 2; notebook 1 handed this out
     "guided_velocity": ("beyond._model_eps",),           # notebook 8's guidance: one 2B call and the mix, in one call
+    "ddim_invert_step": ("beyond.ddim_step",),          # notebook 9: called with t_prev > t it is the inverted step
 }
 REUSE = {
     "train_step": {"diffusion.q_sample": "notebook 4's x_t blank is a call of notebook 2's q_sample: the loop is "

@@ -16,6 +16,7 @@ The judge is a separate small CNN (not part of the course, 99.55 % MNIST test ac
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from torch import Tensor, nn
 COURSE_ROOT = Path(__file__).resolve().parent.parent
 CLASSIFIER_PATH = COURSE_ROOT / "checkpoints" / "mnist_classifier.pt"
 
-__all__ = ["CLASSIFIER_PATH", "MnistClassifier", "load_classifier", "classify", "frechet_distance", "judge_samples"]
+__all__ = ["CLASSIFIER_PATH", "MnistClassifier", "load_classifier", "classify", "frechet_distance", "judge_samples",
+           "share_interval", "format_share"]
 
 
 class MnistClassifier(nn.Module):
@@ -136,3 +138,25 @@ def judge_samples(samples: Tensor, labels: Tensor | None = None, classifier: Mni
            "frechet_distance": frechet_distance(f_samp, ref),
            "frechet_floor": frechet_distance(f_real, ref)}
     return out
+
+
+def share_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95 % Wilson score interval (Wilson 1927) of a share k / n: (low, high), both in [0, 1].
+
+    Unlike k/n ± z·sqrt(p(1-p)/n) it never leaves [0, 1] and is not empty at k = 0 or k = n: 0 of 20 right gives
+    (0, 0.16), not (0, 0).  ``z`` = 1.96 for 95 %."""
+    if isinstance(k, bool) or isinstance(n, bool) or int(k) != k or int(n) != n:
+        raise ValueError(f"share_interval needs whole counts; got k={k!r}, n={n!r}.")
+    k, n = int(k), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"share_interval needs 0 <= k <= n and n >= 1; got k={k}, n={n}.")
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
+
+
+def format_share(k: int, n: int) -> str:
+    """'k/n = p % (95 % interval lo-hi %)': a judged share as the notebooks print it."""
+    lo, hi = share_interval(k, n)
+    return f"{k}/{n} = {100 * k / n:.0f} % (95 % interval {100 * lo:.0f}-{100 * hi:.0f} %)"
