@@ -5,6 +5,7 @@
     autograde [ASSIGNMENT ...]                     sandboxed, smoke profile, tests judged outside the kernel
     feedback [ASSIGNMENT ...] [--zip]              HTML per student
     grades [--out FILE.csv] [--format canvas|moodle --roster R.csv]   CSV export, or an LMS import file
+    grades --lti [--lti-state DIR] [--lti-zero-missing]             class hub: scores to the LMS (LTI 1.3 AGS)
     roster FILE.csv | status | points | doctor
     grade-one SUBMISSION --assignment A            one submission on its own -> Gradescope's results.json
     export-autograder A                            Gradescope's autograder zip (setup.sh, run_autograder)
@@ -85,6 +86,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["csv", "canvas", "moodle"], default="csv",
                    help="csv: the course's CSV (default); canvas / moodle: that LMS's gradebook import file")
     s.add_argument("--roster", help="canvas / moodle: the roster CSV (as for collect) with each student's LMS ids")
+    s.add_argument("--lti", action="store_true", help="class hub: post each student's score to the LMS line item "
+                   "of the assignment launched from (LTI 1.3 AGS; ddpm_instructor/lti.py); no submission, no score")
+    s.add_argument("--lti-state", default=os.environ.get("DDPM_HUB_STATE", "/srv/ddpm-hub"),
+                   help="--lti: the hub's state folder (DDPM_HUB_STATE; holds lti/launches.json, lti/tool_key.pem)")
+    s.add_argument("--lti-zero-missing", action="store_true", help="--lti: send 0 for a student with no submission")
 
     s = sub.add_parser("roster", help="import students (CSV: id,first_name,last_name,email) into the gradebook")
     s.add_argument("csv")
@@ -149,6 +155,14 @@ def _feedback(course: CourseDir, args) -> int:
 
 def _grades(course: CourseDir, args) -> int:
     from .grades import grades, lms_export
+    if args.lti:
+        from .lti import post_grades
+        state = Path(args.lti_state) / "lti"
+        posts = post_grades(course, state / "launches.json", state / "tool_key.pem", zero_missing=args.lti_zero_missing)
+        for p in posts:
+            print(f"  {p.assignment:<24} {p.student:<24} {'sent' if p.posted else 'not sent'}: {p.detail}")
+        print(f"sent {sum(p.posted for p in posts)} scores to the LMS ({len(posts)} students x assignments)")
+        return 0
     if args.format != "csv":
         report = lms_export(course, args.format, args.roster, args.out)
         print(report.text())

@@ -29,6 +29,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import InstructorError
+
 AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 CUSTOM_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/custom"
 RESOURCE_LINK_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/resource_link"
@@ -38,7 +40,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TIMEOUT_S = 30
 
 
-class LtiError(RuntimeError):
+class LtiError(InstructorError):
     """Grade passback cannot go on (no launches recorded, no key, the platform refused)."""
 
 
@@ -76,7 +78,7 @@ class Launches:
             raw = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise LtiError(f"{path} does not exist: no one has launched the hub from the LMS yet (or give "
-                           "--lti-launches the hub's <state>/lti/launches.json)") from None
+                           "--lti-state the hub's state folder)") from None
         except (OSError, ValueError) as e:
             raise LtiError(f"cannot read {path}: {e}") from None
         return cls(Platform(**raw.get("platform", {})),
