@@ -419,6 +419,17 @@ def test_a_renamed_student_is_filed_by_the_lms_id_not_by_the_name_and_reported(c
     assert "Moodle participant 1843207 is 'Zoë Müller' on the roster and 'Mary Roe' in the export" in report.text()
 
 
+def test_a_canvas_sortable_name_is_the_rosters_name_and_another_name_is_a_rename(tmp_path):
+    from ddpm_instructor.roster import load_roster
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,lms_id,name\ns-doe,48213,John Doe\ns-ann,48214,Mary Ann Roe\n")
+    r = load_roster(roster)
+    assert col._renamed(col.Owner("doejohn", "Canvas", "48213"), r, "s-doe") is None      # "Doe, John"
+    assert col._renamed(col.Owner("roemaryann", "Canvas", "48214"), r, "s-ann") is None
+    assert col._renamed(col.Owner("roemary", "Canvas", "48213"), r, "s-doe") == col.Renamed(
+        "s-doe", "Canvas user 48213", "John Doe", "roemary")
+
+
 def test_an_lms_id_not_on_the_roster_is_not_filed_under_a_name_match(course, tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text("id,lms_id,name\ns-doe,48213,John Doe\n")
