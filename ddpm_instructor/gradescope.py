@@ -45,11 +45,12 @@ def _results(course: CourseDir, assignment: str, student: str, seconds: float, v
     sc = submission_score(course, assignment, student) if graded else None
     cells = sc.cells if sc else {}
     by_id = {t.grade_id: t for t in rec.tests()} if rec is not None else {}
+    missing = "the notebook could not be run" if graded else "no notebook was handed in"
     tests = []
     for number, (_, gid, max_pts) in enumerate(course.points(assignment), 1):
         t, cell = by_id.get(gid), cells.get(gid)
         tests.append({"name": gid, "number": str(number), "score": cell.score if cell else 0.0, "max_score": max_pts,
-                      "output": t.message if t else "not graded: the notebook could not be run (see the output above)",
+                      "output": t.message if t else f"not graded: {missing} (see the output above)",
                       "visibility": visibility})
     output = "\n".join(f"- {n}" for n in notes) or "The notebook ran without problems."
     written = written_note(course, assignment)
@@ -129,8 +130,8 @@ class Upload:
 def _not_regular(st: os.stat_result) -> str | None:
     """Why a file of this ``lstat`` is not read (None: a regular file with no other name)."""
     if stat.S_ISLNK(st.st_mode):
-        return ("a symbolic link, not read: a link points at a file that is not yours (upload the notebook file "
-                "itself, not a link or a shortcut to it)")
+        return ("a symbolic link, not read: the grader never follows links (upload the notebook file itself, not a "
+                "link or a shortcut to it)")
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file (a pipe, socket or device), not read: upload the notebook file itself"
     if st.st_nlink != 1:
