@@ -7,11 +7,13 @@
 of the shipped sources, collect, autograde in the sandbox, the graded tests judged outside the kernel) and writes
 Gradescope's ``results.json``: the score, one test per graded cell with its message, the collect and autograde
 notes as the output.  The graded tests are hidden tests, so their results are ``after_published`` by default:
-students see them when the instructor publishes the grades.
+students see them when the instructor publishes the grades.  It reads the submission first and only through
+``copy_upload``: regular files of the student's own, never a link, a hard link or a special file.
 
 ``export_autograder`` builds the zip Gradescope asks for (``setup.sh`` and ``run_autograder`` at its root, the course
 in ``course/``), as otter-grader does.  Gradescope runs every submission in its own container, so a class of any
-size grades in parallel there; inside it the same sandbox and time limits apply.
+size grades in parallel there; inside it the same sandbox and time limits apply, in either mode: ``run_autograder``
+closes the shipped course to other users and the bundle is written with modes of its own (``bundle.FILE_MODE``).
 """
 from __future__ import annotations
 
