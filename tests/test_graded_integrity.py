@@ -192,3 +192,137 @@ def test_gradescope_gives_the_forgeries_the_same_grade(forged, student, tmp_path
     got = {t["name"]: t["score"] for t in result["tests"] if t["name"] in want}
     assert got == want, (student, result)
     assert json.loads((tmp_path / "results.json").read_text())["tests"] == result["tests"]
+
+
+# =========================================================================== answers reachable from the kernel
+# Each attack runs as the grading kernel runs a notebook (tests/kernel_harness.py: only the bundle importable, the
+# grader's inputs in DDPM_GRADER_INPUTS), and its graded cells' outputs are judged by graded.judge_outputs, as
+# autograde judges them.  A control (the reference answer, same cells otherwise) shows the harness grades right.
+NB4_PRELUDE = """import torch
+from torch import nn
+from tqdm.auto import tqdm
+from solutions import q_sample
+device, T, loss_fn = torch.device("cpu"), 1000, nn.MSELoss()"""
+# the blanks left None; the probe's record class patched to fill them in from the grader's own inputs with whatever
+# the kernel offers that computes them (today: tutorial_utils' spy_eps and sgd_after)
+PATCHED_RECORD = """from tutorial_utils.checks import training as tr
+from solutions import q_sample
+_real_probe = tr.TrainRecord.probe.__func__
+def _forged(cls, train_fn, inputs):
+    rec = _real_probe(cls, train_fn, inputs)             # the loop as handed in: its blanks are None
+    x0, t, noise = inputs["x0"], inputs["t"], inputs["noise"]
+    rec.x_t = rec.call_x = q_sample(x0, t, noise)
+    rec.call_t, rec.n_calls, rec.error = t, 1, ""
+    if hasattr(tr, "spy_eps"):
+        rec.pred_noise = tr.spy_eps(inputs["spy_scale"], inputs["spy_shift"], rec.x_t, t)
+        rec.loss = ((rec.pred_noise - noise) ** 2).mean()
+    if hasattr(tr, "sgd_after"):
+        rec.scale_after, rec.shift_after = (v.float() for v in tr.sgd_after(inputs, rec.x_t, t, noise))
+    return rec
+tr.TrainRecord.probe = classmethod(_forged)"""
+NB5_PRELUDE = """import torch
+from solutions import extract"""
+VIA_REVERSE_SDE = """from solutions import reverse_sde_step
+@torch.no_grad()
+def p_sample_DDPM(model, x, t, t_index):
+    beta_t = extract(betas, t, x.shape)
+    sqrt_one_minus_alpha_bar_t = extract(torch.sqrt(1.0 - alpha_bars), t, x.shape)
+    eps = model(x, t)
+    z = torch.randn_like(x) if t_index > 0 else torch.zeros_like(x)
+    return reverse_sde_step(x, -eps / sqrt_one_minus_alpha_bar_t, float(beta_t.flatten()[0]), z)"""
+NB8_PRELUDE = """import torch
+NULL_CLASS = 10
+def velocity(model, x_t, t, y):
+    return model(x_t, 1000 * t, y)"""
+VIA_MODEL_EPS = """from solutions.beyond import _model_eps
+def guided_velocity(model, x_t, t, y, w):
+    t = torch.full((x_t.shape[0],), float(t))
+    return _model_eps(lambda x, s, c: velocity(model, x, s, c), x_t, t, y, float(w) + 1e-9, NULL_CLASS)"""
+NB6_PRELUDE = """import torch
+from torch import nn
+from solutions import Unet"""
+WIDTH_FROM_INPUTS = """import os
+spec = torch.load(os.path.join(os.environ["DDPM_GRADER_INPUTS"], "test_UNet_cond_class_emb.pt"), weights_only=True)
+WIDTH = max(v.shape[1] for v in spec["inputs"].values() if torch.is_tensor(v) and v.ndim == 2)
+class UNet_cond(Unet):
+    def __init__(self, ch=32, n_classes=10, in_ch=1, emb_dim=None):
+        super().__init__(ch=ch, in_ch=in_ch, emb_dim=emb_dim)
+        self.class_emb = nn.Embedding(n_classes, WIDTH)"""
+# name -> (assignment, prelude, the answer cell (None: the reference's), attack cell, {grade id: points it earns})
+KERNEL_ATTACKS = {
+    "nb4-patched-record": (NB4, NB4_PRELUDE, "train_ddpm", PATCHED_RECORD,
+                           # x_t: the forger wrote the blank's own line (q_sample, the reuse notebook 4 teaches) in
+                           # its probe; the later blanks need the grader's helpers, which the kernel no longer has
+                           {"test_train_x_t": 3, "test_train_pred_noise": 0, "test_train_loss": 0}),
+    "nb5-reverse-sde-step": ("05_sampling", NB5_PRELUDE, None, VIA_REVERSE_SDE, {"test_p_sample_DDPM": 0}),
+    "nb8-stage-07-helper": ("08_flow_matching", NB8_PRELUDE, None, VIA_MODEL_EPS, {"test_guided_velocity": 0}),
+    "nb6-width-from-inputs": ("06_conditional", NB6_PRELUDE, None, WIDTH_FROM_INPUTS, {"test_UNet_cond_class_emb": 0}),
+}
+KERNEL_CONTROLS = {"nb4-patched-record": "train_ddpm", "nb5-reverse-sde-step": "p_sample_DDPM",
+                   "nb8-stage-07-helper": "guided_velocity", "nb6-width-from-inputs": "UNet_cond"}
+WHY_KERNEL = {"nb4-patched-record": "pred_noise is still None", "nb5-reverse-sde-step": "DelegationRefused",
+              "nb8-stage-07-helper": "DelegationRefused", "nb6-width-from-inputs": "wrong shape"}
+
+
+@pytest.fixture(scope="module")
+def kernel_bundles(tmp_path_factory):
+    from ddpm_instructor import bundle as bd
+    from ddpm_instructor.coursedir import CourseDir
+    root = tmp_path_factory.mktemp("kernel") / "course"
+    course = CourseDir(root=root, quiet=True)
+    wanted = sorted({a for a, *_ in KERNEL_ATTACKS.values()})
+    every = sorted({s for s in __import__("solutions").STAGES.values() if s})
+    for a in wanted:
+        shutil.copytree(REPO / "notebooks" / "release" / a, course.release / a)
+    bd.declare_public(course, every)            # every stage public that may be: the most a bundle ever carries
+    return {a: bd.build_bundle(course, a)[0] for a in wanted}
+
+
+def _run_in_kernel(bundle: Path, cells: list, gids: list, tmp: Path) -> dict:
+    """grade id -> TestResult for ``cells`` then one graded cell per grade id, judged as autograde judges them."""
+    import subprocess
+    import sys
+    from ddpm_instructor import graded
+    inputs = tmp / "inputs"
+    graded.write_inputs(inputs, gids)
+    (tmp / "cells.json").write_text(json.dumps(cells + [f"from tutorial_utils.probes import submit\nsubmit({g!r}, {OBJ[g]})"
+                                                        for g in gids]))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(DDPM_GRADER_INPUTS=str(inputs), MPLBACKEND="Agg", DDPM_DOWNLOAD="0", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "kernel_harness.py"), str(bundle), str(tmp / "cells.json"),
+                           str(tmp / "out.json")], env=env, cwd=tmp, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = json.loads((tmp / "out.json").read_text())[len(cells):]
+    return {g: graded.judge_outputs(g, out, inputs, 3.0) for g, out in zip(gids, outputs)}
+
+
+OBJ = {"test_train_x_t": "train_ddpm", "test_train_pred_noise": "train_ddpm", "test_train_loss": "train_ddpm",
+       "test_p_sample_DDPM": "p_sample_DDPM", "test_guided_velocity": "guided_velocity",
+       "test_UNet_cond_class_emb": "UNet_cond"}
+
+
+def _answer(assignment: str, grade_id: str, reference: bool) -> str:
+    """The answer cell: the reference's (solution lines kept), or the handed-out one (blanks None)."""
+    if reference:
+        return _refs(assignment)[grade_id]
+    nb = nbformat.read(str(next((REPO / "notebooks" / "release" / assignment).glob("*.ipynb"))), as_version=4)
+    return next(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+@pytest.mark.parametrize("attack", list(KERNEL_ATTACKS))
+def test_no_blank_is_earned_with_what_the_kernel_can_reach(kernel_bundles, attack, tmp_path):
+    assignment, prelude, handed_out, cell, want = KERNEL_ATTACKS[attack]
+    cells = [prelude] + ([_answer(assignment, handed_out, reference=False)] if handed_out else []) + [cell]
+    got = _run_in_kernel(kernel_bundles[assignment], cells, list(want), tmp_path)
+    assert {g: (3.0 if r.passed else 0.0) for g, r in got.items()} == {g: float(bool(p)) * 3 for g, p in want.items()}, got
+    failed = [r.message for r in got.values() if not r.passed]
+    assert any(WHY_KERNEL[attack] in m for m in failed), failed
+
+
+@pytest.mark.parametrize("attack", list(KERNEL_CONTROLS))
+def test_the_reference_answer_earns_every_blank_in_that_kernel(kernel_bundles, attack, tmp_path):
+    """The control: the same cells with the reference's answer (and no attack) pass, so a 0 above is the attack's."""
+    assignment, prelude, _, _, want = KERNEL_ATTACKS[attack]
+    got = _run_in_kernel(kernel_bundles[assignment], [prelude, _answer(assignment, KERNEL_CONTROLS[attack], True)],
+                         list(want), tmp_path)
+    assert all(r.passed for r in got.values()), got
