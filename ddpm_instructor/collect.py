@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import os
 import re
 import shutil
 import tempfile
@@ -236,9 +237,11 @@ def _refuse_collisions(course: CourseDir, candidates, report) -> list["Candidate
             continue
         ids = sorted(who)
         report.collisions.append(Collision(a, sorted(set(who.values())), ids, [c.display for c in cs]))
+        fix = ("fix the roster so that each LMS id has a student id of its own" if any(c.owner.lms for c in cs) else
+               "give the folders ids that differ in more than letter case")
         for c in cs:
-            report.refuse(c.display, f"{' and '.join(ids)} would be filed as one student ({', '.join(sorted(set(who.values())))}): "
-                          "not filed (fix the roster so each LMS id has its own student id, then collect again)")
+            report.refuse(c.display, f"{' and '.join(ids)} would be filed as one student "
+                          f"({', '.join(sorted(set(who.values())))}): not filed ({fix}, then collect again)")
     return keep
 
 
@@ -531,12 +534,9 @@ class Candidate:
 
     def keep(self, spool: Path, raw: bytes, prepared: bytes) -> None:
         """Park the bytes in the spool folder: a class's notebooks are never all in memory at once."""
-        self._raw = Path(tempfile.mkstemp(dir=spool)[1])
-        self._raw.write_bytes(raw)
-        self._prepared = self._raw
+        self._raw = self._prepared = _spooled(spool, raw)
         if prepared != raw:
-            self._prepared = Path(tempfile.mkstemp(dir=spool)[1])
-            self._prepared.write_bytes(prepared)
+            self._prepared = _spooled(spool, prepared)
 
     def read(self) -> bytes:
         """The file as handed in."""
@@ -546,6 +546,13 @@ class Candidate:
     def prepared(self) -> bytes:
         """The notebook as it is filed (grading metadata repaired)."""
         return self._prepared.read_bytes()
+
+
+def _spooled(spool: Path, data: bytes) -> Path:
+    fd, name = tempfile.mkstemp(dir=spool)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return Path(name)
 
 
 def iter_candidates(path, regex=None):

@@ -607,6 +607,18 @@ print(json.dumps(dict(grew_mb=(after - before) / 1024, students=sorted(course.su
     assert any("MB in all unpacked from this student's files" in w for w in whys), whys
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
+def test_a_class_is_collected_without_holding_a_file_open_per_notebook(course, tmp_path):
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({f"student{i:02d}_{70000 + i}_{9900000 + i}_{A}.ipynb": (version(str(i)),
+                                                                                           (2026, 11, 20, 12, 0))
+                                  for i in range(30)}))
+    before = len(os.listdir("/proc/self/fd"))
+    report = col.collect(course, [export])
+    assert len(students(course)) == 30, report.text()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_escape_sequences_in_names_never_reach_the_report_raw(course, tmp_path):
     title, clear, clip, bidi = "\x1b]0;owned\x07", "\x1b[2J", "\x1b]52;c;cm0gLXJmIH4=\x07", "\u202e"
     inner = zip_bytes({f"{clear}{A}.ipynb": (version("mallory"), (2026, 11, 20, 12, 0)),
