@@ -49,7 +49,7 @@ NAMES = {
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 
-# The per-blank decision (docs/INSTRUCTORS.md, "Earlier stages in a later blank"), by probe (the graded function):
+# The per-blank decision (docs/INSTRUCTORS.md, "No answer in the kernel"), by probe (the graded function):
 # a function of an earlier, public stage that computes the blank in one call is either refused while the probe runs
 # the student's code (REFUSED: calling it raises DelegationRefused, which costs the blank its points), or allowed
 # on purpose because reusing that stage is the lesson (REUSE, with the reason).  tests/test_bundle_answers.py proves
@@ -61,8 +61,9 @@ REFUSED = {
 }
 REUSE = {
     "train_step": {"diffusion.q_sample": "notebook 4's x_t blank is a call of notebook 2's q_sample: the loop is "
-                                          "built on the forward process the student wrote",
-                   "diffusion.Schedule.q_sample": "the same, through the schedule object"},
+                                          "built on the forward process the student wrote"},
+    "guided_velocity": {"beyond.guided_eps": "the mix v_u + w (v_c - v_u) is notebook 7's guidance, the student's own "
+                                             "earlier blank; the one 2B call is notebook 8's"},
 }
 
 
