@@ -224,7 +224,12 @@ def _doctor(course: CourseDir, args) -> int:
     print(f"sandbox mode in force: {mode}{fallback}; what a kernel in it could reach:")
     for c in checks:
         print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}" + (f": {c.detail}" if c.detail else ""))
-    return 1 if mode in ("none", "off") or not all(c.ok for c in checks[1:]) else 0
+    from .lab import protection_checks
+    browser = protection_checks(course)
+    print("the instructor's browser (formgrader, feedback): what keeps a submission's HTML and scripts out of it:")
+    for c in browser:
+        print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}" + (f": {c.detail}" if c.detail else ""))
+    return 1 if mode in ("none", "off") or not all(c.ok for c in checks[1:] + browser) else 0
 
 
 def _lab(course: CourseDir, args) -> int:

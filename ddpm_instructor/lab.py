@@ -173,3 +173,31 @@ def _load_jupyter_server_extension(serverapp) -> None:
     """Enabled in this lab's config folder only (:func:`write_lab_config`)."""
     serverapp.web_app.add_transform(_policy_transform(serverapp.base_url))
     serverapp.log.info("ddpm_instructor.lab: submission pages of the formgrader served under a CSP")
+
+
+def protection_checks(course: CourseDir) -> list:
+    """What keeps a student's notebook from running in the instructor's browser, checked here (for ``doctor``):
+    collect's reduction, the feedback pages' policy, and the formgrader routes this lab's policy is scoped to."""
+    from nbgrader.server_extensions.formgrader import handlers
+
+    from . import feedback, sanitize
+    from .sandbox import Check
+    checks = [Check("collect keeps only text and PNG outputs and sanitised Markdown", True,
+                    f"caps: {sanitize.MAX_CELLS} cells, {sanitize.MAX_BYTES // 2**20} MB, "
+                    f"{sanitize.TOTAL_SOURCE_CHARS['markdown']:,} characters of Markdown")]
+    checks.append(Check("feedback pages forbid scripts (Content-Security-Policy)", "script-src 'none'" in feedback.CSP,
+                        feedback.CSP))
+    pages = sorted(course.feedback.glob("*/*/*.html")) if course.feedback.is_dir() else []
+    old = [p for p in pages if feedback.CSP_META.encode() not in p.read_bytes()[:8192]]
+    checks.append(Check("every feedback page written carries it", not old,
+                        f"{len(old)} of {len(pages)} pages were written without it: run feedback again" if old
+                        else f"{len(pages)} pages"))
+    routes = [r[0] for r in handlers.default_handlers]
+    page = next((r for r in routes if SUBMISSION_PAGE.search(r.replace("([^/]+)", "x").replace("/?", "/"))), None)
+    files = any(r.endswith("/formgrader/submissions/(.*)") for r in routes)
+    checks.append(Check("the instructor lab serves the formgrader's submission pages under a policy (no student "
+                        "script reaches the Jupyter API)", bool(page) and files,
+                        f"submission page route {page!r}" if page and files else
+                        "nbgrader's formgrader routes changed: the lab's policy (ddpm_instructor.lab) no longer "
+                        f"covers them: {routes}"))
+    return checks

@@ -226,7 +226,7 @@ def test_many_attacked_cells_make_one_note():
 # ------------------------------------------------------------------ strings a student chose
 @pytest.mark.parametrize("name", VECTORS["file_names"])
 def test_escape_note_makes_a_file_name_inert_and_readable(name):
-    name = _fill(name, "file_name")
+    name = name.replace("JS", "alert(document.domain)")       # no quotes: a file name's unquoted attribute
     note = f"File {escape_note(name)} was collected as 02_forward_closed_form.ipynb."
     nb = new_notebook(cells=[new_markdown_cell(f"**Grader notes** (automatic):\n\n- {note}")])
     raw = new_notebook(cells=[new_markdown_cell(f"- File {name} was collected.")])
