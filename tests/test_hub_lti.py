@@ -144,13 +144,17 @@ def make_gradebook(course: Path, graded: str, missing: str, monkeypatch) -> None
     (course / "autograded" / graded / "ps1").mkdir(parents=True)
 
 
-def grades_lti(hub, course: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ddpm_instructor.cli", "--course-dir", str(course), "grades", "--lti",
-                           "--lti-state", str(hub.base / "state"), *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+def grades_lti(hub, course: Path, capsys, *extra: str) -> subprocess.CompletedProcess:
+    """``./course instructor grades --lti ...`` (its entry point, in this process: the CLI's start-up is seconds)."""
+    from ddpm_instructor.cli import main
+
+    capsys.readouterr()
+    code = main(["--course-dir", str(course), "grades", "--lti", "--lti-state", str(hub.base / "state"), *extra])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess([], code, out.out, out.err)
 
 
-def test_grades_go_back_to_the_lms_line_item_and_no_submission_gets_no_score(lms, monkeypatch):
+def test_grades_go_back_to_the_lms_line_item_and_no_submission_gets_no_score(lms, monkeypatch, capsys):
     platform, hub = lms
     for hint in ("hint-alice", "hint-bob"):
         assert launch(platform, hub, hint)[1].status_code == 302
@@ -159,7 +163,7 @@ def test_grades_go_back_to_the_lms_line_item_and_no_submission_gets_no_score(lms
     course = hub.base / "grading"
     make_gradebook(course, graded=alice, missing=bob, monkeypatch=monkeypatch)
     platform.scores.clear()
-    r = grades_lti(hub, course)
+    r = grades_lti(hub, course, capsys)
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(platform.scores) == 1, (platform.scores, platform.refused)
     score = platform.scores[0]
@@ -170,14 +174,14 @@ def test_grades_go_back_to_the_lms_line_item_and_no_submission_gets_no_score(lms
     assert f"{bob}" in r.stdout and "no submission: no score sent" in r.stdout
     # the instructor asks for zeros
     platform.scores.clear()
-    r = grades_lti(hub, course, "--lti-zero-missing")
+    r = grades_lti(hub, course, capsys, "--lti-zero-missing")
     assert r.returncode == 0, r.stdout + r.stderr
     by_user = {s["userId"]: s for s in platform.scores}
     assert by_user["canvas-user-1002"]["scoreGiven"] == 0 and by_user["canvas-user-1001"]["scoreGiven"] == 7.0
     assert "canvas-user-9" not in by_user          # the instructor gets no score
 
 
-def test_grade_passback_with_an_unregistered_key_is_refused_with_a_clear_error(lms, tmp_path, monkeypatch):
+def test_grade_passback_with_an_unregistered_key_is_refused_with_a_clear_error(lms, tmp_path, monkeypatch, capsys):
     platform, hub = lms
     alice = lti_username(platform.issuer, "canvas-user-1001")
     course = tmp_path / "grading"
@@ -187,7 +191,7 @@ def test_grade_passback_with_an_unregistered_key_is_refused_with_a_clear_error(l
     platform.tool_jwks = {"keys": []}
     platform.scores.clear()
     try:
-        r = grades_lti(hub, course)
+        r = grades_lti(hub, course, capsys)
     finally:
         platform.tool_jwks = registered
     assert r.returncode == 2 and platform.scores == []
