@@ -11,6 +11,7 @@ the student's home, so a student's own Jupyter settings still win:
     share/jupyter/kernels/ddpm-course/          the course kernel, shown as "Python (DDPM course)"
     share/jupyter/lab/settings/overrides.json   no "official Jupyter news?" pop-up, no update check
     etc/jupyter/nbgrader_config.py              nbgrader's Validate reports every failing cell, self-checks included
+                                                and its failure message says what Validate checked and what it did not
     etc/jupyter-student/                        read only by the lab this module opens (``JUPYTER_CONFIG_PATH``):
         labconfig/page_config.json                nbgrader's instructor front-ends off (Formgrader, Create Assignment,
         jupyter_server_config.d/ddpm-student.json  Course List, Assignment List, the Nbgrader menu that held them) and
@@ -43,6 +44,17 @@ NBGRADER_CONFIG = """# Written by tutorial_utils/lab.py (`./course setup`, a bun
 # untouched notebook "passes".
 c = get_config()  # noqa: F821
 c.Validator.validate_all = True
+# What `nbgrader validate` prints above the failing cells: what Validate checked and what it did not.
+c.Validator.failed_warning = (
+    "VALIDATE LISTS {num_failed} CELL(S) BELOW. Validate ran your notebook from the top in a fresh kernel: it "
+    "reports every cell that raised an error, every self-check that failed, and every written answer still "
+    "empty (YOUR ANSWER HERE). It does not run the hidden tests that grade your code, and it does not read "
+    "your written answers: those are graded after you hand the notebook in.\\n"
+)
+c.Validator.changed_warning = (
+    "THE CONTENTS OF {num_changed} READ-ONLY CELL(S) HAVE CHANGED (listed below). The grader puts back the "
+    "original cells when it grades, so your changes there do not count: undo them before you hand in.\\n"
+)
 """
 
 
