@@ -11,6 +11,10 @@
                                                     lti13 (from Canvas or Moodle), or dummy (tests only: one shared
                                                     password, DDPM_HUB_DUMMY_PASSWORD, and only on 127.0.0.1)
     DDPM_HUB_ADMINS       (none)                    hub admins (NativeAuthenticator: who approves sign-ups)
+    DDPM_HUB_OS_GROUPS    ddpm                      prefix of the hub's two OS groups: <prefix>-instructors (reads the
+                                                    exchange's submissions, shares the course folder) and
+                                                    <prefix>-hub-users (every OS user the hub made; it starts servers
+                                                    only as those)
     DDPM_LTI_ISSUER, DDPM_LTI_CLIENT_ID, DDPM_LTI_AUTHORIZE_URL, DDPM_LTI_JWKS_URL, DDPM_LTI_TOKEN_URL
                                                     the LMS's LTI 1.3 registration (lti13 only; docs/INSTRUCTORS.md)
 
@@ -27,8 +31,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 AUTH_KINDS = ("native", "lti13", "dummy")
 INSTRUCTORS_GROUP = "instructors"          # the hub group; its members get the instructor lab
-OS_INSTRUCTORS_GROUP = "ddpm-instructors"  # the OS group that reads the exchange's inbound and the course folder
-OS_USERS_GROUP = "ddpm-hub-users"          # every OS user the hub made; the hub never runs a server as anyone else
 LTI_VARS = ("DDPM_LTI_ISSUER", "DDPM_LTI_CLIENT_ID", "DDPM_LTI_AUTHORIZE_URL", "DDPM_LTI_JWKS_URL", "DDPM_LTI_TOKEN_URL")
 
 
@@ -59,6 +61,15 @@ class HubSettings:
     admins: tuple[str, ...]
     dummy_password: str
     lti: LtiSettings | None
+    os_groups: str = "ddpm"
+
+    @property
+    def os_instructors_group(self) -> str:
+        return f"{self.os_groups}-instructors"
+
+    @property
+    def os_users_group(self) -> str:
+        return f"{self.os_groups}-hub-users"
 
     @property
     def course_root(self) -> Path:
@@ -106,6 +117,9 @@ def load(env=None) -> HubSettings:
             raise SettingsError(f"DDPM_HUB_AUTH=lti13 needs {', '.join(missing)} (your LMS shows them when you "
                                 "register the tool; docs/INSTRUCTORS.md, 'Run it on JupyterHub')")
         lti = LtiSettings(*(env[v] for v in LTI_VARS))
+    os_groups = env.get("DDPM_HUB_OS_GROUPS", "ddpm")
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", os_groups):
+        raise SettingsError(f"DDPM_HUB_OS_GROUPS={os_groups!r}: lower-case letters, digits and '-', at most 16")
     course_id = env.get("DDPM_HUB_COURSE_ID", "ddpm-course")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", course_id):
         raise SettingsError(f"DDPM_HUB_COURSE_ID={course_id!r}: letters, digits, '.', '_' and '-' only")
@@ -115,4 +129,4 @@ def load(env=None) -> HubSettings:
         proxy_api_port=_port(env, "DDPM_HUB_PROXY_API_PORT", 8001),
         exchange=Path(env.get("DDPM_HUB_EXCHANGE", "/srv/nbgrader/exchange")).resolve(), course_id=course_id,
         auth=auth, instructors=_names(env, "DDPM_HUB_INSTRUCTORS"), admins=_names(env, "DDPM_HUB_ADMINS"),
-        dummy_password=password, lti=lti)
+        dummy_password=password, lti=lti, os_groups=os_groups)

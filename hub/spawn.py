@@ -7,7 +7,7 @@ course folder, the role config folders (hub/labs.py) and, with LTI, the tool's k
 group, and the server's environment and folder:
 
     student      the student lab + Assignment List, in their home (fetched assignments land there)
-    instructor   the instructor lab (Formgrader) in the shared course folder, in the ``ddpm-instructors`` OS group
+    instructor   the instructor lab (Formgrader) in the shared course folder, in the instructors' OS group
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import labs, users
 from .exchange import prepare_exchange
-from .settings import INSTRUCTORS_GROUP, OS_INSTRUCTORS_GROUP, OS_USERS_GROUP, REPO, HubSettings
+from .settings import INSTRUCTORS_GROUP, REPO, HubSettings
 
 
 def role_of(user) -> str:
@@ -33,11 +33,11 @@ def prepare(s: HubSettings) -> dict[str, Path]:
         raise users.UserError(f"students cannot run this Python ({sys.executable}): other users cannot enter "
                               f"{', '.join(map(str, bad))}; install the course where all users can read it "
                               "(e.g. /opt/ddpm-course) or open those folders (chmod o+x)")
-    users.ensure_group(OS_USERS_GROUP)
-    gid = users.ensure_group(OS_INSTRUCTORS_GROUP)
+    users.ensure_group(s.os_users_group)
+    gid = users.ensure_group(s.os_instructors_group)
     s.state.mkdir(parents=True, exist_ok=True)
     os.chmod(s.state, 0o755)
-    prepare_exchange(s.exchange, s.course_id, OS_INSTRUCTORS_GROUP)
+    prepare_exchange(s.exchange, s.course_id, s.os_instructors_group)
     s.course_root.mkdir(exist_ok=True)
     os.chown(s.course_root, 0, gid)
     os.chmod(s.course_root, 0o2770)
@@ -50,7 +50,7 @@ def prepare(s: HubSettings) -> dict[str, Path]:
 
 
 def write_tool_key(lti_dir: Path, gid: int) -> Path:
-    """The tool's RSA key for grade passback (``tool_key.pem``, 0640 root:ddpm-instructors) and its public JWKS
+    """The tool's RSA key for grade passback (``tool_key.pem``, 0640, root and the instructors' OS group) and its public JWKS
     (``tool_jwks.json``, to register in the LMS); made once."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -80,8 +80,8 @@ def write_tool_key(lti_dir: Path, gid: int) -> Path:
 def pre_spawn(spawner, s: HubSettings, config_dirs: dict[str, Path]) -> None:
     name = spawner.user.name
     role = role_of(spawner.user)
-    pw = users.ensure_user(name, OS_USERS_GROUP)
-    users.set_member(name, OS_INSTRUCTORS_GROUP, role == "instructor")
+    pw = users.ensure_user(name, s.os_users_group)
+    users.set_member(name, s.os_instructors_group, role == "instructor")
     spawner.environment.update(labs.server_environment(config_dirs[role], REPO))
     spawner.environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin",
                                                    "/bin"])

@@ -1,9 +1,9 @@
 """OS users for the class hub: each student's server runs as that student's own OS user.
 
 The hub (root) makes a user the first time it starts their server: ``useradd`` with a 0700 home, in the group
-``ddpm-hub-users``.  It never runs a server as an account it did not make: a hub username that names an existing
+``<prefix>-hub-users`` (hub/settings.py).  It never runs a server as an account it did not make: a hub username that names an existing
 account outside that group (``root``, a service account, the admin's own) is refused, so signing up as ``root`` gets
-an error, not a root server.  Instructors are also in ``ddpm-instructors``, the group that reads the exchange's
+an error, not a root server.  Instructors are also in ``<prefix>-instructors``, the group that reads the exchange's
 submissions and shares the course folder; a user no longer an instructor leaves it.
 """
 from __future__ import annotations

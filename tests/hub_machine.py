@@ -122,7 +122,8 @@ class Hub:
         self.base = base
         port, api, proxy = free_ports(3)
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "DDPM_HUB_STATE": str(base / "state"), "DDPM_HUB_EXCHANGE": str(base / "exchange"),
+        self.os_groups = f"ddpmt{secrets.token_hex(3)}"       # its own OS groups: hubs of parallel tests never share
+        self.env = {**os.environ, "DDPM_HUB_OS_GROUPS": self.os_groups, "DDPM_HUB_STATE": str(base / "state"), "DDPM_HUB_EXCHANGE": str(base / "exchange"),
                     "DDPM_HUB_IP": "127.0.0.1", "DDPM_HUB_PORT": str(port), "DDPM_HUB_API_PORT": str(api),
                     "DDPM_HUB_PROXY_API_PORT": str(proxy), **env}
         self.groups_before = {g.gr_name for g in grp.getgrall()}

@@ -89,7 +89,7 @@ def test_a_students_server_runs_as_their_own_os_user_with_the_student_lab(hub, s
     name = hub.names["student"]
     proc = server_process(name)
     assert proc is not None and proc["uid"] == pwd.getpwnam(name).pw_uid != 0
-    assert "ddpm-instructors" not in proc["groups"]
+    assert f"{hub.os_groups}-instructors" not in proc["groups"]
     disabled = set(page["disabledExtensions"])
     assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"} <= disabled
     assert "@jupyter/nbgrader:assignment-list" not in disabled
@@ -104,7 +104,7 @@ def test_an_instructors_server_has_the_formgrader_and_the_instructors_group(hub,
     name = hub.names["instructor"]
     proc = server_process(name)
     assert proc is not None and proc["uid"] == pwd.getpwnam(name).pw_uid
-    assert "ddpm-instructors" in proc["groups"]
+    assert f"{hub.os_groups}-instructors" in proc["groups"]
     assert "@jupyter/nbgrader:formgrader" not in page["disabledExtensions"]
     assert session.get(f"{hub.url}/user/{name}/formgrader", timeout=60).status_code == 200
 
