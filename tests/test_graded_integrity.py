@@ -278,22 +278,26 @@ def kernel_bundles(tmp_path_factory):
     return {a: bd.build_bundle(course, a)[0] for a in wanted}
 
 
-def _run_in_kernel(bundle: Path, cells: list, gids: list, tmp: Path) -> dict:
-    """grade id -> TestResult for ``cells`` then one graded cell per grade id, judged as autograde judges them."""
+def _run_in_kernel(bundle: Path, runs: list, gids: list, tmp: Path) -> list:
+    """Each run's cells, then one graded cell per grade id, in one kernel (runs one after the other, as cells of one
+    notebook); per run: grade id -> TestResult, judged as autograde judges a graded cell's outputs."""
     import subprocess
     import sys
     from ddpm_instructor import graded
     inputs = tmp / "inputs"
     graded.write_inputs(inputs, gids)
-    (tmp / "cells.json").write_text(json.dumps(cells + [f"from tutorial_utils.probes import submit\nsubmit({g!r}, {OBJ[g]})"
-                                                        for g in gids]))
+    graded_cells = [f"from tutorial_utils.probes import submit\nsubmit({g!r}, {OBJ[g]})" for g in gids]
+    (tmp / "cells.json").write_text(json.dumps([c for cells in runs for c in cells + graded_cells]))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(DDPM_GRADER_INPUTS=str(inputs), MPLBACKEND="Agg", DDPM_DOWNLOAD="0", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "kernel_harness.py"), str(bundle), str(tmp / "cells.json"),
                            str(tmp / "out.json")], env=env, cwd=tmp, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    outputs = json.loads((tmp / "out.json").read_text())[len(cells):]
-    return {g: graded.judge_outputs(g, out, inputs, 3.0) for g, out in zip(gids, outputs)}
+    outputs, results = json.loads((tmp / "out.json").read_text()), []
+    for cells in runs:
+        outs, outputs = outputs[len(cells):len(cells) + len(gids)], outputs[len(cells) + len(gids):]
+        results.append({g: graded.judge_outputs(g, out, inputs, 3.0) for g, out in zip(gids, outs)})
+    return results
 
 
 OBJ = {"test_train_x_t": "train_ddpm", "test_train_pred_noise": "train_ddpm", "test_train_loss": "train_ddpm",
@@ -311,18 +315,13 @@ def _answer(assignment: str, grade_id: str, reference: bool) -> str:
 
 @pytest.mark.parametrize("attack", list(KERNEL_ATTACKS))
 def test_no_blank_is_earned_with_what_the_kernel_can_reach(kernel_bundles, attack, tmp_path):
+    """The attack, after a control in the same kernel (the reference's answer, no attack: every blank passes, so a 0
+    is the attack's)."""
     assignment, prelude, handed_out, cell, want = KERNEL_ATTACKS[attack]
-    cells = [prelude] + ([_answer(assignment, handed_out, reference=False)] if handed_out else []) + [cell]
-    got = _run_in_kernel(kernel_bundles[assignment], cells, list(want), tmp_path)
+    control = [prelude, _answer(assignment, KERNEL_CONTROLS[attack], reference=True)]
+    attacked = [prelude] + ([_answer(assignment, handed_out, reference=False)] if handed_out else []) + [cell]
+    ok, got = _run_in_kernel(kernel_bundles[assignment], [control, attacked], list(want), tmp_path)
+    assert all(r.passed for r in ok.values()), ok
     assert {g: (3.0 if r.passed else 0.0) for g, r in got.items()} == {g: float(bool(p)) * 3 for g, p in want.items()}, got
     failed = [r.message for r in got.values() if not r.passed]
     assert any(WHY_KERNEL[attack] in m for m in failed), failed
-
-
-@pytest.mark.parametrize("attack", list(KERNEL_CONTROLS))
-def test_the_reference_answer_earns_every_blank_in_that_kernel(kernel_bundles, attack, tmp_path):
-    """The control: the same cells with the reference's answer (and no attack) pass, so a 0 above is the attack's."""
-    assignment, prelude, _, _, want = KERNEL_ATTACKS[attack]
-    got = _run_in_kernel(kernel_bundles[assignment], [prelude, _answer(assignment, KERNEL_CONTROLS[attack], True)],
-                         list(want), tmp_path)
-    assert all(r.passed for r in got.values()), got
