@@ -151,6 +151,16 @@ def subs(gid: str) -> list[dict]:
             if case.probe == "ddim_invert_step":       # ddim_step's names too: called upwards it is the blank (refused)
                 ops.update(alpha_bars=inputs["alpha_bars"], t_prev=a[3], x=a[0])
             out.append((ops, {"result": res}))
+    elif case.probe in ("merge_known", "ddim_invert_step", "slerp"):
+        names = {"merge_known": ("x", "x_known", "mask", "t", "noise"), "ddim_invert_step": ("x_t", "eps", "t", "t_next"),
+                 "slerp": ("z0", "z1", "alpha")}[case.probe]
+        for a, res in zip(inputs["args"], exp["results"]):
+            ops = {**dict(zip(names, a)), "args": a}
+            if case.probe == "merge_known":            # q_sample's names too: it computes half of the merge
+                ops.update(x_start=a[1], x_0=a[1])
+            if case.probe == "ddim_invert_step":       # ddim_step's names too: called upwards it is the blank (refused)
+                ops.update(alpha_bars=inputs["alpha_bars"], t_prev=a[3], x=a[0])
+            out.append((ops, {"result": res}))
     else:
         raise AssertionError(f"{gid}: no operands for probe {case.probe}; add them here")
     return [{"operands": o, "expected": e} for o, e in out]

@@ -49,3 +49,20 @@ def test_a_load_into_the_notebooks_own_class_needs_no_stage(tmp_path):
     # its own assignment's class: no stage to declare
     with pytest.raises(InstructorError, match="cannot use the reference of its own assignment"):
         check_releasable("06_conditional", [_nb(tmp_path, 'm = load_pretrained("unet_cond")')], set())
+
+
+NB9 = ROOT / "notebooks" / "release" / "09_applications" / "09_what_a_model_can_do.ipynb"
+
+
+def test_notebook_9_is_releasable_once_02_05_06_and_07_are_public(tmp_path):
+    """Notebook 9 imports q_sample (02), UNet_cond (06), ddim_step and ddim_sample_loop (07, built on 05): release
+    says which stage is missing until all four are public, then builds its bundle without its own stage."""
+    need = ["02_forward_closed_form", "05_sampling", "06_conditional", "07_beyond"]
+    for missing in need:
+        with pytest.raises(InstructorError, match=f"--public {missing}"):
+            check_releasable("09_applications", [NB9], set(need) - {missing})
+    check_releasable("09_applications", [NB9], set(need))
+    course = Course(root=tmp_path / "course", quiet=True)
+    rel.release(course, ["09_applications"], public=need)
+    bundle = next(p for p in (tmp_path / "course").rglob("solutions") if (p / "beyond.py").is_file())
+    assert not (bundle / "applications.py").exists() and (bundle / "conditional.py").is_file()

@@ -32,7 +32,8 @@ from tutorial_utils.probes import RECORD_MIME, encode
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {"01_forward_1d": "01_forward_diffusion_1d.ipynb", "02_forward_closed_form": "02_forward_closed_form.ipynb", "04_training": "04_training_algorithm1.ipynb",
            "05_sampling": "05_sampling_algorithm2.ipynb", "06_conditional": "06_class_conditional.ipynb",
-           "07_beyond": "07_beyond_ddpm.ipynb", "08_flow_matching": "08_flow_matching.ipynb"}
+           "07_beyond": "07_beyond_ddpm.ipynb", "08_flow_matching": "08_flow_matching.ipynb",
+           "09_applications": "09_what_a_model_can_do.ipynb"}
 # grade id -> (assignment, the solution cell whose object the graded cell submits, that object's name)
 SUBMITS = {
     "test_mixture_score_m": ("01_forward_1d", "mixture_score", "mixture_score"),
@@ -61,6 +62,9 @@ SUBMITS = {
     "test_euler_step": ("08_flow_matching", "euler_step", "euler_step"),
     "test_heun_step": ("08_flow_matching", "heun_step", "heun_step"),
     "test_guided_velocity": ("08_flow_matching", "guided_velocity", "guided_velocity"),
+    "test_merge_known": ("09_applications", "merge_known", "merge_known"),
+    "test_ddim_invert_step": ("09_applications", "ddim_invert_step", "ddim_invert_step"),
+    "test_slerp": ("09_applications", "slerp", "slerp"),
 }
 # grade id -> the record entry its judge reads first (a path into the plain record)
 JUDGED = {
@@ -75,6 +79,7 @@ JUDGED = {
     "test_ddim_x0_pred": ("x0_preds", 0), "test_ddim_x_prev": ("outs", 0), "test_guided_eps": ("results", 0),
     "test_flow_interpolant": ("results", 0), "test_velocity_target": ("results", 0), "test_euler_step": ("results", 0),
     "test_heun_step": ("results", 0), "test_guided_velocity": ("results", 0),
+    "test_merge_known": ("results", 0), "test_ddim_invert_step": ("results", 0), "test_slerp": ("results", 0),
 }
 
 

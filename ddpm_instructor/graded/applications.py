@@ -10,13 +10,16 @@ from solutions.diffusion import Schedule
 from .case import Case, images, schedule_tensors
 
 
-def inputs_merge(seed: int, ts) -> dict:
-    """x, a known image, a random mask of known pixels, per-image timesteps ``ts`` and the noise (the grader's draw)."""
+def inputs_merge(seed: int, batches) -> dict:
+    """For each list of per-image timesteps in ``batches``: x, a known image, a random mask of known pixels, the
+    timesteps and the noise (the grader's draw)."""
     g = torch.Generator().manual_seed(seed)
-    B = len(ts)
-    mask = (torch.rand(B, 1, 28, 28, generator=g) < 0.5).float()
-    return {"args": [[images(g, B), images(g, B, uniform=True), mask, torch.tensor(ts, dtype=torch.long), images(g, B)]],
-            "alpha_bars": schedule_tensors()["alpha_bars"]}
+
+    def one(ts):
+        B = len(ts)
+        mask = (torch.rand(B, 1, 28, 28, generator=g) < 0.5).float()
+        return [images(g, B), images(g, B, uniform=True), mask, torch.tensor(ts, dtype=torch.long), images(g, B)]
+    return {"args": [one(ts) for ts in batches], "alpha_bars": schedule_tensors()["alpha_bars"]}
 
 
 def expected_merge(inputs) -> dict:
@@ -46,7 +49,7 @@ def expected_slerp(inputs) -> dict:
 
 
 TESTS = {
-    "test_merge_known": Case("merge_known", "merge_known", lambda: inputs_merge(91, [0, 250, 640, 999]),
+    "test_merge_known": Case("merge_known", "merge_known", lambda: inputs_merge(91, [[0, 250, 640, 999], [37, 412]]),
                              expected_merge),
     "test_ddim_invert_step": Case("ddim_invert_step", "ddim_invert_step",
                                   lambda: inputs_invert(92, [(-1, 19), (139, 199), (499, 749), (919, 999)]),
@@ -55,7 +58,7 @@ TESTS = {
 }
 
 SELF_CHECKS = {
-    "merge_known": Case("merge_known", "", lambda: inputs_merge(0, [10, 500]), expected_merge),
+    "merge_known": Case("merge_known", "", lambda: inputs_merge(0, [[10, 500], [999]]), expected_merge),
     "ddim_invert_step": Case("ddim_invert_step", "", lambda: inputs_invert(0, [(-1, 49), (449, 499)], B=2),
                              expected_invert),
     "slerp": Case("slerp", "", lambda: inputs_slerp(0, [0.0, 0.25, 1.0], B=2), expected_slerp),
