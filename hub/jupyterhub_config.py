@@ -19,6 +19,10 @@ from hub import settings, spawn, users  # noqa: E402
 c = get_config()  # noqa: F821
 s = settings.load()
 config_dirs = spawn.prepare(s)               # groups, exchange, course folder, role configs (as root)
+# Not done yet: students' servers run this checkout's environment, where the reference answers (solutions/) are
+# installed and readable; a student's kernel can import them.  Trials and ungraded work only (docs/INSTRUCTORS.md).
+print("WARNING: students' servers on this hub can import solutions/ (the reference answers): do not run a graded "
+      "class on it yet (docs/INSTRUCTORS.md, 'Run it on JupyterHub')", file=sys.stderr)
 
 # ---- where the hub listens and keeps its state
 c.JupyterHub.bind_url = f"http://{s.ip}:{s.port}"

@@ -33,7 +33,6 @@ INSTRUCTOR_SERVER_EXTENSIONS = {"nbgrader.server_extensions.formgrader": True,
                                 "nbgrader.server_extensions.validate_assignment": True}
 EXCHANGE_CLASSES = {"submit": "hub.exchange.PrivateExchangeSubmit",
                     "collect": "hub.exchange.OwnerCheckedExchangeCollect"}
-ROLES = ("student", "instructor")
 
 
 @dataclass(frozen=True)
