@@ -269,11 +269,18 @@ def _reduce_cell_outputs(cell, counts) -> None:
     cell["execution_count"] = count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
-def reduce_outputs(nb) -> list[str]:
-    """Only the outputs of ``nb`` reduced to safe types (for a notebook the grader ran); notes of what was removed."""
+def reduce_outputs(nb, ran: bool = False) -> list[str]:
+    """Only the outputs of ``nb`` reduced to safe types; notes of what was removed.  ``ran``: the outputs are the
+    grader's run's own (an HTML table or animation keeps its text quietly; only what disappears is noted)."""
     counts = _new_counts()
     for cell in nb.cells:
         _reduce_cell_outputs(cell, counts)
+    if ran:
+        counts["types"] = set()
+        if counts["dropped"]:
+            return [f"{counts['dropped']} output(s) your code displayed while it was graded (HTML, JavaScript, "
+                    "widgets, ...) are not shown here: the grader keeps text and PNG images only."] \
+                + _outputs_notes({**counts, "dropped": 0})
     return _outputs_notes(counts)
 
 
@@ -432,5 +439,5 @@ class SafeOutputs(Preprocessor):
 
     def preprocess(self, nb, resources):
         from .notebook_run import run_record
-        run_record(resources).notes += reduce_outputs(nb)
+        run_record(resources).notes += reduce_outputs(nb, ran=True)
         return nb, resources

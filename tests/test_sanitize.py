@@ -23,6 +23,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from ddpm_instructor import sanitize
 from ddpm_instructor.sanitize import escape_note, reduce_outputs, reduce_submission, terminal_safe
 
+# nbconvert warns that it cannot show the widget output of the notebook as handed in (which the checks render)
+pytestmark = pytest.mark.filterwarnings("ignore:Your element with mimetype:UserWarning")
 VECTORS = json.loads((Path(__file__).parent / "fixtures" / "sanitize_vectors.json").read_text())
 PNG = VECTORS["outputs"]["png_width_breakout"]["data"]["image/png"]      # a real 1x1 PNG
 ACTIVE_TAGS = {"script", "iframe", "frame", "object", "embed", "svg", "math", "form", "meta", "base", "link",
@@ -172,6 +174,18 @@ def test_reduce_outputs_of_a_run_notebook():
     assert [c.source for c in nb.cells] == sources                 # only the outputs
     assert all(set(o.get("data", {})) <= {"text/plain", "image/png"} for c in nb.cells for o in c.get("outputs", []))
     assert any("application/javascript" in n for n in notes), notes
+
+
+def test_outputs_of_the_graders_run_are_noted_only_when_they_disappear():
+    cell = new_code_cell("show()")
+    cell.outputs = [new_output("display_data", data={"text/html": "<table></table>", "text/plain": "table"}),
+                    new_output("display_data", data={"application/javascript": "alert(1)"})]
+    nb = new_notebook(cells=[cell])
+    assert reduce_outputs(nb, ran=True) == [
+        "1 output(s) your code displayed while it was graded (HTML, JavaScript, widgets, ...) are not shown here: "
+        "the grader keeps text and PNG images only."]
+    assert [o.data for o in nb.cells[0].outputs] == [{"text/plain": "table"}]
+    assert reduce_outputs(new_notebook(cells=[new_code_cell("x")]), ran=True) == []
 
 
 # ------------------------------------------------------------------ caps
