@@ -201,6 +201,11 @@ def walk(bundle: Path, cases: list) -> list:
         guard = (lambda: refusing(case["probe"])) if refusing else contextlib.nullcontext
         for sub_case in case["subs"]:
             sub, expected = sub_case["operands"], sub_case["expected"]
+            # an expected value that is one of the operands (guidance at w = 0 returns ε_u) is passed through by
+            # anything that returns its argument: it says nothing about who computed it
+            expected = {k: v for k, v in expected.items() if not any(
+                isinstance(o, torch.Tensor) and o.shape == v.shape and torch.equal(o.double(), v.double())
+                for o in sub.values())}
             for name, obj in found:
                 targets = [(name, obj)]
                 if inspect.isclass(obj):               # an instance built from the operands: call it, and its methods

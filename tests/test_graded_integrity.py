@@ -14,6 +14,11 @@ really answered, never copied from the grader's output:
 * all of it at once (``torch.save`` patched, then ``submit`` replaced after a right ``q_sample``), also through
   ``grade_one``.
 
+And, cheaply, without autograde (``tests/kernel_harness.py`` runs the cells with only the bundle importable and
+``graded.judge_outputs`` judges them): answers the kernel could reach -- notebook 4's blanks left None with the
+probe's record class patched, notebook 5 through ``reverse_sde_step``, notebook 8 through stage 07's ``_model_eps``,
+notebook 6's embedding width read from the grader's inputs -- each after a control that earns every blank.
+
 Runtime: about 1 minute on an idle 2-core machine (five notebook-2 submissions and one of notebook 4 in one
 autograde, one notebook-2 submission through grade_one); several times that on a busy one.
 """
