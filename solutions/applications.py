@@ -10,7 +10,7 @@ check -- with a trained ε-model and nothing new to train.
   so the model always sees known pixels at the noise level it expects; at the end they are the known pixels.
 * **SDEdit** (Meng et al. 2022): noise a guide image (a rough or corrupted digit) to a timestep t_0 with
   ``q_sample`` and run the sampler from t_0 down; small t_0 keeps the guide, large t_0 keeps only its outline.
-* **DDIM inversion** (Song et al. 2021, DDIM, sec. 4.3; Dhariwal & Nichol 2021, app. F): the deterministic
+* **DDIM inversion** (Song et al. 2021, DDIM, sec. 4.3 and 5.4): the deterministic
   (η = 0) DDIM step run upwards, from x_t to x_{t_next} with t_next > t, with ε evaluated at (x_t, t_next)
   in place of the unknown x_{t_next}:
 
