@@ -41,7 +41,7 @@ from .beyond import _check_guidance
 
 __all__ = ["TIME_SCALE", "flow_interpolant", "velocity_target", "flow_matching_loss", "velocity",
            "guided_velocity", "flow_velocity", "euler_step", "heun_step", "flow_times", "flow_sample_loop",
-           "network_calls"]
+           "network_calls", "eps_to_velocity", "mixture_velocity", "straightness"]
 
 TIME_SCALE = 1000.0          # t in [0, 1] -> the embedding's range 0 .. 1000 (what UNet_cond was built for)
 
@@ -158,3 +158,42 @@ def flow_sample_loop(model: nn.Module, shape, y: Tensor, n_steps: int = 8, metho
             x = euler_step(x, field(x, t), t, t_next)
     model.train(was_training)
     return x
+
+
+# ----------------------------------------------------------------------------- one view of the parameterisations
+# (notebook 8, parts A and B: a Gaussian path x_t = α_t x_0 + σ_t ε, of which DDPM's (√ᾱ, √(1-ᾱ)) and the flow's
+# (1 - t, t) are two choices)
+def eps_to_velocity(x_t: Tensor, eps: Tensor, alpha, sigma, d_alpha, d_sigma) -> Tensor:
+    """The velocity d x_t / dt that a noise prediction ε̂ implies on the path x_t = α x_0 + σ ε:
+
+        x̂_0 = (x_t - σ ε̂) / α,        v = α' x̂_0 + σ' ε̂
+
+    (α, σ and their time derivatives α', σ' are numbers or tensors that broadcast against x_t).  For the flow's
+    path (α, σ) = (1 - t, t) it is ε̂ - x̂_0."""
+    x0_hat = (x_t - sigma * eps) / alpha
+    return d_alpha * x0_hat + d_sigma * eps
+
+
+def mixture_velocity(x: Tensor, t: float, means: Tensor, std: float, weights: Tensor) -> Tensor:
+    """The exact flow velocity v(x, t) = E[ε - x_0 | x_t = x] on the path x_t = (1 - t) x_0 + t ε, for data drawn
+    from the isotropic Gaussian mixture Σ_k w_k N(μ_k, std² I).  x (N, D), means (K, D), weights (K,), 0 < t <= 1.
+
+    Given the component k, x_t ~ N((1 - t) μ_k, v I) with v = (1 - t)² std² + t², and (x_0, ε) are jointly
+    Gaussian with x_t, so E[x_0 | x_t, k] = μ_k + (1 - t) std² / v · (x_t - (1 - t) μ_k) and
+    E[ε | x_t, k] = t / v · (x_t - (1 - t) μ_k); the posterior P(k | x_t) weights the components."""
+    a, s = 1 - t, t
+    var = a ** 2 * std ** 2 + s ** 2
+    diff = x[:, None, :] - a * means[None]
+    resp = torch.softmax(torch.log(weights) - (diff ** 2).sum(-1) / (2 * var), dim=1)
+    x0_k = means[None] + a * std ** 2 / var * diff
+    eps_k = s / var * diff
+    return (resp[..., None] * (eps_k - x0_k)).sum(1)
+
+
+def straightness(path: Tensor) -> Tensor:
+    """How straight each trajectory is: the distance from its start to its end over the length of the polygon
+    through its points (1: a straight segment; smaller: it bends).  path (S + 1, N, D): S + 1 points of N
+    trajectories; returns (N,)."""
+    chord = (path[-1] - path[0]).norm(dim=-1)
+    length = (path[1:] - path[:-1]).norm(dim=-1).sum(0)
+    return chord / length

@@ -53,7 +53,7 @@ ENDS = {
                       {"return x + 0.5 * beta * (x + score)": "import solutions\n    return solutions.pf_ode_step(x, score, beta)"},
                       "is the answer of assignment 01_forward_1d, which is not public"),
     }),
-    "08_flow_matching": (12, 2, {
+    "08_flow_matching": (19, 2, {
         "correct": (set(), {}, ""),
         "blank": ("all", None, "still None"),
         "wrong": ({"test_heun_step"}, {"x_next = x_t + h / 2 * (v + velocity_fn(x_pred, t_next))":

@@ -62,6 +62,9 @@ SUBMITS = {
     "test_euler_step": ("08_flow_matching", "euler_step", "euler_step"),
     "test_heun_step": ("08_flow_matching", "heun_step", "heun_step"),
     "test_guided_velocity": ("08_flow_matching", "guided_velocity", "guided_velocity"),
+    "test_eps_to_velocity": ("08_flow_matching", "eps_to_velocity", "eps_to_velocity"),
+    "test_mixture_velocity": ("08_flow_matching", "mixture_velocity", "mixture_velocity"),
+    "test_straightness": ("08_flow_matching", "straightness", "straightness"),
     "test_merge_known": ("09_applications", "merge_known", "merge_known"),
     "test_ddim_invert_step": ("09_applications", "ddim_invert_step", "ddim_invert_step"),
     "test_slerp": ("09_applications", "slerp", "slerp"),
@@ -79,6 +82,7 @@ JUDGED = {
     "test_ddim_x0_pred": ("x0_preds", 0), "test_ddim_x_prev": ("outs", 0), "test_guided_eps": ("results", 0),
     "test_flow_interpolant": ("results", 0), "test_velocity_target": ("results", 0), "test_euler_step": ("results", 0),
     "test_heun_step": ("results", 0), "test_guided_velocity": ("results", 0),
+    "test_eps_to_velocity": ("results", 0), "test_mixture_velocity": ("results", 0), "test_straightness": ("results", 0),
     "test_merge_known": ("results", 0), "test_ddim_invert_step": ("results", 0), "test_slerp": ("results", 0),
 }
 

@@ -44,7 +44,7 @@ LESSONS = {
 }
 POINTS = {"01_forward_1d": 5, "02_forward_closed_form": 10, "03_unet": 0, "04_training": 10,
           "05_sampling": 5, "06_conditional": 9, "07_beyond": 12,
-          "08_flow_matching": 12, "09_applications": 8}
+          "08_flow_matching": 19, "09_applications": 8}
 # The written answers, graded by hand in the formgrader: points of each question's answer cell, in order.
 WRITTEN = {"01_forward_1d": [1, 1, 1], "02_forward_closed_form": [2], "03_unet": [1, 2, 1], "04_training": [],
            "05_sampling": [1, 1], "06_conditional": [1, 1, 2], "07_beyond": [1, 1, 2],

@@ -40,7 +40,8 @@ BLANKS = {
     "05_sampling": ["x_tm1 = None"],
     "06_conditional": ["self.class_emb = None", "y_emb = None", "cond_emb = None"],
     "07_beyond": ["alpha_bars = None", "betas = None", "x0_pred = None", "x_prev = None", "eps = None"],
-    "08_flow_matching": ["x_t = None", "target = None", "x_next = None", "x_next = None", "v = None"],
+    "08_flow_matching": ["v = None", "v = None", "ratio = None", "x_t = None", "target = None", "x_next = None", "x_next = None",
+                         "v = None"],
     "09_applications": ["x_merged = None", "x_next = None", "z = None"],
 }
 # What the self-check says about an unfilled blank (the first blank a check cell meets).
@@ -61,6 +62,9 @@ RELEASED_CHECK_MESSAGES = {
     "check_euler_step": "x_next is still None \u2014 fill in the blank",
     "check_heun_step": "x_next is still None \u2014 fill in the blank",
     "check_guided_velocity": "v is still None \u2014 fill in the blank",
+    "check_eps_to_velocity": "v is still None \u2014 fill in the blank",
+    "check_mixture_velocity": "v is still None \u2014 fill in the blank",
+    "check_straightness": "ratio is still None \u2014 fill in the blank",
     "check_merge_known": "x_merged is still None \u2014 fill in the blank",
     "check_ddim_invert_step": "x_next is still None \u2014 fill in the blank",
     "check_slerp": "z is still None \u2014 fill in the blank",

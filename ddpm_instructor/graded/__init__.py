@@ -38,13 +38,13 @@ from tutorial_utils.checks import CHECK_DATA, JUDGES, RECORDS, RecordError, Self
 from tutorial_utils.probes import RECORD_MIME
 
 from ..records import TestResult
-from . import applications, beyond, conditional, diffusion, flow, sampling, score1d, training
+from . import applications, beyond, conditional, diffusion, flow, lab2d, sampling, score1d, training
 from .case import CONSTANTS, Case
 
 __all__ = ["TESTS", "SELF_CHECKS", "Case", "CONSTANTS", "write_inputs", "judge_outputs", "record_limit", "decode",
            "judge_record", "run_in_process", "write_check_data", "main"]
 
-STAGES = (score1d, diffusion, training, sampling, conditional, beyond, flow, applications)
+STAGES = (score1d, diffusion, training, sampling, conditional, beyond, lab2d, flow, applications)
 # grade id -> Case.  Inputs differ from the self-checks' (other seeds, sizes, timesteps): tests/test_judges.py
 TESTS: dict[str, Case] = {gid: case for stage in STAGES for gid, case in stage.TESTS.items()}
 # self-check name -> Case (their judges are listed in tutorial_utils.checks; stored in check_data.pt)

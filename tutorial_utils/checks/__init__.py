@@ -28,6 +28,8 @@ import torch
 from .applications import InvertRecord, MergeRecord, SlerpRecord, check_ddim_invert_step, check_merge_known, \
     check_slerp, judge_invert, judge_merge, judge_slerp
 from .beyond import CosineRecord, DDIMRecord, GuidedRecord, judge_cosine, judge_ddim, judge_guided
+from .lab2d import ConversionRecord, MixtureVelocityRecord, StraightnessRecord, check_eps_to_velocity, \
+    check_mixture_velocity, check_straightness, judge_eps_to_velocity, judge_mixture_velocity, judge_straightness
 from .conditional import ClassEmbRecord, CondRecord, judge_class_emb, judge_cond
 from . import core
 from .core import ABSENT, Record, RecordError, SelfCheckError, Unusable
@@ -41,7 +43,7 @@ from .training import LossRecord, TrainRecord, judge_loss_fn, judge_train
 __all__ = [
     "SelfCheckError", "check_linear_beta_schedule", "check_q_sample", "check_loss_fn", "check_training_loop",
     "check_p_sample_DDPM", "check_unet_cond", "check_cosine_beta_schedule", "check_ddim_step", "check_guided_eps",
-    "check_mixture_score", "check_pf_ode_step", "check_merge_known", "check_ddim_invert_step", "check_slerp", "check_flow_interpolant", "check_velocity_target", "check_euler_step", "check_heun_step", "check_guided_velocity",
+    "check_mixture_score", "check_pf_ode_step", "check_merge_known", "check_ddim_invert_step", "check_slerp", "check_eps_to_velocity", "check_mixture_velocity", "check_straightness", "check_flow_interpolant", "check_velocity_target", "check_euler_step", "check_heun_step", "check_guided_velocity",
     "JUDGES", "RECORDS", "Record", "RecordError", "ABSENT", "Unusable", "probe_record", "CHECK_DATA",
 ]
 
@@ -52,6 +54,7 @@ RECORDS: dict[str, type[Record]] = {cls.kind: cls for cls in (
     ScoreRecord, PFODERecord, ScheduleRecord, QSampleRecord, LossRecord, TrainRecord, ReverseRecord, ClassEmbRecord, CondRecord,
     CosineRecord, DDIMRecord, GuidedRecord,
     InterpolantRecord, TargetRecord, EulerRecord, HeunRecord, GuidedVelocityRecord,
+    ConversionRecord, MixtureVelocityRecord, StraightnessRecord,
     MergeRecord, InvertRecord, SlerpRecord)}
 
 # judge name -> (the record it reads, function(record, inputs, expected) -> message); the grader looks judges up here
@@ -82,6 +85,9 @@ JUDGES: dict[str, tuple[type[Record], Callable]] = {
     "euler_step": (EulerRecord, judge_euler),
     "heun_step": (HeunRecord, judge_heun),
     "guided_velocity": (GuidedVelocityRecord, judge_guided_velocity),
+    "eps_to_velocity": (ConversionRecord, judge_eps_to_velocity),
+    "mixture_velocity": (MixtureVelocityRecord, judge_mixture_velocity),
+    "straightness": (StraightnessRecord, judge_straightness),
     "merge_known": (MergeRecord, judge_merge),
     "ddim_invert_step": (InvertRecord, judge_invert),
     "slerp": (SlerpRecord, judge_slerp),

@@ -1,0 +1,75 @@
+"""Notebook 8, parts A and B: inputs and expected values of the conversion ε̂ -> v on a Gaussian path, the exact
+velocity of a Gaussian mixture and the straightness of trajectories, from ``solutions.flow``."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from solutions import flow
+
+from .case import Case
+
+
+def _paths(alpha_sigma: str, t: float):
+    """(α, σ, α', σ') of a path at t: the flow's (1 - t, t) or a variance-preserving cosine one (cos, sin)."""
+    if alpha_sigma == "flow":
+        return 1 - t, t, -1.0, 1.0
+    c = math.pi / 2
+    return math.cos(c * t), math.sin(c * t), -c * math.sin(c * t), c * math.cos(c * t)
+
+
+def inputs_conversion(seed: int, steps, shape=(3, 2)) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    args = []
+    for kind, t in steps:
+        a, s, da, ds = _paths(kind, float(t))
+        args.append([torch.randn(*shape, generator=g), torch.randn(*shape, generator=g), a, s, da, ds])
+    return {"args": args}
+
+
+def expected_conversion(inputs) -> dict:
+    return {"results": [flow.eps_to_velocity(*a) for a in inputs["args"]]}
+
+
+def inputs_mixture(seed: int, ts, n: int = 6, k: int = 4) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    args = []
+    for t in ts:
+        means = torch.randn(k, 2, generator=g) * 2
+        weights = torch.rand(k, generator=g) + 0.2
+        std = 0.1 + 0.3 * float(torch.rand((), generator=g))
+        x = torch.randn(n, 2, generator=g) * 1.5
+        args.append([x, float(t), means, std, weights / weights.sum()])
+    return {"args": args}
+
+
+def expected_mixture(inputs) -> dict:
+    return {"results": [flow.mixture_velocity(*a) for a in inputs["args"]]}
+
+
+def inputs_straightness(seed: int, sizes=((5, 4), (3, 6))) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"args": [[torch.randn(s + 1, n, 2, generator=g).cumsum(0)] for s, n in sizes]}
+
+
+def expected_straightness(inputs) -> dict:
+    return {"results": [flow.straightness(*a) for a in inputs["args"]]}
+
+
+TESTS = {
+    "test_eps_to_velocity": Case("eps_to_velocity", "eps_to_velocity",
+                                 lambda: inputs_conversion(91, [("flow", 0.35), ("cosine", 0.6), ("cosine", 0.15)]),
+                                 expected_conversion),
+    "test_mixture_velocity": Case("mixture_velocity", "mixture_velocity",
+                                  lambda: inputs_mixture(92, [0.95, 0.5, 0.08]), expected_mixture),
+    "test_straightness": Case("straightness", "straightness", lambda: inputs_straightness(93), expected_straightness),
+}
+
+SELF_CHECKS = {
+    "eps_to_velocity": Case("eps_to_velocity", "", lambda: inputs_conversion(0, [("flow", 0.5), ("cosine", 0.3)],
+                                                                            shape=(2, 2)), expected_conversion),
+    "mixture_velocity": Case("mixture_velocity", "", lambda: inputs_mixture(0, [0.7, 0.2], n=4, k=3),
+                             expected_mixture),
+    "straightness": Case("straightness", "", lambda: inputs_straightness(0, sizes=((4, 3),)), expected_straightness),
+}
