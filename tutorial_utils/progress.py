@@ -39,7 +39,7 @@ MEASURED = {
     "unet_digit6": {"batch_size": 128, "bf16": 0.187, "fp32": 0.537},
     "unet_cond": {"batch_size": 128, "bf16": 0.171, "fp32": 0.579},
 }
-MEASURED_ON = {"bf16": "a quiet 2-core CPU with bf16 units", "fp32": "a quiet 2-core CPU without bf16 units (fp32)"}
+MEASURED_ON = {"bf16": "a quiet 2-core CPU with bf16 units", "fp32": "a quiet 2-core CPU without bf16 units, in fp32"}
 
 
 def _minutes(seconds: float) -> str:
@@ -68,10 +68,11 @@ def slow_warning(name: str, precision: str, batch_size: int, device_type: str, s
             f"your machine is slower or busy. What you can do:\n"
             f"  * close other programs (other notebooks' kernels, a browser with many tabs, a video call): the run "
             f"speeds up at once;\n"
-            f"  * or stop it (the ■ button): what it trained is kept, the cells below use it (or the shipped weights, "
-            f"if yours do not pass the sanity check yet, and they say so), and running this cell again resumes;\n"
-            f"  * or train a shorter run: `recipe = recipe.replace(steps={max(steps // 3, 2)})` before this cell "
-            f"(a third of the steps: less sharp digits).")
+            f"  * or stop it (the ■ button): what it trained is kept and the cells below work with it (a cell that "
+            f"needs weights passing the sanity check takes the shipped weights instead, and says so); running this "
+            f"cell again resumes;\n"
+            f"  * or train a shorter run: stop it, run `recipe = recipe.replace(steps={max(steps // 3, 2)})` in a new "
+            f"cell, then this cell again (a third of the steps: less sharp digits).")
 
 
 class TrainingRun:
