@@ -63,6 +63,15 @@ ENDS = {
                                                "    target = reference(x_0, noise)"},
                       "is the answer of assignment 08_flow_matching, which is not public"),
     }),
+    "09_applications": (8, 2, {
+        "correct": (set(), {}, ""),
+        "blank": ("all", None, "still None"),
+        "wrong": ({"test_slerp"}, {"z = (torch.sin((1 - alpha) * theta) * z0 + torch.sin(alpha * theta) * z1) / torch.sin(theta)":
+                                   "z = (1 - alpha) * z0 + alpha * z1"}, "the straight line"),
+        "delegates": ({"test_ddim_invert_step"},
+                      {"x_next = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * eps": "x_next = ddim_step(x_t, eps, t, t_next)"},
+                      "computes this graded answer in one call"),
+    }),
 }
 END_CASES = [(a, kind) for a, (_, _, kinds) in ENDS.items() for kind in kinds]
 
