@@ -4,21 +4,25 @@ A simulated platform (tests/lti_platform.py: its own keys and JWKS, signed id_to
 item that records scores) launches a real hub (``./course hub`` with DDPM_HUB_AUTH=lti13) through
 jupyterhub-ltiauthenticator's own login and launch endpoints: the hub user is named from the LMS id, the LMS role sets
 the instructors group, a forged or replayed launch is refused.  ``./course instructor grades --lti`` then posts the
-graded student's score to the line item, and none for the student without a submission unless asked.
+graded student's score to the line item, and none for the student without a submission unless asked.  In Chromium
+(Playwright), a student launched from the LMS lands in their lab and fetches and submits in the Assignment List.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import jwt
+import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +44,7 @@ def lms():
     platform.people = {
         "hint-alice": {"sub": "canvas-user-1001", "name": "Alice A", "email": "alice@uni.test", "roles": [LEARNER]},
         "hint-bob": {"sub": "canvas-user-1002", "name": "Bob B", "email": "bob@uni.test", "roles": [LEARNER]},
+        "hint-carol": {"sub": "canvas-user-1003", "name": "Carol C", "email": "carol@uni.test", "roles": [LEARNER]},
         "hint-prof": {"sub": "canvas-user-9", "name": "Prof P", "email": "prof@uni.test", "roles": [INSTRUCTOR]},
     }
     base = Path(tempfile.mkdtemp(prefix="ddpm-hub-lti-"))
@@ -196,3 +201,59 @@ def test_grade_passback_with_an_unregistered_key_is_refused_with_a_clear_error(l
         platform.tool_jwks = registered
     assert r.returncode == 2 and platform.scores == []
     assert "error:" in r.stderr and "/token answered 401" in r.stderr
+
+
+# ---------------------------------------------------------------- in a browser
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def release_as_instructor(hub, assignment: str) -> None:
+    """What an instructor's terminal on the hub runs (root plays the instructor): nbgrader's release."""
+    state = hub.base / "state"
+    release = state / "course" / "release" / assignment
+    release.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("answer = None")]),
+                   release / "hello.ipynb")
+    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(state / "etc" / "instructor"), "PYTHONPATH": str(REPO),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "release_assignment", assignment],
+                       cwd=state / "course", env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_a_student_launched_from_the_lms_fetches_and_submits_in_the_assignment_list(lms, tmp_path):
+    if not os.access(CHROMIUM, os.X_OK):     # .ci/run installs it; under CI=true tests/conftest.py fails a skip
+        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    platform, hub = lms
+    release_as_instructor(hub, "ps1")
+    name = lti_username(platform.issuer, "canvas-user-1003")
+    launch_url = hub.url + "/hub/lti13/oauth_login?" + urllib.parse.urlencode({
+        "iss": platform.issuer, "login_hint": "hint-carol", "target_link_uri": hub.url + "/hub/",
+        "client_id": platform.client_id, "lti_message_hint": "ps1"})
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(launch_url)                   # the LMS's launch: login, the platform's form, the callback
+            page.wait_for_url(f"**/user/{name}/lab**", timeout=180_000)
+            page.get_by_text("Nbgrader", exact=True).click()
+            page.get_by_text("Assignment List", exact=True).click()
+            released = page.locator("#released_assignments_list")
+            expect(released).to_contain_text("ps1", timeout=60_000)
+            released.get_by_role("button", name="Fetch").click()
+            fetched = page.locator("#fetched_assignments_list")
+            expect(fetched).to_contain_text("ps1", timeout=60_000)
+            fetched.get_by_role("button", name="Submit").click()
+            expect(page.locator("#submitted_assignments_list")).to_contain_text("ps1", timeout=60_000)
+            page.screenshot(path=str(tmp_path / "assignment_list_submitted.png"))
+        finally:
+            browser.close()
+    inbound = hub.base / "exchange" / "ddpm-course" / "inbound"
+    mine = [p for p in inbound.iterdir() if p.name.startswith(name + "+ps1+")]
+    assert len(mine) == 1 and mine[0].stat().st_uid == pwd.getpwnam(name).pw_uid
+    assert (Path(pwd.getpwnam(name).pw_dir) / "ps1" / "hello.ipynb").is_file()
