@@ -7,7 +7,7 @@ student can rename the course folder under the 0777 root and put in an inbound o
 ``alice+ps1+...`` made by anyone is filed by nbgrader's collect as Alice's.
 
 Here the hub's set-up (:func:`prepare_exchange`, run as root by ``./course hub``) makes the folders, owned by root and
-the instructors' OS group, and three of nbgrader's exchange classes are replaced (``ExchangeFactory``, written into
+the instructors' OS group, and two of nbgrader's exchange classes are replaced (``ExchangeFactory``, written into
 the students' and instructors' nbgrader config by :mod:`hub.labs`):
 
     <root>/                     1777 root:root       what nbgrader checks (writable by all), but sticky: a course
