@@ -224,13 +224,19 @@ def _refuse_collisions(course: CourseDir, candidates, report) -> list["Candidate
         groups.setdefault((c.known.assignment, c.student.casefold()), []).append(c)
     keep = []
     for (a, _), cs in groups.items():
-        who = {c.identity: c.student for c in cs}
+        # an LMS id under two names in one export is a collision too: a name is the student's to choose, and a
+        # Canvas name ending in "_<digits>" reads as another user's id (roe_48213_50977_<file id>_<file>)
+        names: dict[str, set] = {}
+        for c in cs:
+            names.setdefault(c.identity, set()).add(c.owner.name if c.owner.lms else "")
+        who = {c.identity + (f" as '{shown(c.owner.name)}'" if len(names[c.identity]) > 1 else ""): c.student
+               for c in cs}
         for d in (course.submitted.iterdir() if course.submitted.is_dir() else ()):
             if d.name.casefold() == cs[0].student.casefold() and (d / a).is_dir():
                 rec = records.load_collect(course.notes, a, d.name)
                 if d.name not in {c.student for c in cs}:
                     who.setdefault(f"the submission already in submitted/{d.name}/", d.name)
-                elif rec.identity and rec.identity not in who:
+                elif rec.identity and rec.identity not in {c.identity for c in cs}:
                     who.setdefault(f"{rec.identity} (collected earlier, batch {rec.batch})", d.name)
         if len(who) == 1:
             keep += cs
