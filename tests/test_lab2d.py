@@ -159,7 +159,7 @@ CELL = {"test_eps_to_velocity": "eps_to_velocity", "test_mixture_velocity": "mix
 # grade id -> (what a student might write in the notebook cell instead of the solution's lines, words the verdict says)
 MISTAKES = {
     "test_eps_to_velocity": [("x0_hat = (x_t - sigma * eps) / alpha\nv = eps - x0_hat", "only"),
-                             ("v = d_alpha * x_t + d_sigma * eps", "Differentiate")],
+                             ("v = d_alpha * x_t + d_sigma * eps", "needs the clean image, not x_t")],
     "test_mixture_velocity": [("x0_k = means[None] + a * std ** 2 / var * diff\neps_k = t / var * diff\n"
                                "v = (resp[..., None] * (x0_k - eps_k)).sum(1)", "sign is flipped"),
                               ("eps_k = t / var * diff\nv = (resp[..., None] * (eps_k - means[None])).sum(1)",

@@ -45,7 +45,8 @@ def judge_eps_to_velocity(rec: ConversionRecord, inputs: dict, exp: dict) -> str
             hint = (" eps - x0_hat is the velocity of the flow's path (alpha = 1 - t, sigma = t) only; on a general "
                     "path weight them by the derivatives: d_alpha\u00b7x0_hat + d_sigma\u00b7eps.")
         elif close(got, da * x + ds * eps, atol=1e-4):
-            hint = " Differentiate alpha_t\u00b7x_0, not alpha_t\u00b7x_0 as x_t: first recover x0_hat = (x_t - sigma\u00b7eps)/alpha."
+            hint = (" The velocity d_alpha\u00b7x_0 + d_sigma\u00b7eps needs the clean image, not x_t: first recover "
+                    "x0_hat = (x_t - sigma\u00b7eps)/alpha.")
         elif close(got, da * (x + s * eps) / a + ds * eps, atol=1e-4):
             hint = " x0_hat = (x_t - sigma\u00b7eps)/alpha: the noise is subtracted, not added."
         elif close(got, da * (x - s * eps) + ds * eps, atol=1e-4):
