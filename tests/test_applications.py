@@ -85,3 +85,44 @@ def test_nearest_distances_agree_with_brute_force_across_chunks():
     full = torch.cdist(x.flatten(1).double(), bank.flatten(1).double())
     assert torch.allclose(d.double(), full.min(1).values, atol=1e-4) and torch.equal(i, full.argmin(1))
     assert d[2] == 0 and i[2] == 37
+
+
+# --------------------------------------------------------------------------- the judges on typical mistakes
+def _invert_x0(x_t, eps, t, t_next):
+    ab = default_schedule().alpha_bars
+    a_t = ab[t] if t >= 0 else torch.tensor(1.0)
+    return (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+
+
+def _invert_as_clean(x_t, eps, t, t_next):
+    a_next = default_schedule().alpha_bars[t_next]
+    return a_next.sqrt() * x_t + (1 - a_next).sqrt() * eps
+
+
+MISTAKES = [
+    ("test_merge_known", lambda x, known, mask, t, noise: mask * known + (1 - mask) * x, "went in clean"),
+    ("test_merge_known", lambda x, known, mask, t, noise: (1 - mask) * q_sample(known, t, noise) + mask * x,
+     "the other way round"),
+    ("test_merge_known", lambda x, known, mask, t, noise: mask * q_sample(known, t), "x_merged differs"),
+    ("test_merge_known", lambda x, known, mask, t, noise: None, "x_merged is still None"),
+    ("test_ddim_invert_step", _invert_x0, "That is x0_pred"),
+    ("test_ddim_invert_step", _invert_as_clean, "as if it were the clean image"),
+    ("test_slerp", lambda z0, z1, a: (1 - a) * z0 + a * z1, "the straight line"),
+    ("test_slerp", lambda z0, z1, a: apps.slerp(z1, z0, a), "The ends are swapped"),
+    ("test_slerp", lambda z0, z1, a: z0[:1] * a, "wrong shape"),
+]
+
+
+@pytest.mark.parametrize("gid, fn, words", MISTAKES)
+def test_each_judge_names_the_typical_mistake(gid, fn, words):
+    from ddpm_instructor.graded import run_in_process
+    from tutorial_utils.checks import SelfCheckError
+    with pytest.raises(SelfCheckError, match=words):
+        run_in_process(gid, fn)
+
+
+def test_the_reference_passes_every_graded_test():
+    from ddpm_instructor.graded import run_in_process
+    for gid, fn in [("test_merge_known", apps.merge_known), ("test_slerp", apps.slerp),
+                    ("test_ddim_invert_step", apps.ddim_invert_step)]:
+        assert run_in_process(gid, fn)
