@@ -114,7 +114,7 @@ def free_ports(n: int) -> list[int]:
 
 class Hub:
     """``./course hub`` as a real process on 127.0.0.1 (random ports, its state in ``base``), stopped by :meth:`stop`
-    with its servers, and every OS user and group it made removed."""
+    with its servers, and the OS users and groups it made removed."""
 
     def __init__(self, base: Path, env: dict):
         import requests
@@ -126,8 +126,6 @@ class Hub:
         self.env = {**os.environ, "DDPM_HUB_OS_GROUPS": self.os_groups, "DDPM_HUB_STATE": str(base / "state"), "DDPM_HUB_EXCHANGE": str(base / "exchange"),
                     "DDPM_HUB_IP": "127.0.0.1", "DDPM_HUB_PORT": str(port), "DDPM_HUB_API_PORT": str(api),
                     "DDPM_HUB_PROXY_API_PORT": str(proxy), **env}
-        self.groups_before = {g.gr_name for g in grp.getgrall()}
-        self.users_before = {p.pw_name for p in pwd.getpwall()}
         self.log_path = base / "hub.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(open_python_prefix() + [str(REPO / "course"), "hub"], env=self.env,
@@ -157,11 +155,17 @@ class Hub:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.log.close()
-        for name in sorted({p.pw_name for p in pwd.getpwall()} - self.users_before):
+        # the hub's own users (members of its users group: hub/users.py) and its two groups; nothing another test made
+        made = f"{self.os_groups}-hub-users"
+        try:
+            members = grp.getgrnam(made).gr_mem
+        except KeyError:
+            members = []
+        for name in sorted(members):
             for pid in _pids_of(pwd.getpwnam(name).pw_uid):      # a server that outlived the hub
                 os.kill(pid, 9)
             subprocess.run(["userdel", "--remove", name], capture_output=True)
-        for name in sorted({g.gr_name for g in grp.getgrall()} - self.groups_before):
+        for name in (made, f"{self.os_groups}-instructors"):
             subprocess.run(["groupdel", name], capture_output=True)
 
 
