@@ -46,7 +46,7 @@ MAX_ZIP_DEPTH = 3        # zips opened one inside another: an export, a student'
 MAX_STUDENT_BYTES = 4 * MAX_NOTEBOOK_BYTES     # all that one student's entry unpacks to, nested zips included
 MAX_EXPORT_BYTES = 4 * 2**30                   # an LMS export kept inside another zip, unpacked to a temporary file
 MAX_ZIP_MEMBERS = 2000                         # files read from one zip
-MAX_MATCHED_CELLS = 2000                       # cells compared by content when restoring stripped metadata
+MAX_MATCHED_CELLS = 500    # cells compared by content to restore stripped metadata (= sanitize.MAX_CELLS, all kept)
 # Canvas "Download Submissions" (lib/content_zipper.rb): [sortable name, "LATE" if late, user id] joined by "_",
 # then "_<attachment id>_<file name>"; anonymous grading writes "anon_<anonymous id>" for name and user id.
 # A file handed in again under the same name gets "-1", "-2", ... before its extension.
@@ -897,8 +897,8 @@ def _restore_missing(nb, known: KnownNotebook) -> dict:
             match = next((c for c in free if _source(c).strip() == source.strip()), None)
             how = "its content"
         if match is None and meta.get("solution"):
-            scored = sorted(((difflib.SequenceMatcher(None, _source(c)[:5000], source[:5000], autojunk=False)
-                              .ratio(), i) for i, c in enumerate(free[:MAX_MATCHED_CELLS])), reverse=True)
+            scored = sorted(((_similarity(_source(c)[:5000], source[:5000]), i)
+                             for i, c in enumerate(free[:MAX_MATCHED_CELLS])), reverse=True)
             if scored and scored[0][0] >= 0.5:
                 match = free[scored[0][1]]
                 how = "its content"
@@ -909,6 +909,15 @@ def _restore_missing(nb, known: KnownNotebook) -> dict:
         present.add(gid)
         restored_by[gid] = how
     return restored_by
+
+
+def _similarity(a: str, b: str, at_least: float = 0.5) -> float:
+    """difflib's ratio of ``a`` and ``b``, or 0 when its cheap upper bounds (lengths, then letters) are already
+    under ``at_least``: the full comparison, quadratic in the worst case, is only made where it can matter."""
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if sm.real_quick_ratio() < at_least or sm.quick_ratio() < at_least:
+        return 0.0
+    return sm.ratio()
 
 
 def _restore_released(nb, known: KnownNotebook) -> list[str]:

@@ -1,0 +1,67 @@
+"""Hostile students against collect's own work: one student's file must cost collect little, whatever it holds.
+Fast: no kernel, no nbgrader."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import nbformat
+
+from ddpm_instructor import collect as col
+
+REPO = Path(__file__).resolve().parent.parent
+A = "02_forward_closed_form"
+RELEASED = REPO / "notebooks" / "release" / A / f"{A}.ipynb"
+
+
+def test_stripped_metadata_with_many_long_cells_is_matched_without_quadratic_work(monkeypatch):
+    """Answer cells handed in without grading metadata are matched by similarity to the blank.  A notebook of a
+    few hundred cells of 5,000 characters each (1.3 MB, far under collect's 20 MB cap) made collect compare every
+    cell in full with every blank: about 9 s for this one file, 90 s at the cap, for each file of the student's
+    zip.  A cell too long to reach the similarity threshold need not be compared in full."""
+    known = col.KnownNotebook.from_file(A, RELEASED)
+    nb = nbformat.read(str(RELEASED), as_version=4)
+    blank = next(s for _, t, s, m in known.cells if m.get("solution") and t == "code")
+    filler = ((blank + "\n") * (5000 // (len(blank) + 1) + 1))[:5000]
+    nb.cells += [nbformat.v4.new_code_cell(filler) for _ in range(150)]
+    for c in nb.cells:
+        c.metadata.pop("nbgrader", None)
+        c.pop("id", None)
+    nb.nbformat_minor = 4
+    work = []
+    full = difflib.SequenceMatcher.ratio
+
+    def counted(self):
+        work.append(len(self.a) * len(self.b))
+        return full(self)
+
+    monkeypatch.setattr(difflib.SequenceMatcher, "ratio", counted)
+    raw = nbformat.writes(nb).encode()
+    col.repair_metadata(raw, nbformat.reads(raw.decode(), as_version=4), known)
+    assert sum(work) < 5_000_000, f"{len(work)} full comparisons, {sum(work):,} character pairs"
+
+
+def test_stripped_metadata_with_thousands_of_short_cells_compares_no_more_cells_than_a_submission_keeps(monkeypatch):
+    """The same with 2,000 cells as long as the blanks (each one passes the cheap bounds): 8 s per file of 1 MB,
+    and a student's zip holds 80 of them.  A submission keeps at most ``sanitize.MAX_CELLS`` cells, so no more are
+    compared with each blank."""
+    from ddpm_instructor.sanitize import MAX_CELLS
+    known = col.KnownNotebook.from_file(A, RELEASED)
+    nb = nbformat.read(str(RELEASED), as_version=4)
+    blanks = [s for _, t, s, m in known.cells if m.get("solution")]
+    nb.cells += [nbformat.v4.new_code_cell(blanks[0] + f"\n# {i}") for i in range(2000)]
+    for c in nb.cells:
+        c.metadata.pop("nbgrader", None)
+        c.pop("id", None)
+    nb.nbformat_minor = 4
+    work = []
+    full = difflib.SequenceMatcher.ratio
+
+    def counted(self):
+        work.append(1)
+        return full(self)
+
+    monkeypatch.setattr(difflib.SequenceMatcher, "ratio", counted)
+    raw = nbformat.writes(nb).encode()
+    col.repair_metadata(raw, nbformat.reads(raw.decode(), as_version=4), known)
+    assert len(work) <= len(blanks) * MAX_CELLS, f"{len(work)} full comparisons"
