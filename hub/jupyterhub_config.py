@@ -15,10 +15,14 @@ HUB = Path(__file__).resolve().parent
 sys.path.insert(0, str(HUB.parent))          # the `hub` package next to this file
 
 from hub import settings, spawn, users  # noqa: E402
+from hub.exchange import ExchangeSetupError  # noqa: E402
 
 c = get_config()  # noqa: F821
-s = settings.load()
-config_dirs = spawn.prepare(s)               # groups, exchange, course folder, role configs (as root)
+try:
+    s = settings.load()
+    config_dirs = spawn.prepare(s)           # groups, exchange, course folder, role configs (as root)
+except (settings.SettingsError, users.UserError, ExchangeSetupError) as e:
+    sys.exit(f"error: {e}")
 # Not done yet: students' servers run this checkout's environment, where the reference answers (solutions/) are
 # installed and readable; a student's kernel can import them.  Trials and ungraded work only (docs/INSTRUCTORS.md).
 print("WARNING: students' servers on this hub can import solutions/ (the reference answers): do not run a graded "

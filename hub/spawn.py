@@ -30,9 +30,10 @@ def prepare(s: HubSettings) -> dict[str, Path]:
     """Everything the hub needs on disk before it starts; returns the role config folders."""
     bad = users.unreachable_python()
     if bad:
-        raise users.UserError(f"students cannot run this Python ({sys.executable}): other users cannot enter "
-                              f"{', '.join(map(str, bad))}; install the course where all users can read it "
-                              "(e.g. /opt/ddpm-course) or open those folders (chmod o+x)")
+        raise users.UserError(f"students cannot run this Python ({sys.executable}, really "
+                              f"{os.path.realpath(sys.executable)}): other users cannot enter "
+                              f"{', '.join(map(str, bad))}. Make the course's venv from a Python every user can "
+                              "run (e.g. /usr/bin/python3, or one under /opt), or open those folders (chmod o+x)")
     users.ensure_group(s.os_users_group)
     gid = users.ensure_group(s.os_instructors_group)
     s.state.mkdir(parents=True, exist_ok=True)
