@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,11 +175,20 @@ CELL_COLUMNS = ["student_id", "assignment", "notebook", "cell", "kind", "score",
                 "message", "comment"]
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _inert(value):
+    """A value safe to ``cat`` in a terminal: control characters but new lines and tabs (the escape sequences a
+    student's exception message may carry into a test's message) written as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value) if isinstance(value, str) else value
+
+
 def _write_csv(path, columns, rows):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: _inert(v) for k, v in r.items()} for r in rows)
 
 
 # ---------------------------------------------------------------- gradebook import files for an LMS
