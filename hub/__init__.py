@@ -5,5 +5,7 @@
     hub/exchange.py            nbgrader's exchange, closed so students cannot reach each other's work
     hub/labs.py                each role's Jupyter config folder and the shared nbgrader config
     hub/users.py               OS users and the instructors' group (each student's server runs as their own user)
-    hub/auth.py                LTI 1.3 login (roles to student/instructor) and the local trial login
+    hub/auth.py                LTI 1.3 login: the LMS id names the user, the LMS role picks student or instructor
+    hub/spawn.py               what the hub prepares at start (as root) and before each user's server
+    hub/k8s/                   Zero to JupyterHub: the single-user image and the chart's values
 """
