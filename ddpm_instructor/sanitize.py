@@ -36,6 +36,7 @@ from html.parser import HTMLParser
 import bleach
 from bleach.css_sanitizer import CSSSanitizer
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 __all__ = ["reduce_submission", "reduce_outputs", "SafeOutputs", "escape_note", "terminal_safe", "markdown_is_safe",
            "MAX_CELLS", "MAX_BYTES"]
@@ -435,7 +436,10 @@ def escape_note(text) -> str:
 class SafeOutputs(Preprocessor):
     """Autograde's step after the notebook ran and was judged: the outputs the student's code made while grading
     reduced to safe types (:func:`reduce_outputs`), so the formgrader and the feedback show them as text; what was
-    removed goes into the notebook's notes."""
+    removed goes into the notebook's notes.  Enabled by default (nbconvert's preprocessors are not, and nbgrader
+    calls each one through ``__call__``, which skips a disabled one)."""
+
+    enabled = Bool(True).tag(config=True)
 
     def preprocess(self, nb, resources):
         from .notebook_run import run_record
