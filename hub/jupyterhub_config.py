@@ -34,9 +34,11 @@ c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = s.api_port
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = [str(HUB / "node_modules" / ".bin" / "configurable-http-proxy")]
-c.ConfigurableHTTPProxy.pid_file = str(s.state / "proxy.pid")
-c.JupyterHub.db_url = f"sqlite:///{s.state / 'jupyterhub.sqlite'}"
-c.JupyterHub.cookie_secret_file = str(s.state / "jupyterhub_cookie_secret")
+# the hub's own files (its database holds every user, their tokens and, with the native login, password hashes):
+# in <state>/hub/, 0700 root (hub/spawn.py), never readable by the users
+c.ConfigurableHTTPProxy.pid_file = str(s.hub_dir / "proxy.pid")
+c.JupyterHub.db_url = f"sqlite:///{s.hub_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(s.hub_dir / "jupyterhub_cookie_secret")
 
 # ---- each user's server: their own OS user, the course's Python, the lab of their role
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"

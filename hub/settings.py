@@ -77,6 +77,11 @@ class HubSettings:
         return self.state / "course"
 
     @property
+    def hub_dir(self) -> Path:
+        """JupyterHub's database, cookie secret and proxy pid: root only."""
+        return self.state / "hub"
+
+    @property
     def etc(self) -> Path:
         return self.state / "etc"
 

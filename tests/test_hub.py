@@ -116,6 +116,9 @@ def test_a_students_server_runs_as_their_own_os_user_with_the_student_lab(hub, s
     listed = session.get(f"{hub.url}/user/{name}/assignments", params={"course_id": "ddpm-course"}, timeout=60)
     assert listed.status_code == 200 and listed.json()["success"], listed.text[:500]
     assert oct(os.stat(pwd.getpwnam(name).pw_dir).st_mode & 0o777) == "0o700"
+    # the hub's database (users, tokens, password hashes) is out of the students' reach
+    db = hub.base / "state" / "hub" / "jupyterhub.sqlite"
+    assert db.is_file() and oct(db.parent.stat().st_mode & 0o777) == "0o700" and db.parent.stat().st_uid == 0
 
 
 def test_an_instructors_server_has_the_formgrader_and_the_instructors_group(hub, instructor):
