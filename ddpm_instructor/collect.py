@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import lzma
 import os
 import re
 import shutil
@@ -482,8 +483,8 @@ class Item:
     when_from: str = "its file time"
 
 
-ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError,
-              UnicodeDecodeError, zipfile.LargeZipFile)
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError, NotImplementedError,
+              ValueError, UnicodeDecodeError, zipfile.LargeZipFile)     # lzma's: a damaged LZMA member (method 14)
 
 
 def read_capped(it: Item, cap: int, budget: Budget | None = None) -> bytes:

@@ -65,3 +65,37 @@ def test_stripped_metadata_with_thousands_of_short_cells_compares_no_more_cells_
     raw = nbformat.writes(nb).encode()
     col.repair_metadata(raw, nbformat.reads(raw.decode(), as_version=4), known)
     assert len(work) <= len(blanks) * MAX_CELLS, f"{len(work)} full comparisons"
+
+
+def _corrupt_member(method: int, name: str, payload: bytes) -> bytes:
+    """A zip of one member ``name`` compressed with ``method``, its compressed bytes damaged."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as z:
+        z.writestr(name, payload)
+    data = bytearray(buf.getvalue())
+    start = 30 + len(name)                           # after the member's local header
+    for i in range(start + 8, start + 40):
+        data[i] ^= 0x5A
+    return bytes(data)
+
+
+def test_a_damaged_lzma_zip_inside_a_students_zip_costs_only_that_student(tmp_path):
+    """Python's zipfile reads LZMA members (method 14) and raises ``lzma.LZMAError`` on damaged data, an exception
+    of its own (not OSError, not BadZipFile): a student's zip holding such a zip stopped collect for the export."""
+    import shutil
+    import zipfile
+
+    from ddpm_instructor.coursedir import CourseDir
+    root = tmp_path / "course"
+    (root / "release" / A).mkdir(parents=True)
+    shutil.copy(RELEASED, root / "release" / A / RELEASED.name)
+    course = CourseDir(root=root, quiet=True)
+    export = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(export, "w") as z:
+        z.writestr(f"doejane_111_901_{A}.ipynb", RELEASED.read_bytes())
+        z.writestr("mallory_222_902_hw.zip", _corrupt_member(zipfile.ZIP_LZMA, "inner.zip", b"PK" + bytes(5000)))
+    report = col.collect(course, [export])
+    assert set(course.submissions(A)) == {"canvas-111"}, report.text()
+    assert any("mallory_222_902_hw.zip" in f for f, _ in report.unmatched), report.text()
