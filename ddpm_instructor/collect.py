@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import json
 import lzma
 import os
 import re
@@ -43,6 +44,8 @@ from .roster import Roster, load_roster
 from .sanitize import reduce_submission
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20                # one handed-in notebook (the course's own are under 1 MB with outputs)
+MAX_NOTEBOOK_PARTS = 20_000    # cells and outputs of one notebook (the course's: under 200); nbformat takes ~70 us
+                               # and 4 kB per part: 250,000 one-letter cells (18 MB, 1 MB zipped) took 29 s and 1 GB
 MAX_ZIP_DEPTH = 3        # zips opened one inside another: an export, a student's zip in it, one zip inside that
 MAX_STUDENT_BYTES = 4 * MAX_NOTEBOOK_BYTES     # all that one student's entry unpacks to, nested zips included
 MAX_EXPORT_BYTES = 4 * 2**30                   # an LMS export kept inside another zip, unpacked to a temporary file
@@ -188,6 +191,10 @@ def _prepare(c: "Candidate", ctx: _Context) -> bool:
         return False
     try:
         raw = c.read_capped(MAX_NOTEBOOK_BYTES)
+        parts = _parts(json.loads(raw.decode("utf-8")))
+        if parts > MAX_NOTEBOOK_PARTS:
+            raise Refused(f"{parts:,} cells and outputs, more than {MAX_NOTEBOOK_PARTS:,} (the assignment's notebook "
+                          "has under 200): not read; hand in the assignment's notebook itself")
         nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
     except Refused as e:
         report.refuse(c.display, str(e), student)
@@ -214,6 +221,19 @@ def _prepare(c: "Candidate", ctx: _Context) -> bool:
     if renamed is not None and renamed not in report.renamed:
         report.renamed.append(renamed)
     return True
+
+
+def _parts(data) -> int:
+    """The cells and outputs of a notebook's JSON (nbformat 4, or 3's worksheets), counted before nbformat reads it."""
+    if not isinstance(data, dict):
+        return 0
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        sheets = data.get("worksheets")
+        cells = [c for w in sheets if isinstance(w, dict) and isinstance(w.get("cells"), list)
+                 for c in w["cells"]] if isinstance(sheets, list) else []
+    outputs = (c.get("outputs") for c in cells if isinstance(c, dict))
+    return len(cells) + sum(len(o) for o in outputs if isinstance(o, list))
 
 
 def _refuse_collisions(course: CourseDir, candidates, report) -> list["Candidate"]:

@@ -99,3 +99,28 @@ def test_a_damaged_lzma_zip_inside_a_students_zip_costs_only_that_student(tmp_pa
     report = col.collect(course, [export])
     assert set(course.submissions(A)) == {"canvas-111"}, report.text()
     assert any("mallory_222_902_hw.zip" in f for f, _ in report.unmatched), report.text()
+
+
+def test_a_notebook_of_a_huge_number_of_tiny_cells_is_refused_before_nbformat_reads_it(tmp_path):
+    """250,000 one-letter Markdown cells: 18 MB (under the 20 MB cap), 1 MB zipped; nbformat's reading and writing
+    took collect 29 s and 1 GB for this one file, four such files per student.  Refused from a count of its JSON
+    (here 30,000 cells, to stay fast), the other students filed."""
+    import json
+    import shutil
+    import zipfile
+
+    from ddpm_instructor.coursedir import CourseDir
+    root = tmp_path / "course"
+    (root / "release" / A).mkdir(parents=True)
+    shutil.copy(RELEASED, root / "release" / A / RELEASED.name)
+    course = CourseDir(root=root, quiet=True)
+    nb = json.loads(RELEASED.read_text())
+    nb["cells"] += [{"cell_type": "markdown", "metadata": {}, "source": "a", "id": f"c{i}"} for i in range(30_000)]
+    export = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(export, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"doejane_111_901_{A}.ipynb", RELEASED.read_bytes())
+        z.writestr(f"mallory_222_902_{A}.ipynb", json.dumps(nb))
+    report = col.collect(course, [export])
+    assert set(course.submissions(A)) == {"canvas-111"}, report.text()
+    (why,) = [w for f, w in report.unmatched if "mallory_222_902" in f]
+    assert "cells and outputs" in why, why
