@@ -28,6 +28,7 @@ import lzma
 import os
 import re
 import shutil
+import stat
 import tempfile
 import unicodedata
 import zipfile
@@ -154,8 +155,8 @@ def _gather(course: CourseDir, paths, regex, ctx: _Context, dry_run) -> list["Ca
         if not dry_run:
             inbox.mkdir(parents=True, exist_ok=True)
             keep = unique(inbox / p.name)
-            if p.is_dir():
-                shutil.copytree(str(p), str(keep), symlinks=True)
+            if p.is_dir():                   # links kept as links; pipes, sockets, devices left (refused below)
+                shutil.copytree(str(p), str(keep), symlinks=True, ignore=_special_files)
             else:
                 shutil.copy2(str(p), str(keep))
         for c in iter_candidates(p, regex):
@@ -167,6 +168,17 @@ def _gather(course: CourseDir, paths, regex, ctx: _Context, dry_run) -> list["Ca
             if ok:
                 out.append(c)
     return out
+
+
+def _special_files(folder: str, names: list[str]) -> set[str]:
+    """``shutil.copytree``'s ignore: what is neither a folder, a regular file nor a link (opening a pipe blocks)."""
+    def special(name: str) -> bool:
+        try:
+            mode = os.lstat(os.path.join(folder, name)).st_mode
+        except OSError:
+            return True
+        return not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode))
+    return {n for n in names if special(n)}
 
 
 def _prepare(c: "Candidate", ctx: _Context) -> bool:

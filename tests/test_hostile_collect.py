@@ -124,3 +124,26 @@ def test_a_notebook_of_a_huge_number_of_tiny_cells_is_refused_before_nbformat_re
     assert set(course.submissions(A)) == {"canvas-111"}, report.text()
     (why,) = [w for f, w in report.unmatched if "mallory_222_902" in f]
     assert "cells and outputs" in why, why
+
+
+def test_a_named_pipe_in_a_folder_export_costs_only_its_owner(tmp_path):
+    """A folder given to collect (nbgrader's ``<student>/<assignment>/`` layout, an exchange's inbound, an unpacked
+    export) where one student's notebook is a named pipe: keeping the folder in ``inbox/`` first (shutil.copytree)
+    raised ``shutil.Error`` and nobody was filed."""
+    import os
+    import shutil
+
+    from ddpm_instructor.coursedir import CourseDir
+    root = tmp_path / "course"
+    (root / "release" / A).mkdir(parents=True)
+    shutil.copy(RELEASED, root / "release" / A / RELEASED.name)
+    course = CourseDir(root=root, quiet=True)
+    export = tmp_path / "export"
+    for s in ("alice", "mallory"):
+        (export / s / A).mkdir(parents=True)
+    shutil.copy(RELEASED, export / "alice" / A / RELEASED.name)
+    os.mkfifo(export / "mallory" / A / RELEASED.name)
+    report = col.collect(course, [export])
+    assert set(course.submissions(A)) == {"alice"}, report.text()
+    assert [s for s, _ in report.unmatched if "mallory" in s], report.text()
+    assert (course.inbox / report.batch / "export" / "alice" / A / RELEASED.name).is_file()
