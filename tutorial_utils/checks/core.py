@@ -439,7 +439,8 @@ def grader_draws(*draws: Tensor):
 
 def refusals(kind: str):
     """While the probe ``kind`` runs the student's code, the public stages' functions that the per-blank decision
-    refuses for it raise (``solutions.REFUSED``; a copy of the course without ``solutions`` refuses nothing)."""
+    refuses for it raise (the ``REFUSED`` table of the ``solutions`` package; a copy of the course without
+    ``solutions`` refuses nothing)."""
     try:
         from solutions import refusing
     except ImportError:
