@@ -57,6 +57,8 @@ MAX_MATCHED_CELLS = 500    # cells compared by content to restore stripped metad
 # A file handed in again under the same name gets "-1", "-2", ... before its extension.
 CANVAS = re.compile(r"^(?:(?:LATE_)?(?P<anon>anon_[A-Za-z0-9]+)|(?P<name>.+?)(?:_LATE)?_(?P<uid>\d+))"
                     r"_(?P<fid>\d+)_(?P<file>.+)$")
+# a Canvas name is the student's to choose and may end in "_<digits>": every other place a user id could start
+_CANVAS_READINGS = re.compile(r"(?=(_(?:LATE_)?)(\d+)_\d+_.)")
 # Moodle "Download all submissions" (mod/assign): "<Full Name>_<participant id>_assignsubmission_<plugin>_" is a
 # folder per student (Moodle >= 3.1) or the prefix of each file; "_" in the name becomes a space.  The participant
 # id is Moodle's id of the student *in this assignment* (assign_user_mapping), the same under blind marking.
@@ -412,6 +414,7 @@ class Owner:
     lms: str = ""             # "Canvas" or "Moodle"; "" when the name is the id (a folder, --student-regex)
     lms_id: str = ""          # Canvas user id (or anonymous id), Moodle participant id
     by: str = "folder"        # what carried it: "folder", "Canvas file name", "Moodle folder", ...
+    other_ids: tuple = ()     # Canvas: the user ids of the file name's other readings (a name may end in _<digits>)
 
     @property
     def identity(self) -> str:
@@ -438,7 +441,9 @@ def owner_of(entry: str, is_dir: bool, regex=None) -> tuple[Owner | None, str]:
         return Owner(entry), entry
     m = CANVAS.match(entry)
     if m:
-        return Owner(m["anon"] or m["name"], "Canvas", m["anon"] or m["uid"], "Canvas file name"), m["file"]
+        others = () if m["anon"] else tuple(dict.fromkeys(
+            x[1] for x in _CANVAS_READINGS.findall(entry[len(m["name"]):]) if x[1] != m["uid"]))
+        return Owner(m["anon"] or m["name"], "Canvas", m["anon"] or m["uid"], "Canvas file name", others), m["file"]
     return None, entry
 
 
@@ -457,6 +462,11 @@ def student_id(owner: Owner, assignments, roster: Roster | None) -> tuple[str | 
         if e is None:
             return None, (f"{owner.identity} ('{shown(owner.name)}') is not on the roster: add {owner.lms_id} as the "
                           "lms_id of their row")
+        others = [o for o in owner.other_ids if roster.by_lms_id(o) not in (None, e)]
+        if others and _renamed(owner, roster, e.id) is not None:
+            return None, (f"the Canvas file name reads as user {owner.lms_id} ({e.id}, '{shown(e.name)}' on the "
+                          f"roster, not '{shown(owner.name)}') or as user {' or '.join(others)} (also on the roster): "
+                          "a name ending in _<digits>? Check in Canvas whose file this is and collect it by hand")
         return e.id, ""
     if roster is None:
         why = student_id_problem(owner.name)
