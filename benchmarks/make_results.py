@@ -8,10 +8,24 @@ from __future__ import annotations
 import json
 
 from common import BENCH_DIR, CLASSIFIER_PATH          # also puts the course root on sys.path
+from tutorial_utils.judge import share_interval
+
+SMALL_SAMPLE = 200         # a judged share from this many samples or fewer is printed with its 95 % interval
+INTERVAL_NOTE = (f"A share followed by [lo–hi%] comes from {SMALL_SAMPLE} samples or fewer (per-class shares included): the "
+                 "brackets give its 95 % Wilson interval (`tutorial_utils.judge.share_interval`).")
 
 
 def _load(path):
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def share(p: float, n: int, fmt: str = ".1%") -> str:
+    """A judged share p of n samples as RESULTS.md prints it: with its 95 % Wilson interval, [lo–hi%], when n <= 200."""
+    text = f"{p:{fmt}}"
+    if n > SMALL_SAMPLE:
+        return text
+    lo, hi = share_interval(round(p * n), n)
+    return f"{text} [{100 * lo:.0f}–{100 * hi:.0f}%]"
 
 
 def guidance_section(g, meta) -> list[str]:
@@ -30,15 +44,15 @@ def guidance_section(g, meta) -> list[str]:
            "ε(x, t, y) and ε(x, t, ∅); guided ε̃ = ε(x, t, ∅) + w (ε(x, t, y) − ε(x, t, ∅)), w = 1 is the plain "
            "conditional model (one network pass per step; guided steps cost two). Accuracy: the share of samples "
            "the classifier reads as the asked-for digit. FD: to the MNIST test set, floor: as many real training "
-           "images.", ""]
+           "images. " + INTERVAL_NOTE, ""]
     stale = [r["run"] for r in runs if meta and r.get("checkpoint_sha256") != meta.get("sha256")]
     if stale:
         out += [f"**Stale:** {', '.join(stale)} were measured on another checkpoint than the shipped one.", ""]
     out += ["| sampler | steps | w | samples | accuracy | worst class | FD | FD floor | seconds / 100 images |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        out.append(f"| {r['sampler']} | {r['sampler_steps']} | {r['w']:g} | {r['n_samples']} | {r['accuracy']:.1%} | "
-                   f"{r['min_class_accuracy']:.0%}"
+        out.append(f"| {r['sampler']} | {r['sampler_steps']} | {r['w']:g} | {r['n_samples']} | {share(r['accuracy'], r['n_samples'])} | "
+                   f"{share(r['min_class_accuracy'], r['per_class'], '.0%')}"
                    + (f" (digit {r['per_class_accuracy'].index(r['min_class_accuracy'])})" if r['min_class_accuracy'] < 1 else "")
                    + " | "
                    f"{r['frechet_distance']:.2f} | {r['frechet_floor_real_train']:.2f} | "
@@ -46,7 +60,7 @@ def guidance_section(g, meta) -> list[str]:
     out += ["", "Per-class accuracy (digits 0-9):", ""]
     for r in runs:
         out.append(f"- {r['sampler']} {r['sampler_steps']}, w = {r['w']:g}: "
-                   + ", ".join(f"{c}: {a:.0%}" for c, a in enumerate(r["per_class_accuracy"])))
+                   + ", ".join(f"{c}: {share(a, r['per_class'], '.0%')}" for c, a in enumerate(r["per_class_accuracy"])))
     pairs = [(a, b) for a in runs for b in runs if a["sampler_steps"] == 1000 and b["sampler_steps"] < 1000
              and a["w"] == b["w"] and a["n_samples"] == b["n_samples"]]
     if pairs:
@@ -75,20 +89,21 @@ def fewstep_section(f, metas) -> list[str]:
            "(wall-clock seconds are noisy: other jobs shared the 2 cores; the CPU seconds are not). Network calls per "
            "image: a guided call evaluates the label and the null label in one batch of 2B and counts once; Heun "
            "takes 2 per step except the last. DDIM: η 0, x̂_0 clipped to [-1, 1]; DPM-Solver++(2M): x̂_0 clipped, "
-           "timesteps evenly spaced in log(α/σ)."]
+           "timesteps evenly spaced in log(α/σ). " + INTERVAL_NOTE]
     stale = [r["run"] for r in runs if metas.get(r["model"]) and r.get("checkpoint_sha256") != metas[r["model"]].get("sha256")]
     if stale:
         out += ["", f"**Stale:** {', '.join(stale)} were measured on another checkpoint than the shipped one."]
     if ref:
         out += ["", f"Reference: DDPM-1000 at w = {ref['w']:g} on `unet_cond` ({ref['n_samples']} samples, "
-                f"`bench_guidance.py`): accuracy {ref['accuracy']:.1%}, FD {ref['frechet_distance']:.2f} "
+                f"`bench_guidance.py`): accuracy {share(ref['accuracy'], ref['n_samples'])}, FD {ref['frechet_distance']:.2f} "
                 f"(floor {ref['frechet_floor_real_train']:.2f}), {ref['sampling_seconds']:.0f} s."]
     out += ["", "| sampler | model | steps | network calls | accuracy | worst class | FD | FD floor | FD / DDPM-1000's "
             "| seconds (CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         ratio = f"{r['frechet_distance'] / ref['frechet_distance']:.2f}" if ref else "—"
         out.append(f"| {r['description']} | `{r['model']}` | {r['sampler_steps']} | {r['network_calls']} | "
-                   f"{r['accuracy']:.1%} | {r['min_class_accuracy']:.0%} | {r['frechet_distance']:.2f} | "
+                   f"{share(r['accuracy'], r['n_samples'])} | {share(r['min_class_accuracy'], r['n_samples'] // 10, '.0%')} | "
+                   f"{r['frechet_distance']:.2f} | "
                    f"{r['frechet_floor_real_train']:.2f} | {ratio} | {r['sampling_seconds']:.1f} "
                    f"({r['sampling_cpu_seconds']:.1f}) |")
     out += ["", f"**Target:** ≥ {target['accuracy']:.0%} read as their label and FD within {target['fd_ratio']:g}x of "
@@ -100,7 +115,7 @@ def fewstep_section(f, metas) -> list[str]:
                         and r["frechet_distance"] <= target["fd_ratio"] * ref["frechet_distance"]), None)
             name = next(r["description"] for r in runs if r["sampler"] == sampler)
             out.append(f"- {name}: " + (f"**met at {hit['sampler_steps']} steps** ({hit['network_calls']} network "
-                                        f"calls): {hit['accuracy']:.1%}, FD {hit['frechet_distance']:.2f} = "
+                                        f"calls): {share(hit['accuracy'], hit['n_samples'])}, FD {hit['frechet_distance']:.2f} = "
                                         f"{hit['frechet_distance'] / ref['frechet_distance']:.2f}x DDPM-1000's, "
                                         f"{ref['sampler_steps'] // hit['network_calls']}x fewer network calls than DDPM-1000"
                                         if hit else "not met within the target's steps") + ".")
@@ -121,7 +136,7 @@ def student_section(runs) -> list[str]:
            "DDIM-50 (η = 1) judged by the course's classifier. Wall-clock seconds are the machine's (the load "
            "average at the start and end of the training is given: other jobs may have shared the 2 cores); "
            "process CPU seconds divided by the threads used are less sensitive to them. bf16 autocast is used only "
-           "where the CPU has bf16 units (AVX512-BF16 or AMX); without them the same recipe runs in fp32.", ""]
+           "where the CPU has bf16 units (AVX512-BF16 or AMX); without them the same recipe runs in fp32. " + INTERVAL_NOTE, ""]
     for name, st in runs:
         out += student_table(name, st)
     return out
@@ -137,10 +152,10 @@ def student_table(name, st) -> list[str]:
         if not r:
             continue
         if key == "digit6":
-            judged = f"{r['share_six']:.0%} of {r['n_samples']} read as 6 (FD {r['frechet_distance']}, floor {r['frechet_floor']})"
+            judged = f"{share(r['share_six'], r['n_samples'], '.0%')} of {r['n_samples']} read as 6 (FD {r['frechet_distance']}, floor {r['frechet_floor']})"
         else:
-            judged = (f"w = 2: {r['w2']['accuracy']:.0%} of {r['n_samples']} read as their label; "
-                      f"w = 1: {r['w1']['accuracy']:.0%}")
+            judged = (f"w = 2: {share(r['w2']['accuracy'], r['n_samples'], '.0%')} of {r['n_samples']} read as their "
+                      f"label; w = 1: {share(r['w1']['accuracy'], r['n_samples'], '.0%')}")
         out.append(f"| {r['notebook']} | `{r['model']}` | {r['recipe']} | {r['precision']} | "
                    f"{r['train_seconds'] / 60:.1f} min ({r['train_cpu_seconds'] / 60:.1f} CPU-min) | "
                    f"{r['seconds_per_step']} | {r['images_per_second']:.0f} | {r['load_average_start_end']} | "
@@ -187,22 +202,22 @@ def main():
         out.append(f"Judge: a separate small CNN (`checkpoints/mnist_classifier.pt`, {clf['test_accuracy']:.2%} "
                    "MNIST test accuracy). Fréchet distance (FD) in its 128-d penultimate feature space; the floor "
                    "is the FD of an equal number of real training images to the same test images "
-                   "(FD is biased upward for small samples, so compare with the floor, not with 0).")
+                   "(FD is biased upward for small samples, so compare with the floor, not with 0). " + INTERVAL_NOTE)
         out.append("")
     out += ["| model | samples | classifier figure | target | FD to test set | FD floor (real train) | sampling time |",
             "|---|---|---|---|---|---|---|"]
     if q6:
-        out.append(f"| `unet_digit6` | {q6['n_samples']} | {q6['share_read_as_6']:.1%} read as 6 | ≥ 95 % | "
+        out.append(f"| `unet_digit6` | {q6['n_samples']} | {share(q6['share_read_as_6'], q6['n_samples'])} read as 6 | ≥ 95 % | "
                    f"{q6['frechet_distance']:.2f} (vs test 6s) | {q6['frechet_floor_real_train']:.2f} | "
                    f"{q6['sampling_seconds']:.0f} s, {q6['threads']} thread(s) |")
     if qc:
-        out.append(f"| `unet_cond` | {qc['n_samples']} | {qc['accuracy']:.1%} classified as their label | ≥ 97 % | "
+        out.append(f"| `unet_cond` | {qc['n_samples']} | {share(qc['accuracy'], qc['n_samples'])} classified as their label | ≥ 97 % | "
                    f"{qc['frechet_distance']:.2f} (vs all test) | {qc['frechet_floor_real_train']:.2f} | "
                    f"{qc['sampling_seconds']:.0f} s, {qc['threads']} thread(s) |")
     out.append("")
     if qc:
-        out.append("Per-class accuracy of `unet_cond` (digits 0-9): "
-                   + ", ".join(f"{c}: {a:.0%}" for c, a in enumerate(qc["per_class_accuracy"])) + ".")
+        out.append(f"Per-class accuracy of `unet_cond` (digits 0-9, {qc['n_samples'] // 10} samples each): "
+                   + ", ".join(f"{c}: {share(a, qc['n_samples'] // 10, '.0%')}" for c, a in enumerate(qc["per_class_accuracy"])) + ".")
     if q6:
         out.append(f"Classes the classifier gave the `unet_digit6` samples (0-9): {q6['predicted_counts']}.")
     for n, q in (("unet_digit6", q6), ("unet_cond", qc)):
@@ -240,7 +255,7 @@ def main():
                 f"`check_bf16_sampling.py`: {bf['n']} images from `unet_digit6`, full 1000-step sampler, the same "
                 f"seed in fp32 and under bf16 autocast ({bf['threads']} thread): max |pixel difference| "
                 f"{bf['max_abs_diff']}, mean {bf['mean_abs_diff']}, {bf['pixels_differing_by_more_than_0.1']:.2%} "
-                f"of pixels differ by more than 0.1; the classifier reads {bf['classifier_agrees']:.0%} of the "
+                f"of pixels differ by more than 0.1; the classifier reads {share(bf['classifier_agrees'], bf['n'], '.0%')} of the "
                 f"pairs the same ({bf['read_as_6_fp32']} vs {bf['read_as_6_bf16']} read as 6); CPU time "
                 f"{bf['cpu_seconds_fp32']} s vs {bf['cpu_seconds_bf16']} s.", ""]
     notes = BENCH_DIR / "RESULTS_NOTES.md"
