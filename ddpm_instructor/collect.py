@@ -278,7 +278,9 @@ def _refuse_collisions(course: CourseDir, candidates, report) -> list["Candidate
             continue
         ids = sorted(who)
         report.collisions.append(Collision(a, sorted(set(who.values())), ids, [c.display for c in cs]))
-        fix = ("fix the roster so that each LMS id has a student id of its own" if any(c.owner.lms for c in cs) else
+        fix = ("check in the LMS whose files these are (a name ending in _<digits> reads as another user's id) and "
+               "collect them by hand" if any(len(n) > 1 for n in names.values()) else
+               "fix the roster so that each LMS id has a student id of its own" if any(c.owner.lms for c in cs) else
                "give the folders ids that differ in more than letter case")
         for c in cs:
             report.refuse(c.display, f"{' and '.join(ids)} would be filed as one student "

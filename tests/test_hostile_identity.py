@@ -50,3 +50,15 @@ def test_with_a_roster_a_legit_canvas_file_whose_own_name_starts_with_numbers_is
     export.write_bytes(zip_bytes({"doejohn_48213_9921034_2_3_final.ipynb": (version("john"), (2026, 11, 20, 13, 0))}))
     report = col.collect(course, [export], roster=roster)
     assert filed(course, "s-doe") == version("john"), report.text()
+
+
+def test_the_collision_of_one_canvas_id_under_two_names_says_what_to_check(course, tmp_path):
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({
+        f"doejohn_48213_9921034_{A}.ipynb": (version("victim"), (2026, 11, 20, 12, 0)),
+        f"roe_48213_50977_9921511_{A}.ipynb": (version("attacker"), (2026, 11, 20, 13, 0)),
+    }))
+    report = col.collect(course, [export])
+    (c,) = report.collisions
+    assert c.identities == ["Canvas user 48213 as 'doejohn'", "Canvas user 48213 as 'roe'"], c
+    assert all("reads as another user's id" in why for _, why in report.unmatched), report.text()
