@@ -178,10 +178,18 @@ CELL_COLUMNS = ["student_id", "assignment", "notebook", "cell", "kind", "score",
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+_FORMULA = re.compile(r"[=+@\t\r]|-(?![\d.]+$)")    # what a spreadsheet reads as a formula (a plain -2.5 is data)
+
+
 def _inert(value):
-    """A value safe to ``cat`` in a terminal: control characters but new lines and tabs (the escape sequences a
-    student's exception message may carry into a test's message) written as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value) if isinstance(value, str) else value
+    """A value safe to ``cat`` in a terminal and to open in a spreadsheet: control characters but new lines and tabs
+    (the escape sequences a student's exception message may carry into a test's message) written as ``\\xNN``, and a
+    cell that would start a formula (a name or message beginning with = + - @) prefixed with ``'`` (OWASP's CSV
+    injection advice), so Excel, LibreOffice and the LMS's import read it as text."""
+    if not isinstance(value, str):
+        return value
+    value = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return "'" + value if _FORMULA.match(value) else value
 
 
 def _write_csv(path, columns, rows):
@@ -257,7 +265,7 @@ def lms_export(course: CourseDir, fmt: str, roster, out=None) -> LmsExport:
     course.exports.mkdir(parents=True, exist_ok=True)
     keep = course.exports / f"grades-{fmt}-{stamp()}.csv"
     with open(keep, "w", newline="") as f:
-        csv.writer(f).writerows(lines)
+        csv.writer(f).writerows([[_inert(v) for v in line] for line in lines])
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(keep, dest)
     report.path = dest

