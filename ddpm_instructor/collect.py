@@ -43,6 +43,7 @@ from .coursedir import CourseDir, fmt_ts, now_utc, parse_ts, stamp, student_id_p
 from .errors import InstructorError
 from .roster import Roster, load_roster
 from .sanitize import reduce_submission
+from .sanitize import terminal_safe as shown
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20                # one handed-in notebook (the course's own are under 1 MB with outputs)
 MAX_NOTEBOOK_PARTS = 20_000    # cells and outputs of one notebook (the course's: under 200); nbformat takes ~70 us
@@ -66,20 +67,6 @@ MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assign(?:submission|feedback)
 NO_OWNER = ("could not tell which student handed this in: the top level of an export must be Canvas file names "
             "(<name>_<userid>_<fileid>_<file>), Moodle folders (<Full Name>_<id>_assignsubmission_file_/) or one "
             "folder per student (<student>/<assignment>/<notebook>.ipynb); or use --student-regex")
-
-
-def shown(text) -> str:
-    """A string a student chose, safe to print and to write into a note: control characters (C0, C1, DEL),
-    format characters (bidi overrides, zero-width), line and paragraph separators, surrogates and unassigned
-    code points are written as ``\\xNN`` / ``\\uNNNN`` escapes, so they never act on a terminal."""
-    out = []
-    for ch in str(text):
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            o = ord(ch)
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def known_notebooks(course: CourseDir) -> dict[str, "KnownNotebook"]:

@@ -22,6 +22,7 @@ from .coursedir import CourseDir, fmt_ts, stamp
 from .errors import InstructorError
 from .records import read_notes
 from .roster import load_roster
+from .sanitize import terminal_safe
 
 NOT_GRADED_YET = "written part not graded yet"
 
@@ -175,7 +176,6 @@ CELL_COLUMNS = ["student_id", "assignment", "notebook", "cell", "kind", "score",
                 "message", "comment"]
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 _FORMULA = re.compile(r"[=+@\t\r]|-(?![\d.]+$)")    # what a spreadsheet reads as a formula (a plain -2.5 is data)
@@ -188,7 +188,7 @@ def _inert(value):
     injection advice), so Excel, LibreOffice and the LMS's import read it as text."""
     if not isinstance(value, str):
         return value
-    value = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    value = terminal_safe(value, keep="\n\t")
     return "'" + value if _FORMULA.match(value) else value
 
 

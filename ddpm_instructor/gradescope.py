@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import records
+from .sanitize import terminal_safe as shown
 from .coursedir import REPO, CourseDir
 from .errors import InstructorError
 
@@ -111,11 +112,6 @@ def autograder_readme(course: CourseDir, assignment: str) -> str:
 # ------------------------------------------------------------------ reading what the student uploaded
 CHUNK = 1 << 20
 MAX_DEPTH = 16
-
-
-def shown(name: str) -> str:
-    """A student's file name as grader text may quote it: control characters (terminal escapes) written as escapes."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
 
 
 @dataclass

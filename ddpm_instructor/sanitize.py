@@ -416,15 +416,24 @@ def _cap_bytes(nb, max_bytes: int) -> list[str]:
 
 
 # ---------------------------------------------------------------- strings a student chose
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^:])")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")   # controls, format (bidi, zero-width), surrogates, unassigned
 
 
-def terminal_safe(text) -> str:
-    """``text`` with control characters (escape sequences, bidirectional overrides, new lines) written as escapes,
-    safe to print to a terminal."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
-                        unicodedata.normalize("NFC", str(text)))
+def terminal_safe(text, keep: str = "") -> str:
+    """A string a student chose, safe to print to a terminal, to write into a note or a CSV: control characters
+    (C0, C1, DEL), format characters (bidi overrides, zero-width), line and paragraph separators, surrogates and
+    unassigned code points written as ``\\xNN`` / ``\\uNNNN`` / ``\\UNNNNNNNN`` escapes, except those in ``keep``
+    (a CSV's comment keeps its new lines).  The course's one escape: collect, Gradescope, grades and notes use it."""
+    out = []
+    for ch in str(text):
+        if ch not in keep and unicodedata.category(ch) in _INVISIBLE:
+            o = ord(ch)
+            out.append(_SHORT.get(ch) or f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def escape_note(text) -> str:
