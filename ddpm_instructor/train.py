@@ -207,6 +207,8 @@ def main(argv=None) -> int:
         if step % args.save_every == 0 and step < recipe.steps:
             save_state()
 
+    precision = "bf16 autocast" if recipe.uses_bf16(device) else (            # the checkpoint's record
+        "fp32 (no bf16 units on this device)" if recipe.amp_in_force() == "bf16" else "fp32")
     print(f"training {name}: {spec['class']}(**{spec['kwargs']}) on {x.shape[0]} images, {recipe.describe()}; "
           f"{recipe.precision(device)}, channels_last {args.channels_last}, device {_device_name(device)}", flush=True)
     t0 = time.time()
