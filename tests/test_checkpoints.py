@@ -386,6 +386,7 @@ def test_the_flow_objective_trains_on_continuous_times_and_is_zero_for_the_exact
     TIME_SCALE t; the loss it minimises is zero for the exact velocity of point data, (x_t - μ) / t."""
     from solutions.flow import TIME_SCALE, flow_matching_loss
 
+    torch.manual_seed(0)   # t ~ U[0, 1]: (x - μ)/t loses ~ulp(x)/t, so an unlucky tiny t once failed the bound
     mu = torch.full((4, 1, 28, 28), 0.3)                       # point data: the exact velocity is (x - μ) / t
 
     class Exact(torch.nn.Module):
@@ -405,7 +406,7 @@ def test_the_flow_objective_trains_on_continuous_times_and_is_zero_for_the_exact
     losses = solutions.train(model, torch.optim.SGD(model.parameters(), lr=0.0), data, 1, progress=False,
                              conditional=True, objective="flow")
     t = torch.cat(model.times) / TIME_SCALE
-    assert len(losses) == 250 and max(losses) < 1e-8
+    assert len(losses) == 250 and max(losses) < 1e-6           # float32 round-off only (a wrong v is O(1))
     assert t.dtype == torch.float32 and 0 <= t.min() and t.max() < 1 and 0.45 < t.mean() < 0.55
     assert len(t.unique()) > 900                                # continuous, not 1000 integer steps
 
