@@ -15,7 +15,10 @@ What it does (see docs/CHECKPOINTS.md):
     optimizer state and EMA stay fp32);
   * seeded; a resume state (model, EMA, optimizer, step, RNG, data position) is written every
     ``--save-every`` steps under ``runs/train_<model>/`` and ``--resume`` continues from it;
-  * writes ``<out>/<model>.pt`` and ``<out>/<model>.json`` through ``save_checkpoint`` (with the kwargs).
+  * writes ``<out>/<model>.pt`` and ``<out>/<model>.json`` through ``save_checkpoint`` (with the kwargs);
+  * a recipe with ``"reflow"`` (``unet_flow_reflow``) trains on pairs instead of MNIST: the teacher's guided ODE
+    maps noise z to an image x (``solutions.flow.reflow_pairs``, cached in ``runs/train_<model>/pairs.pt``), and
+    flow matching on the pairs (x_t = (1 - t) x + t z, target z - x) starts from the teacher's weights.
 """
 from __future__ import annotations
 
@@ -78,6 +81,9 @@ def parse_args(argv=None):
     p.add_argument("--save-every", type=int, default=250, help="write the resume state every N steps")
     p.add_argument("--resume", action="store_true", help="continue from the resume state")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke tests)")
+    p.add_argument("--reflow-pairs", type=int, default=None,
+                   help="reflow recipes only: how many (noise, image) pairs to draw from the teacher (default: "
+                        "the recipe's n_pairs)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after N steps of this run, writing only the resume state (as if interrupted)")
@@ -103,6 +109,57 @@ def _device_name(device: torch.device) -> str:
 def recipe_of(args) -> Recipe:
     """The run's ``tutorial_utils.recipe.Recipe``: the table's recipe with the command line's overrides."""
     return Recipe(**{k: getattr(args, k) for k in RECIPE_OPTIONS}, amp=args.amp)
+
+
+class PairBatches:
+    """``TensorBatches`` over images with their noise stacked as a second channel, yielding ``(x, y, z)``: the
+    reflow pairs keep their coupling through the shuffle (and the resume state's data position)."""
+
+    def __init__(self, batches: TensorBatches):
+        self.batches, self.generator = batches, batches.generator
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for xz, y in self.batches:
+            yield xz[:, :1], y, xz[:, 1:]
+
+
+def reflow_pairs(cfg: dict, run_dir: Path, device, autocast, progress: bool = True):
+    """The teacher's ``(z, x, y)`` pairs for the reflow recipe ``cfg``: from ``run_dir/pairs.pt`` when it was
+    drawn with the same ``cfg``, else drawn now (``solutions.flow.reflow_pairs``) and saved there.
+    Returns (z, x, y, info) where info records what the drawing cost."""
+    from solutions.flow import network_calls, reflow_pairs as draw
+    from tutorial_utils.checkpoints import file_sha256, load_pretrained, checkpoint_paths
+
+    cache = run_dir / "pairs.pt"
+    teacher_sha = file_sha256(checkpoint_paths(cfg["teacher"])[0])
+    if cache.is_file():
+        st = torch.load(cache, map_location="cpu", weights_only=True)
+        if st["cfg"] == repr(cfg) and st["teacher_sha256"] == teacher_sha:
+            print(f"reflow pairs: {st['x'].shape[0]} from {cache}", flush=True)
+            return st["z"], st["x"], st["y"], st["info"]
+    teacher = load_pretrained(cfg["teacher"], device=device)
+    t0, c0 = time.time(), time.process_time()
+
+    def show(done, total):
+        if progress:
+            print(f"\rreflow pairs: {done}/{total} ({time.time() - t0:.0f} s)", end="", flush=True)
+
+    z, x, y = draw(teacher, cfg["n_pairs"], n_steps=cfg["sampler_steps"], method=cfg["sampler"], w=cfg["w"],
+                   null_class=cfg["null_class"], seed=cfg["seed"], autocast=autocast, progress=show)
+    info = {"teacher": cfg["teacher"], "teacher_sha256": teacher_sha, "n_pairs": int(x.shape[0]),
+            "sampler": cfg["sampler"], "sampler_steps": cfg["sampler_steps"],
+            "network_calls_per_pair": network_calls(cfg["sampler"], cfg["sampler_steps"]), "w": cfg["w"],
+            "seed": cfg["seed"], "labels": "balanced, 0-9", "x": "clipped to [-1, 1]",
+            "seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
+    print(f"\nreflow pairs: {info['n_pairs']} in {info['seconds']} s (cpu {info['cpu_seconds']} s)", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save({"cfg": repr(cfg), "teacher_sha256": teacher_sha, "z": z, "x": x, "y": y, "info": info}, tmp)
+    os.replace(tmp, cache)
+    return z, x, y, info
 
 
 def main(argv=None) -> int:
@@ -148,10 +205,29 @@ def main(argv=None) -> int:
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
     torch.manual_seed(args.seed)
-    x, y = load_mnist_tensors(train=True, digits=digits, device=device, limit=args.limit)
-    x = x.contiguous(memory_format=fmt)
-    batches = TensorBatches(x, y, batch_size=recipe.batch_size, shuffle=True, seed=args.seed)
+    reflow, pairs_info = table.get("reflow"), None
+    if args.reflow_pairs is not None:
+        if not reflow:
+            print(f"error: --reflow-pairs is for a reflow recipe (unet_flow_reflow), not {name}.", file=sys.stderr)
+            return 2
+        reflow = {**reflow, "n_pairs": args.reflow_pairs}
+    if reflow:
+        z, x, y, pairs_info = reflow_pairs(reflow, run_dir, device, recipe.autocast(device),
+                                           progress=not args.no_progress)
+        if args.limit:
+            z, x, y = z[:args.limit], x[:args.limit], y[:args.limit]
+        xz = torch.cat([x, z], dim=1).to(device).contiguous(memory_format=fmt)
+        batches = PairBatches(TensorBatches(xz, y.to(device), batch_size=recipe.batch_size, shuffle=True,
+                                            seed=args.seed))
+        torch.manual_seed(args.seed)
+    else:
+        x, y = load_mnist_tensors(train=True, digits=digits, device=device, limit=args.limit)
+        x = x.contiguous(memory_format=fmt)
+        batches = TensorBatches(x, y, batch_size=recipe.batch_size, shuffle=True, seed=args.seed)
     model = build_model(spec).to(device).to(memory_format=fmt).train()
+    if reflow and st is None:                      # reflow starts from the teacher's (EMA) weights
+        from tutorial_utils.checkpoints import load_pretrained
+        model.load_state_dict(load_pretrained(reflow["teacher"]).state_dict())
     # the recipe's parts, from torch (tutorial_utils.recipe): AdamW, warm-up + cosine, an AveragedModel EMA
     opt, scheduler, ema = recipe.optimizer(model), None, recipe.ema_model(model)
     scheduler = recipe.scheduler(opt)
@@ -194,9 +270,9 @@ def main(argv=None) -> int:
             it = iter(batches)
             for _ in range(batch_in_epoch):          # resume mid-epoch: skip what was already used
                 next(it)
-            for xb, yb in it:
+            for batch in it:                         # (x, y), or (x, y, z) for reflow pairs
                 batch_in_epoch += 1
-                yield xb, yb
+                yield batch
             epoch_gen_state = batches.generator.get_state()
             batch_in_epoch = 0
 
@@ -236,7 +312,10 @@ def main(argv=None) -> int:
                    "n_images": int(x.shape[0]),
                    ("diffusion" if objective == "ddpm" else "objective"): OBJECTIVES[objective],
                    "weights": "EMA" if ema is not None else "raw",
-                   **({"p_uncond": recipe.p_uncond, "null_class": recipe.null_class} if recipe.p_uncond else {})},
+                   **({"p_uncond": recipe.p_uncond, "null_class": recipe.null_class} if recipe.p_uncond else {}),
+                   **({"reflow": pairs_info, "init": f"{reflow['teacher']} (its EMA weights)",
+                       "sample_with": "w = 1 (guidance distilled from the w = %g pairs): 1 network call per "
+                                      "Euler step" % reflow["w"]} if reflow else {})},
         "steps": step,
         "final_loss": round(sum(losses[-500:]) / max(1, len(losses[-500:])), 5),
         "loss_curve": [[s, round(l, 5)] for s, l in curve[::max(1, len(curve) // 60)]],

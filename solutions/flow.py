@@ -41,7 +41,7 @@ from .beyond import _check_guidance
 
 __all__ = ["TIME_SCALE", "flow_interpolant", "velocity_target", "flow_matching_loss", "velocity",
            "guided_velocity", "flow_velocity", "euler_step", "heun_step", "flow_times", "flow_sample_loop",
-           "network_calls", "eps_to_velocity", "mixture_velocity", "straightness"]
+           "network_calls", "reflow_pairs", "eps_to_velocity", "mixture_velocity", "straightness"]
 
 TIME_SCALE = 1000.0          # t in [0, 1] -> the embedding's range 0 .. 1000 (what UNet_cond was built for)
 
@@ -158,6 +158,33 @@ def flow_sample_loop(model: nn.Module, shape, y: Tensor, n_steps: int = 8, metho
             x = euler_step(x, field(x, t), t, t_next)
     model.train(was_training)
     return x
+
+
+# ----------------------------------------------------------------------------- reflow (rectified flow's second round)
+@torch.inference_mode()
+def reflow_pairs(model: nn.Module, n_pairs: int, n_steps: int = 8, method: str = "heun", w: float | None = None,
+                 null_class: int | None = None, n_classes: int = 10, batch: int = 250, seed: int = 0,
+                 autocast=None, progress=None) -> tuple[Tensor, Tensor, Tensor]:
+    """The coupling of Liu et al. 2023 ("Flow Straight and Fast", Algorithm 1, the reflow step): draw noise z and
+    a label y, integrate the model's (guided) ODE from z to x = ODE(z, y), and return ``(z, x, y)``.
+
+    Flow matching on these pairs (x_t = (1 - t) x + t z, target z - x) learns a flow whose paths are straighter,
+    so that few Euler steps (one, ideally) follow them.  Labels are balanced (``n_classes`` digits, shuffled);
+    x is clipped to the data's range [-1, 1].  ``autocast`` (a context manager, e.g. bf16) wraps each batch;
+    ``progress(done, total)`` is called after each batch."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    y = (torch.arange(n_pairs) % n_classes)[torch.randperm(n_pairs, generator=gen)]
+    z = torch.randn((n_pairs, 1, 28, 28), generator=gen)
+    xs = []
+    for i in range(0, n_pairs, batch):
+        with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
+            x = flow_sample_loop(model, z[i:i + batch].shape, y[i:i + batch].to(device), n_steps=n_steps,
+                                 method=method, w=w, null_class=null_class, noise=z[i:i + batch])
+        xs.append(x.float().clamp(-1, 1).cpu())
+        if progress is not None:
+            progress(min(i + batch, n_pairs), n_pairs)
+    return z, torch.cat(xs), y
 
 
 # ----------------------------------------------------------------------------- one view of the parameterisations

@@ -75,7 +75,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, dataloader: Iterab
     total = max_steps if max_steps else epochs * len(dataloader)
     bar = tqdm(total=total, desc="training", unit="step", disable=not progress, mininterval=1)
     for _ in range(epochs):
-        for x_0, y in dataloader:                                            # 2: x_0 ~ q(x_0)
+        for x_0, y, *paired in dataloader:                                   # 2: x_0 ~ q(x_0)
             x_0 = x_0.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True) if conditional else None
             if y is not None and p_uncond:                                   # label dropout (Ho & Salimans 2022)
@@ -84,7 +84,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, dataloader: Iterab
             with autocast:                                                   # bf16 forward pass where supported
                 if objective == "flow":
                     from .flow import flow_matching_loss
-                    loss = flow_matching_loss(model, x_0, torch.rand(x_0.shape[0], device=device), y)
+                    noise = paired[0].to(device) if paired else None         # reflow: the (x_0, noise) pairs
+                    loss = flow_matching_loss(model, x_0, torch.rand(x_0.shape[0], device=device), y, noise)
                 else:
                     t = torch.randint(0, T, (x_0.shape[0],), device=device)  # 3: t ~ Uniform (0-based)
                     loss = p_losses(model, x_0, t, schedule=schedule, y=y)   # 4-5: ε ~ N(0, I), ‖ε - ε_θ‖²

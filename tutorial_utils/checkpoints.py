@@ -79,6 +79,18 @@ PRETRAINED: dict[str, dict] = {
         "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 2000, "null_class": 10, "p_uncond": 0.1,
                    "objective": "flow"},
     },
+    "unet_flow_reflow": {
+        "class": "UNet_cond", "kwargs": {"ch": 32, "n_classes": 11},
+        "data": "(noise, image, label) pairs drawn from unet_flow's guided ODE (reflow)",
+        "description": "unet_flow reflowed once (2-rectified flow, Liu et al. 2023) on pairs from its w = 2 guided "
+                       "ODE, guidance distilled in: 1 Euler step, 1 network call (w = 1) draws the digit asked for",
+        # reflow: pairs (z, x = ODE(z, y), y) from the teacher, then flow matching on the pairs from its weights;
+        # no label dropout (the guided pairs already carry the guidance; sample with w = 1)
+        "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 1500, "lr": 1e-3, "warmup": 100,
+                   "objective": "flow",
+                   "reflow": {"teacher": "unet_flow", "n_pairs": 20000, "sampler": "heun", "sampler_steps": 8,
+                              "w": 2.0, "null_class": 10, "seed": 1}},
+    },
 }
 
 
