@@ -41,6 +41,7 @@ import nbformat
 from . import records
 from .coursedir import CourseDir, fmt_ts, now_utc, parse_ts, stamp, student_id_problem, unique
 from .errors import InstructorError
+from .exchange_io import stage_submissions
 from .roster import Roster, load_roster
 from .sanitize import reduce_submission
 from .sanitize import terminal_safe as shown
@@ -81,8 +82,10 @@ def known_notebooks(course: CourseDir) -> dict[str, "KnownNotebook"]:
 
 
 def collect(course: CourseDir, paths, assignment=None, student_regex=None, roster=None, when=None,
-            dry_run=False) -> "CollectReport":
-    """File submissions (folders in nbgrader's layout, LMS folders or zips) under ``submitted/``; see docs/INSTRUCTORS.md."""
+            dry_run=False, exchange=True) -> "CollectReport":
+    """File submissions (folders in nbgrader's layout, LMS folders or zips) under ``submitted/``, and with
+    ``exchange`` those handed in through the class hub's exchange (ddpm_instructor/exchange_io.py) when the course
+    has one; see docs/INSTRUCTORS.md."""
     known = known_notebooks(course)
     if assignment and assignment not in {k.assignment for k in known.values()}:
         raise InstructorError(f"unknown assignment {assignment!r}; released: {', '.join(course.released_assignments())}")
@@ -91,6 +94,7 @@ def collect(course: CourseDir, paths, assignment=None, student_regex=None, roste
     report = CollectReport(batch=stamp())
     with tempfile.TemporaryDirectory(prefix="ddpm-collect-") as spool:
         ctx = _Context(known, roster_, assignment, report, Path(spool))
+        paths = [*paths, *(stage_submissions(course, Path(spool), report, assignment, dry_run) if exchange else [])]
         candidates = _refuse_collisions(course, _gather(course, paths, regex, ctx, dry_run), report)
         by_submission: dict[tuple[str, str], list[Candidate]] = {}
         for (a, student, _), c in _choose(course, candidates, report, dry_run).items():

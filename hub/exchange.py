@@ -178,3 +178,82 @@ class OwnerCheckedExchangeCollect(ExchangeCollect):
             if before:
                 return before[0]
         return records[0]
+
+
+# ---------------------------------------------------------------- release and feedback (./course instructor)
+RELEASED_DIR_MODE = 0o2755      # outbound/<assignment>/: every student reads and fetches it, the instructors' group
+RELEASED_FILE_MODE = 0o644
+FEEDBACK_FILE_MODE = 0o640      # feedback/<hash>.html: owned by its student, the instructors' group; no one else
+
+
+def release_to_exchange(root: str | os.PathLike, course_id: str, assignment: str, src: str | os.PathLike) -> Path:
+    """Put the student version ``src`` (a folder) into ``outbound/<assignment>/`` of the exchange, replacing an
+    earlier release in one rename: a student fetching meanwhile gets the old or the new one, never half of each.
+    Folders 2755, files 0644 (nbgrader's release gives the same); links and special files in ``src`` are not copied."""
+    outbound = ExchangeLayout(Path(root), course_id, "").outbound
+    if not outbound.is_dir():
+        raise ExchangeSetupError(f"{outbound} is not there: the hub prepares the exchange (./course hub, or "
+                                 "./course hub --setup-only as root) before anything is released into it")
+    if not assignment or "/" in assignment or assignment.startswith(".") or "+" in assignment:
+        raise ExchangeSetupError(f"assignment {assignment!r} is not a plain folder name without '+'")
+    dest = outbound / assignment
+    staging = outbound / f".staging-{assignment}-{secrets.token_hex(6)}"
+    old = outbound / f".replaced-{assignment}-{secrets.token_hex(6)}"
+    try:
+        shutil.copytree(src, staging, symlinks=True, ignore=_not_plain)
+        for d, dirs, files in os.walk(staging):
+            os.chmod(d, RELEASED_DIR_MODE)
+            for f in files:
+                os.chmod(os.path.join(d, f), RELEASED_FILE_MODE)
+        if dest.exists() or dest.is_symlink():
+            os.rename(dest, old)
+        os.rename(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def _not_plain(folder: str, names: list[str]) -> set[str]:
+    """``copytree``'s ignore: links, pipes, devices and hidden files (checkpoints) stay out of a release."""
+    out = set()
+    for n in names:
+        mode = os.lstat(os.path.join(folder, n)).st_mode
+        if n.startswith(".") or n == "__pycache__" or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            out.add(n)
+    return out
+
+
+def feedback_file_name(secret: str, notebook_id: str) -> str:
+    """The name of a notebook's feedback in ``feedback/``: nbgrader's hash of the submission's secret and the
+    notebook's name, which is how a student's Assignment List finds it (and no one else can)."""
+    from nbgrader.utils import notebook_hash
+    return f"{notebook_hash(secret=secret, notebook_id=notebook_id)}.html"
+
+
+def place_feedback(root: str | os.PathLike, course_id: str, student: str, secret: str, notebook_id: str,
+                   page: bytes) -> Path:
+    """Write one feedback page into the exchange's ``feedback/`` under nbgrader's name for it, replacing an earlier
+    one in one rename.  Run as root (the hub's machine): owned by ``student``, readable by them and the instructors'
+    group only.  Run by an instructor who is not root (who cannot give a file away): 0644, as nbgrader's own
+    release_feedback leaves it, found only by its name (the hash of a secret other students cannot read)."""
+    feedback = ExchangeLayout(Path(root), course_id, "").feedback
+    if not feedback.is_dir():
+        raise ExchangeSetupError(f"{feedback} is not there: the hub prepares the exchange (./course hub)")
+    uid = pwd.getpwnam(student).pw_uid
+    dest = feedback / feedback_file_name(secret, notebook_id)
+    tmp = feedback / f".tmp-{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(page)
+        if os.geteuid() == 0:
+            os.chown(tmp, uid, -1)           # the group is the set-gid feedback folder's: the instructors'
+            os.chmod(tmp, FEEDBACK_FILE_MODE)
+        else:
+            os.chmod(tmp, 0o644)
+        os.rename(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
