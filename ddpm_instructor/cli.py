@@ -1,11 +1,12 @@
 """``./course instructor STEP``: the one command-line entry point; it dispatches to one module per step.
 
     release [ASSIGNMENT ...] [--public STAGE ...]   student versions + gradebook entries + student bundles
-    collect PATH [PATH ...]                        folders or LMS zip exports
+            [--exchange ROOT [--exchange-course ID]]  class hub: also into its exchange (remembered)
+    collect [PATH ...] [--no-exchange]             folders or LMS zip exports, and the hub's exchange if tied to one
     autograde [ASSIGNMENT ...]                     sandboxed, smoke profile, tests judged outside the kernel
     feedback [ASSIGNMENT ...] [--zip]              HTML per student
     grades [--out FILE.csv] [--format canvas|moodle --roster R.csv]   CSV export, or an LMS import file
-    grades --lti [--lti-state DIR] [--lti-zero-missing]             class hub: scores to the LMS (LTI 1.3 AGS)
+    grades --lti [--lti-state DIR] [--lti-zero-missing] [--assignment A]   class hub: scores to the LMS (LTI 1.3 AGS)
     roster FILE.csv | status | points | doctor
     grade-one SUBMISSION --assignment A            one submission on its own -> Gradescope's results.json
     export-autograder A                            Gradescope's autograder zip (setup.sh, run_autograder)
@@ -56,9 +57,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="regenerate even if the source did not change")
     s.add_argument("--public", action="append", default=[], metavar="STAGE",
                    help="declare a stage's reference code public (after its deadline); remembered; repeatable")
+    s.add_argument("--exchange", metavar="ROOT", help="class hub: also release into nbgrader's exchange at ROOT (the "
+                   "hub's DDPM_HUB_EXCHANGE); remembered, so collect and feedback use it too")
+    s.add_argument("--exchange-course", metavar="ID", help="with --exchange: the hub's course id (DDPM_HUB_COURSE_ID; "
+                   "default: that variable, else ddpm-course)")
 
     s = sub.add_parser("collect", help="file submissions (folders in nbgrader layout, LMS folders or zips)")
-    s.add_argument("paths", nargs="+")
+    s.add_argument("paths", nargs="*", help="exports to collect (none: only the hub's exchange, if the course has one)")
+    s.add_argument("--no-exchange", action="store_true", help="do not take submissions from the hub's exchange")
     s.add_argument("--assignment", help="only collect this assignment")
     s.add_argument("--student-regex", help="regex with a (?P<student>...) group, matched against each top-level "
                    "file or folder name of an export (never a path inside a student's zip)")
@@ -91,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--lti-state", default=os.environ.get("DDPM_HUB_STATE", "/srv/ddpm-hub"),
                    help="--lti: the hub's state folder (DDPM_HUB_STATE; holds lti/launches.json, lti/tool_key.pem)")
     s.add_argument("--lti-zero-missing", action="store_true", help="--lti: send 0 for a student with no submission")
+    s.add_argument("--assignment", action="append", help="--lti: only this assignment (repeatable; default: every "
+                   "assignment the LMS launched the hub from)")
 
     s = sub.add_parser("roster", help="import students (CSV: id,first_name,last_name,email) into the gradebook")
     s.add_argument("csv")
@@ -126,17 +134,22 @@ def parser() -> argparse.ArgumentParser:
 
 def _release(course: CourseDir, args) -> int:
     from .release import release
-    release(course, args.assignments, force=args.force, public=args.public)
+    release(course, args.assignments, force=args.force, public=args.public, exchange=args.exchange,
+            exchange_course=args.exchange_course)
     return 0
 
 
 def _collect(course: CourseDir, args) -> int:
     from .collect import collect
+    from .exchange_io import configured
+    if not args.paths and (args.no_exchange or configured(course) is None):
+        raise InstructorError("nothing to collect: give the exports (folders or zips), or tie the course to the "
+                              "class hub's exchange once with `release --exchange ROOT`")
     when = parse_ts(args.timestamp) if args.timestamp else None
     if args.timestamp and when is None:
         raise InstructorError("--timestamp: use 'YYYY-MM-DD HH:MM:SS' (UTC)")
     report = collect(course, args.paths, assignment=args.assignment, student_regex=args.student_regex,
-                     roster=args.roster, when=when, dry_run=args.dry_run)
+                     roster=args.roster, when=when, dry_run=args.dry_run, exchange=not args.no_exchange)
     print(report.text())
     return 1 if report.unmatched else 0
 
@@ -158,7 +171,8 @@ def _grades(course: CourseDir, args) -> int:
     if args.lti:
         from .lti import post_grades
         state = Path(args.lti_state) / "lti"
-        posts = post_grades(course, state / "launches.json", state / "tool_key.pem", zero_missing=args.lti_zero_missing)
+        posts = post_grades(course, state / "launches.json", state / "tool_key.pem", zero_missing=args.lti_zero_missing,
+                            assignments=args.assignment)
         for p in posts:
             print(f"  {p.assignment:<24} {p.student:<24} {'sent' if p.posted else 'not sent'}: {p.detail}")
         print(f"sent {sum(p.posted for p in posts)} scores to the LMS ({len(posts)} students x assignments)")

@@ -168,6 +168,9 @@ def _chosen(hx, ex: Exchange, course: CourseDir, assignment: str) -> list[dict]:
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.exchange import ExchangeError
 
+    bindir = os.path.dirname(sys.executable)        # nbgrader's Gradebook runs `alembic` from PATH (CourseDir.env)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
     cd = CourseDirectory(root=str(course.root), course_id=ex.course_id, assignment_id=assignment,
                          db_url=f"sqlite:///{course.db_path}")
     collector = hx.OwnerCheckedExchangeCollect(coursedir=cd, root=str(ex.root))

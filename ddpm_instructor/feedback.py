@@ -8,6 +8,9 @@ more memory: one huge or broken notebook costs its owner a failure page, never t
 carries a Content-Security-Policy (:data:`CSP`) that forbids scripts, plug-ins, frames, forms and every request
 but inline styles and ``data:`` images: whatever HTML a student managed to put in a notebook cannot run when the
 page is opened.  nbconvert's MathJax loader is a script too, so maths shows as its LaTeX source.
+
+On a class hub (a course directory tied to the hub's exchange: ``ddpm_instructor.exchange_io``) each student's pages
+are also returned through the exchange, where their Assignment List offers "Fetch Feedback".
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from . import exchange_io
 from .coursedir import CourseDir, stamp
 from .records import read_notes
 
@@ -47,6 +51,8 @@ def feedback_zip(course, assignment: str) -> Path:
     return dest
 
 def feedback(course: CourseDir, assignments=None, students=None, zip_it=False, jobs=None) -> list[Path]:
+    """Each student's pages; on a class hub (``exchange_io.configured``) each is also returned through the exchange."""
+    ex = exchange_io.configured(course)
     made = []
     for a in assignments or course.released_assignments():
         subs = [s for s in (students or course.submissions(a))]
@@ -78,6 +84,14 @@ def feedback(course: CourseDir, assignments=None, students=None, zip_it=False, j
                        "Grade them in the formgrader (./course instructor lab), then run feedback again.")
         if zip_it:
             course.say(f"{a}: all pages zipped in {feedback_zip(course, a)}")
+        if ex is not None:
+            back = exchange_io.return_feedback(course, ex, a, subs)
+            for r in back:
+                course.say(f"  {r.student}: " + (f"{r.pages} page(s) returned through the hub's exchange (Fetch "
+                                                 "Feedback in their Assignment List)" if not r.why else
+                                                 f"not returned through the exchange: {r.why}"))
+            course.say(f"{a}: feedback returned through the exchange to {sum(not r.why for r in back)} of "
+                       f"{len(back)} student(s)")
     return made
 
 def written_to_grade(course, assignment: str, students) -> list[str]:

@@ -1,16 +1,22 @@
 """Step 1: ``release`` -- snapshot ``notebooks/source``, generate the student versions with nbgrader, register them
-in the gradebook, and write each assignment's student bundle (``ddpm_instructor.bundle``)."""
+in the gradebook, and write each assignment's student bundle (``ddpm_instructor.bundle``); on a class hub, also put
+each student version into the hub's exchange, where the students' Assignment List fetches it
+(``ddpm_instructor.exchange_io``: ``--exchange ROOT`` once, remembered by the course directory)."""
 from __future__ import annotations
 
 import shutil
 
+from . import exchange_io
 from .bundle import build_bundle, declare_public
 from .coursedir import CourseDir, stamp, tree_digest, unique
 from .errors import InstructorError
 
 
-def release(course: CourseDir, assignments=None, force=False, public=()) -> list[str]:
-    """Snapshot the sources, generate the student versions (nbgrader), register them, and write the bundles."""
+def release(course: CourseDir, assignments=None, force=False, public=(), exchange=None,
+            exchange_course=None) -> list[str]:
+    """Snapshot the sources, generate the student versions (nbgrader), register them, and write the bundles; with
+    ``exchange`` (a hub's exchange root: remembered) or one remembered, release them into that exchange too."""
+    ex = exchange_io.configure(course, exchange, exchange_course) if exchange else exchange_io.configured(course)
     if public:
         declare_public(course, public)
     names = list(assignments or course.source_assignments())
@@ -39,5 +45,9 @@ def release(course: CourseDir, assignments=None, force=False, public=()) -> list
         auto, written = (sum(p for *_, p in course.points(a, written=w)) for w in (False, True))
         course.say(f"released {a} ({auto:g} points autograded, {written:g} written): hand out {zpath} "
                    f"(or the folder {folder})")
+        if ex is not None:
+            dest = exchange_io.release(course, ex, a)
+            course.say(f"  and into the hub's exchange ({dest}): students fetch it in the Assignment List "
+                       f"(course {ex.course_id})")
         done.append(a)
     return done
