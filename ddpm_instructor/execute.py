@@ -11,8 +11,9 @@ or hide what the student got right:
 * cells tagged with one of ``skip_tags`` (demonstrations) are not run, unless they are graded or answer cells;
 * a cell the grader never gets to carries a "not run" error (nbgrader gives a graded cell without one full marks);
 * outputs are capped while they stream in (``output_cap.OutputCap``);
-* the kernel runs in the sandbox (``sandbox.SandboxKernelManager``, which also hands it the graded tests' inputs,
-  mounted read-only), never with this process's environment.
+* the kernel runs in the sandbox (``sandbox.SandboxKernelManager``), never with this process's environment;
+* a graded test's inputs are in the kernel's inputs folder only while its own cell runs (``_inputs_for``): before,
+  after and between graded cells the folder is empty, so no cell can read another test's inputs.
 
 What happened (notes in plain words, whether the notebook ran, its slowest cell, the time taken) goes into the
 notebook's run record (``notebook_run``).  The next preprocessors in the pipeline (``ddpm_instructor.coursedir``)
@@ -20,6 +21,7 @@ judge the graded cells (``judge_graded.JudgeGradedCells``) and write the notes (
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -29,7 +31,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Integer, List, Type
 
-from .notebook_run import error_output, run_record
+from .notebook_run import error_output, is_graded_test, run_record
 from .output_cap import OutputCap
 from .sandbox import SandboxKernelManager
 
@@ -131,7 +133,8 @@ class GuardedExecute(Execute):
         self._asked_exit = False
         started = time.monotonic()
         try:
-            cell = self.execute_cell(cell, index, store_history=True)
+            with self._inputs_for(cell):
+                cell = self.execute_cell(cell, index, store_history=True)
             if self._asked_exit:
                 raise DeadKernelError("the cell called exit()")
         except CellTimeoutError:
@@ -163,6 +166,13 @@ class GuardedExecute(Execute):
         if self.output_cap.was_cut(index):
             self._notes.append(f"The output of {label} was longer than the grader keeps and was cut.")
         return cell, self.resources
+
+    def _inputs_for(self, cell):
+        """While a graded test cell runs, its inputs (and no other test's) are in the kernel's inputs folder."""
+        stage = getattr(self.km, "graded_inputs", None)
+        if stage is None or not is_graded_test(cell):
+            return contextlib.nullcontext()
+        return stage(str(cell.metadata["nbgrader"].get("grade_id", "")))
 
     def _label(self, cell, index):
         """How the notes name a cell: its number in the feedback (the notes cell comes first) and its start."""
@@ -223,7 +233,8 @@ class GuardedExecute(Execute):
                 self._cell_timeout = min(self.timeout, remaining)
                 scratch = copy.deepcopy(original)
                 try:
-                    self.execute_cell(scratch, j, store_history=False)
+                    with self._inputs_for(scratch):
+                        self.execute_cell(scratch, j, store_history=False)
                 except Exception:
                     replay_failed = j
                     break

@@ -10,7 +10,8 @@ four modes (trait ``mode``):
     editable-install finders and the ``.pth`` files that point anywhere else masked, and no copy of the course's
     packages), the assignment's student bundle at ``/sandbox/bundle`` (on ``PYTHONPATH``: its ``tutorial_utils``,
     public ``solutions``, checkpoints and judge weights), MNIST at ``/sandbox/data`` and the graded tests' inputs
-    at ``/sandbox/inputs``.  Nothing else of the host: no checkout (``tests/``, ``benchmarks/``, ``docs/``), no
+    folder at ``/sandbox/inputs``, which holds one test's inputs only while its graded cell runs
+    (``graded_inputs``, used by ``execute.GuardedExecute``) and is empty otherwise.  Nothing else of the host: no checkout (``tests/``, ``benchmarks/``, ``docs/``), no
     grading directory, no other copy of the course, no host ``/tmp`` or home.  The writable places are sized
     tmpfs mounts: ``/tmp`` (``tmp_mb``), ``/dev/shm`` (``shm_mb``) and the working copy of the student's folder
     at ``/home/student/<assignment>`` (``work_mb``; the copy is made inside, so nothing the kernel writes reaches
@@ -21,7 +22,8 @@ four modes (trait ``mode``):
     handed back to root once they exist, before any cell runs.
 ``user`` (what ``auto`` picks where bubblewrap cannot create namespaces, e.g. Docker's default seccomp profile)
     The kernel runs as that unprivileged uid on the host's filesystem, in a 0700 folder it owns holding the working
-    copy and copies of the bundle and inputs, with the same rlimits.  Before the first kernel the grader checks, as
+    copy, a copy of the bundle and the inputs folder (root's, filled one graded cell at a time), with the same
+    rlimits.  Before the first kernel the grader checks, as
     that uid, that it cannot read the checkout, the grading directory or ``protect``; it refuses with an
     ``InstructorError`` that says what to ``chmod`` otherwise.  Every notebook graded so carries a note saying so.
 ``off``
@@ -35,10 +37,12 @@ reports what it could reach (``./course instructor doctor``).
 from __future__ import annotations
 
 import ast
+import contextlib
 import fcntl
 import functools
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -66,6 +70,7 @@ ETC = ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localti
 COURSE_PACKAGES = {"solutions", "ddpm_instructor", "tutorial_utils", "tests", "benchmarks", "notebooks"}
 UID_BASE = 1_999_000           # kernels run as UID_BASE + 1 + slot, group UID_BASE; no file on the host is theirs
 SLOTS = 512
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")     # a grade id that names a file in the inputs folder
 ROOT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SETUID", "CAP_SETGID"]   # the boot step's, then none
 NOTES = {
     "user": "Your code ran as an unprivileged user with no filesystem sandbox (bubblewrap cannot create namespaces "
@@ -314,8 +319,9 @@ class SandboxKernelManager(AsyncKernelManager):
     nproc = Integer(256, help="Processes and threads the kernel may have at once (RLIMIT_NPROC).").tag(config=True)
     bundle_dir = Unicode("", help="The assignment's student bundle (<course>/bundles/<assignment>): read-only at "
                          f"{BUNDLE_IN}, on the kernel's PYTHONPATH.").tag(config=True)
-    inputs_dir = Unicode("", help=f"The graded tests' inputs: read-only at {INPUTS_IN}, in DDPM_GRADER_INPUTS."
-                         ).tag(config=True)
+    inputs_dir = Unicode("", help=f"The graded tests' inputs (the grader's, never shown to the kernel): each test's "
+                         f"file is copied into the kernel's inputs folder ({INPUTS_IN}, in DDPM_GRADER_INPUTS) only "
+                         "while its graded cell runs.").tag(config=True)
     data_dir = Unicode(help=f"MNIST (a folder holding MNIST/raw): read-only at {DATA_IN}, in DDPM_DATA_DIR."
                        ).tag(config=True)
     extra_ro = List(Unicode(), help="More host paths the kernel may read (bound read-only at the same path)."
@@ -343,6 +349,8 @@ class SandboxKernelManager(AsyncKernelManager):
         self._slot: _Slot | None = None
         self._mode: str | None = None
         self._launch_env: dict = {}
+        self._stage: str | None = None          # the kernel's inputs folder: empty but while a graded cell runs
+        self._stage_fd: int | None = None
 
     # ---------------------------------------------------------------- what is in force
     @property
@@ -395,7 +403,7 @@ class SandboxKernelManager(AsyncKernelManager):
         if mode == "off":
             self._launch_env = dict(os.environ)
             extra = {"PYTHONPATH": os.pathsep.join(p for p in (self.bundle_dir, os.environ.get("PYTHONPATH")) if p),
-                     "DDPM_GRADER_INPUTS": self.inputs_dir}
+                     "DDPM_GRADER_INPUTS": self._make_stage()}
             self._launch_env.update({k: v for k, v in extra.items() if v})
             return inner
         boot = {"uid": self.uid, "gid": UID_BASE if self.uid is not None else None, "limits": self.limits(),
@@ -431,7 +439,7 @@ class SandboxKernelManager(AsyncKernelManager):
         Path(etc, "passwd").write_text(f"student:x:{uid}:{gid}:student:/tmp:/usr/sbin/nologin\n")
         Path(etc, "group").write_text(f"student:x:{gid}:\n")
         args += ["--ro-bind", f"{etc}/passwd", "/etc/passwd", "--ro-bind", f"{etc}/group", "/etc/group"]
-        for src, dst in ((self.bundle_dir, BUNDLE_IN), (self.inputs_dir, INPUTS_IN), (self.data_dir, DATA_IN)):
+        for src, dst in ((self.bundle_dir, BUNDLE_IN), (self._make_stage(), INPUTS_IN), (self.data_dir, DATA_IN)):
             if src and os.path.isdir(src):
                 _parents(args, made, binds, dst)
                 args += ["--ro-bind", os.path.realpath(src), dst]
@@ -456,13 +464,58 @@ class SandboxKernelManager(AsyncKernelManager):
         uid, p = boot["uid"], self._private
         self.check_user_mode(uid)
         _kill_uid(uid)
-        bundle, inputs, tmp = (os.path.join(p, d) for d in ("bundle", "inputs", "tmp"))
+        bundle, tmp = os.path.join(p, "bundle"), os.path.join(p, "tmp")
         _copy_tree(self.bundle_dir, bundle)
-        _copy_tree(self.inputs_dir, inputs)
+        inputs = self._make_stage()
         boot.update(src=cwd, work=os.path.join(p, "work"), mkdirs=[tmp])
         self._launch_env = self._env(tmp, bundle if self.bundle_dir else "", inputs if self.inputs_dir else "",
                                      self.data_dir)
         return []
+
+    # ---------------------------------------------------------------- the graded tests' inputs, one cell at a time
+    def _make_stage(self) -> str:
+        """The folder the kernel knows as ``DDPM_GRADER_INPUTS`` ("" without ``inputs_dir``): the grader's, 0755,
+        inside this kernel's private folder, and empty but while a graded cell runs (``graded_inputs``).  It is
+        written through a descriptor opened here, so that a kernel that renames the folder (in the ``user`` mode its
+        uid owns the private folder) only loses its inputs; it can never make the grader write elsewhere."""
+        if not self.inputs_dir:
+            return ""
+        if self._stage is None:
+            self._stage = os.path.join(self._private, "inputs")
+            os.mkdir(self._stage, 0o755)
+            os.chmod(self._stage, 0o755)
+            self._stage_fd = os.open(self._stage, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        return self._stage
+
+    @contextlib.contextmanager
+    def graded_inputs(self, grade_id: str):
+        """``with km.graded_inputs(gid):`` the kernel's inputs folder holds ``<gid>.pt`` (copied from ``inputs_dir``)
+        and nothing else; on leaving it is empty again.  Nothing happens for a test without inputs there."""
+        src = os.path.join(self.inputs_dir, f"{grade_id}.pt") if self.inputs_dir else ""
+        if self._stage_fd is None or not _PLAIN_NAME.fullmatch(grade_id or "") or not os.path.isfile(src):
+            yield
+            return
+        self._empty_stage()
+        name = f"{grade_id}.pt"
+        with open(src, "rb") as f:
+            data = f.read()
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self._stage_fd)
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            yield
+        finally:
+            self._empty_stage()
+
+    def _empty_stage(self) -> None:
+        if self._stage_fd is None:
+            return
+        for name in os.listdir(self._stage_fd):
+            try:
+                os.unlink(name, dir_fd=self._stage_fd)
+            except FileNotFoundError:
+                pass
 
     # ---------------------------------------------------------------- the fallback's own check
     _checked: set = set()
@@ -564,6 +617,9 @@ class SandboxKernelManager(AsyncKernelManager):
     interrupt_kernel = _async_interrupt_kernel
 
     def _release(self) -> None:
+        if self._stage_fd is not None:
+            os.close(self._stage_fd)
+            self._stage_fd = None
         if self._slot is not None:
             if self._mode == "user":
                 _kill_uid(self._slot.uid)

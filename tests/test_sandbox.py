@@ -13,7 +13,7 @@ import os
 import shutil
 import struct
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import nbformat
@@ -142,13 +142,18 @@ def test_no_other_copy_of_the_course_no_host_tmp_no_home(kernel, places):
 
 
 def test_imports_come_from_the_bundle_and_no_editable_finder_is_left(kernel, places):
-    got = kernel.json("import json, sys, tutorial_utils, importlib.util as u\n"
-                      "print(json.dumps([tutorial_utils.WHERE, tutorial_utils.__file__, "
-                      "[m for m in sys.modules if 'editable' in m], u.find_spec('ddpm_instructor') is None, "
-                      "open(__import__('os').environ['DDPM_GRADER_INPUTS'] + '/test_x.pt', 'rb').read().decode()]))")
+    code = ("import json, os, sys, tutorial_utils, importlib.util as u\n"
+            "D = os.environ['DDPM_GRADER_INPUTS']\n"
+            "print(json.dumps([tutorial_utils.WHERE, tutorial_utils.__file__, "
+            "[m for m in sys.modules if 'editable' in m], u.find_spec('ddpm_instructor') is None, D, "
+            "{n: open(os.path.join(D, n), 'rb').read().decode() for n in os.listdir(D)}]))")
+    got = kernel.json(code)
     assert got[0] == "bundle" and got[1] == f"{sb.BUNDLE_IN}/tutorial_utils/__init__.py", got
     assert got[2] == [] and got[3] is True, got       # the venv's finder that maps packages into a checkout is masked
-    assert got[4] == "inputs"
+    assert got[4] == sb.INPUTS_IN and got[5] == {}, got          # the inputs folder: empty outside a graded cell
+    with kernel.km.graded_inputs("test_x"):
+        assert kernel.json(code)[5] == {"test_x.pt": "inputs"}
+    assert kernel.json(code)[5] == {}
 
 
 # ------------------------------------------------------------------ writing, processes, environment
@@ -312,3 +317,69 @@ def test_gradescope_disk_reading_submission_gets_nothing_in_the_fallback(places,
     assert [t["score"] for t in res["tests"]] == [0] * len(res["tests"]) and res["score"] == 0, res
     assert sum(t["max_score"] for t in res["tests"]) == 10
     assert sb.NOTES["user"] in res["output"], res["output"]
+
+
+# ------------------------------------------------------------------ the graded tests' inputs: only during their cell
+SNOOP = """
+import json, os, threading, time
+D = os.environ['DDPM_GRADER_INPUTS']
+first = sorted(os.listdir(D))
+seen = []
+def _watch():
+    while True:
+        try:
+            now = sorted(os.listdir(D))
+        except OSError as e:
+            now = [type(e).__name__]
+        if now and (not seen or seen[-1] != now):
+            seen.append(now)
+        time.sleep(0.001)
+threading.Thread(target=_watch, daemon=True).start()
+time.sleep(0.3)
+"""
+
+
+def _graded(source: str, gid: str):
+    from nbformat.v4 import new_code_cell
+    return new_code_cell(source, metadata={"nbgrader": {"grade": True, "solution": False, "grade_id": gid,
+                                                        "points": 1}})
+
+
+def _snooping_notebook():
+    """A first cell that lists the inputs folder and starts a thread watching it; each graded cell shows what the
+    folder holds while it runs; the last graded answer carries what the first cell and the thread saw."""
+    from nbformat.v4 import new_code_cell, new_notebook
+    return new_notebook(cells=[
+        new_code_cell(SNOOP),
+        _graded("time.sleep(0.3)\nprint(json.dumps([sorted(os.listdir(D)), open(D + '/test_a.pt').read()]))", "test_a"),
+        new_code_cell("print(json.dumps(sorted(os.listdir(D))))"),
+        _graded("time.sleep(0.3)\nprint(json.dumps([first, sorted(os.listdir(D)), seen]))", "test_b"),
+    ])
+
+
+@pytest.mark.parametrize("mode", ["off", "bwrap", "user"])
+def test_each_graded_cell_sees_only_its_own_inputs_and_only_while_it_runs(places, tmp_path, mode):
+    """The grader holds three tests' inputs; the kernel's folder is empty before, between and after the graded
+    cells, holds test_a's file during test_a only and test_b's during test_b only; test_c's never shows."""
+    from ddpm_instructor.execute import GuardedExecute
+    if mode == "bwrap" and BWRAP_PROBLEM:
+        pytest.skip(f"no bubblewrap here: {BWRAP_PROBLEM}")
+    if mode == "user" and not ROOT:
+        pytest.skip("the fallback switches to an unprivileged uid: the grader must be root")
+    inputs = tmp_path / "graded_inputs"
+    inputs.mkdir()
+    for gid in ("test_a", "test_b", "test_c"):
+        (inputs / f"{gid}.pt").write_text(gid.upper())
+    nb = _snooping_notebook()
+    c = Config({"SandboxKernelManager": {"mode": mode, "inputs_dir": str(inputs), **LIMITS},
+                "GuardedExecute": {"timeout": 60, "notebook_timeout": 300}})
+    with (grader_files_closed() if mode == "user" else nullcontext()):
+        GuardedExecute(config=c).preprocess(nb, {"metadata": {"path": str(places["student"])}})
+    shown = [[o.get("text", "") + o.get("evalue", "") for o in cell.outputs] for cell in nb.cells]
+    a, between, b = (json.loads(s[-1]) for s in shown[1:])
+    assert a == [["test_a.pt"], "TEST_A"], shown
+    assert between == [], shown
+    first, during_b, watched = b
+    assert first == [] and during_b == ["test_b.pt"], shown
+    assert watched == [["test_a.pt"], ["test_b.pt"]], shown           # the thread: at most the running cell's file
+    assert sorted(p.name for p in inputs.iterdir()) == ["test_a.pt", "test_b.pt", "test_c.pt"]   # the grader's kept

@@ -23,7 +23,8 @@ def _argv(tmp_path, monkeypatch, **traits):
         argv = km.command([sys.executable, "-c", "pass"], str(work))
     finally:
         km._release()
-    return argv, dict(venv=str(venv), course=str(course), bundle=str(bundle), inputs=str(inputs), work=str(work))
+    return argv, dict(venv=str(venv), course=str(course), bundle=str(bundle), inputs=str(inputs), work=str(work),
+                      stage=os.path.realpath(os.path.join(km._private, "inputs")))
 
 
 def test_allow_list_root_holds_only_what_the_kernel_needs(tmp_path, monkeypatch):
@@ -34,10 +35,13 @@ def test_allow_list_root_holds_only_what_the_kernel_needs(tmp_path, monkeypatch)
     ro = {(src, dst) for kind, src, dst in pairs if kind == "--ro-bind"}
     assert ("/", "/") not in ro and not any(src == "/" for src, _ in ro)
     assert (p["venv"], p["venv"]) in ro                                   # the Python, at its own path
-    assert (os.path.realpath(p["bundle"]), sandbox.BUNDLE_IN) in ro and (os.path.realpath(p["inputs"]), sandbox.INPUTS_IN) in ro
-    # nothing else of the course directory: only the bundle, the inputs and the student's folder (copied inside)
+    assert (os.path.realpath(p["bundle"]), sandbox.BUNDLE_IN) in ro
+    # the inputs folder is the kernel's own, in its private folder, filled one graded cell at a time; never the
+    # course's graded_inputs/ (which holds every test's inputs)
+    assert [src for src, dst in ro if dst == sandbox.INPUTS_IN] == [p["stage"]]
+    # nothing else of the course directory: only the bundle and the student's folder (copied inside)
     from_course = {src for src, _ in ro if src.startswith(p["course"])}
-    assert from_course == {os.path.realpath(p["bundle"]), os.path.realpath(p["inputs"]), p["work"]}
+    assert from_course == {os.path.realpath(p["bundle"]), p["work"]}
     assert (p["work"], sandbox.SRC_IN + "/f") in ro
     rw = [(a, b) for a, b, c in pairs if a == "--bind"]
     assert len(rw) == 1 and rw[0][1].endswith("/k"), rw            # the sockets' folder (handed back to root once made)
