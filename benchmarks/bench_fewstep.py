@@ -9,7 +9,11 @@ starting noise x_1 = x_T for every sampler: each draws ``torch.randn`` right aft
 
 * ``euler``, ``heun``: ``solutions.flow.flow_sample_loop`` on ``unet_flow`` (flow matching, notebook 8);
 * ``ddim``: ``solutions.ddim_sample_loop`` on ``unet_cond`` (DDPM-trained), η = 0, x̂_0 clipped to [-1, 1];
-* ``dpm2m``: ``solutions.dpm_solver_2m_sample_loop`` on ``unet_cond``, x̂_0 clipped the same way.
+* ``dpm2m``: ``solutions.dpm_solver_2m_sample_loop`` on ``unet_cond``, x̂_0 clipped the same way;
+* ``reflow``: Euler on ``unet_flow_reflow`` (``unet_flow`` reflowed on pairs from its guided ODE at the pairs' w,
+  its json's ``recipe.reflow.w``: the guidance is distilled in), so it is sampled unguided (w = 1): one call of
+  batch B per step, where a guided call is one call of batch 2B.  It is measured only when ``--w`` equals the
+  w its pairs were drawn at (the comparison is at the same guidance).
 
 Reported per run: accuracy (the share the course's judge reads as the asked-for digit), the Fréchet distance
 to the MNIST test set with its same-N floor (``tutorial_utils.judge.judge_samples``), wall and CPU seconds,
@@ -33,7 +37,8 @@ OUT = BENCH_DIR / "fewstep.json"
 GUIDANCE = BENCH_DIR / "guidance_unet_cond.json"
 SAMPLERS = {"euler": ("unet_flow", "flow matching, Euler"), "heun": ("unet_flow", "flow matching, Heun"),
             "ddim": ("unet_cond", "DDPM model, DDIM (η 0, x̂_0 clipped)"),
-            "dpm2m": ("unet_cond", "DDPM model, DPM-Solver++(2M) (x̂_0 clipped)")}
+            "dpm2m": ("unet_cond", "DDPM model, DPM-Solver++(2M) (x̂_0 clipped)"),
+            "reflow": ("unet_flow_reflow", "reflowed flow (guidance distilled), Euler, w = 1")}
 TARGET = {"accuracy": 0.99, "fd_ratio": 1.3, "max_steps": 10}
 
 
@@ -53,6 +58,8 @@ def sample(sampler, model, n_steps, labels, w, null_class, seed):
     if sampler in ("euler", "heun"):
         return flow.flow_sample_loop(model, shape, labels, n_steps=n_steps, method=sampler, w=w,
                                      null_class=null_class, seed=seed)
+    if sampler == "reflow":                  # guidance distilled into the weights: one unguided call per step
+        return flow.flow_sample_loop(model, shape, labels, n_steps=n_steps, method="euler", seed=seed)
     if sampler == "ddim":
         return solutions.ddim_sample_loop(model, shape, n_steps=n_steps, eta=0.0, seed=seed, y=labels, w=w,
                                           null_class=null_class, clip_x0=True)
@@ -92,13 +99,14 @@ def main():
     p.add_argument("--batch", type=int, default=100, help="images per sampler call (a guided call runs 2x that)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", choices=["bf16", "none"], default="bf16")
-    p.add_argument("--flow-dir", default=None, help="folder of a candidate unet_flow (default: checkpoints/)")
+    p.add_argument("--flow-dir", default=None,
+                   help="folder of a candidate unet_flow or unet_flow_reflow (default: checkpoints/)")
     args = p.parse_args()
     set_data_env()
     torch.set_num_threads(args.threads)
     from solutions.flow import network_calls
 
-    models = {name: load(name, args.flow_dir if name == "unet_flow" else None)
+    models = {name: load(name, args.flow_dir if name.startswith("unet_flow") else None)
               for name in {SAMPLERS[s][0] for s in args.samplers}}
     clf = load_classifier()
     labels = torch.arange(10).repeat_interleave(args.per_class)
@@ -107,7 +115,11 @@ def main():
     for sampler in args.samplers:
         name = SAMPLERS[sampler][0]
         model, meta = models[name]
-        null_class = meta["recipe"]["null_class"]
+        distilled = meta["recipe"].get("reflow", {}).get("w")            # the w a reflowed model's pairs had
+        if distilled is not None and distilled != args.w:
+            print(f"skipped {sampler}: {name} distils w = {distilled:g}, not --w {args.w:g}")
+            continue
+        null_class = meta["recipe"].get("null_class")
         for n_steps in args.steps:
             amp = torch.autocast("cpu", dtype=torch.bfloat16) if args.amp == "bf16" else contextlib.nullcontext()
             t0, c0 = time.time(), time.process_time()
@@ -119,7 +131,9 @@ def main():
             per_class = [round(r["per_class_accuracy"][c], 3) for c in range(10)]
             entry = {"run": f"{sampler}:{n_steps}", "sampler": sampler, "description": SAMPLERS[sampler][1],
                      "model": name, "sampler_steps": n_steps, "network_calls": network_calls(sampler, n_steps),
-                     "w": args.w, "n_samples": r["n_samples"], "accuracy": round(r["accuracy"], 4),
+                     "w": args.w, "sampled_w": 1.0 if distilled is not None else args.w,
+                     "images_per_call": "B" if distilled is not None or args.w == 1 else "2B",
+                     "n_samples": r["n_samples"], "accuracy": round(r["accuracy"], 4),
                      "per_class_accuracy": per_class, "min_class_accuracy": min(per_class),
                      "frechet_distance": round(r["frechet_distance"], 3),
                      "frechet_floor_real_train": round(r["frechet_floor"], 3),
