@@ -3,6 +3,8 @@
 # Settings come from environment variables (hub/settings.py lists them, with their defaults); what is below is
 # plain JupyterHub config, to read and adapt:
 #   - students and instructors each get their own OS user (LocalProcessSpawner, hub/users.py makes the accounts);
+#   - students' servers run a Python without the reference answers or the grader (hub/student_env.py), and the
+#     checkout is closed to all but root and the instructors (hub/checkout.py);
 #   - a student's server is the student lab + nbgrader's Assignment List, an instructor's the Formgrader
 #     (hub/labs.py); the exchange is closed per student (hub/exchange.py);
 #   - login: LTI 1.3 from the LMS (hub/auth.py), NativeAuthenticator for a trial, or a shared-password dummy for tests.
@@ -16,17 +18,14 @@ sys.path.insert(0, str(HUB.parent))          # the `hub` package next to this fi
 
 from hub import settings, spawn, users  # noqa: E402
 from hub.exchange import ExchangeSetupError  # noqa: E402
+from hub.student_env import StudentEnvError  # noqa: E402
 
 c = get_config()  # noqa: F821
 try:
     s = settings.load()
     config_dirs = spawn.prepare(s)           # groups, exchange, course folder, role configs (as root)
-except (settings.SettingsError, users.UserError, ExchangeSetupError) as e:
+except (settings.SettingsError, users.UserError, ExchangeSetupError, StudentEnvError) as e:
     sys.exit(f"error: {e}")
-# Not done yet: students' servers run this checkout's environment, where the reference answers (solutions/) are
-# installed and readable; a student's kernel can import them.  Trials and ungraded work only (docs/INSTRUCTORS.md).
-print("WARNING: students' servers on this hub can import solutions/ (the reference answers): do not run a graded "
-      "class on it yet (docs/INSTRUCTORS.md, 'Run it on JupyterHub')", file=sys.stderr)
 
 # ---- where the hub listens and keeps its state
 c.JupyterHub.bind_url = f"http://{s.ip}:{s.port}"
@@ -40,9 +39,12 @@ c.ConfigurableHTTPProxy.pid_file = str(s.hub_dir / "proxy.pid")
 c.JupyterHub.db_url = f"sqlite:///{s.hub_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(s.hub_dir / "jupyterhub_cookie_secret")
 
-# ---- each user's server: their own OS user, the course's Python, the lab of their role
+# ---- each user's server: their own OS user, the lab of their role, and its Python: the students' environment
+# (hub/student_env.py: the bundle's packages, no reference answers, no grader) or, for instructors, the course venv;
+# hub/spawn.py's pre_spawn sets the command and the environment; nothing of the hub's own environment passes on
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+c.Spawner.env_keep = ["LANG", "LC_ALL"]
 c.Spawner.default_url = "/lab"
 c.Spawner.pre_spawn_hook = partial(spawn.pre_spawn, s=s, config_dirs=config_dirs)
 c.Spawner.http_timeout = 120                  # a first lab start on a busy machine

@@ -8,9 +8,10 @@ server through ``JUPYTER_CONFIG_PATH`` (first on the path, so they win over the 
                               which fetches from and submits to the exchange
     <state>/etc/instructor/   the instructor lab (ddpm_instructor/lab.py): the Formgrader, Create Assignment, Validate
 
-and both hold the same ``nbgrader_config.py``: the course id, the exchange root, and the exchange classes of
-:mod:`hub.exchange` that keep students out of each other's submissions.  The course kernel, JupyterLab's defaults
-and Validate's settings are the environment's own (``./course setup`` wrote them into the venv).
+A student's server runs the students' Python of :mod:`hub.student_env` (no ``solutions`` but the public ones, no
+``ddpm_instructor``), an instructor's the course venv.  Both folders hold the same ``nbgrader_config.py``: the course id, the exchange root, and the exchange classes of
+:mod:`hub.exchange` that keep students out of each other's submissions.  JupyterLab's defaults and Validate's settings are
+the course venv's own (``./course setup`` wrote them into the venv); the students' environment reads them there.
 """
 from __future__ import annotations
 
@@ -80,6 +81,13 @@ def write_config_dirs(etc: Path, cfg: ExchangeConfig) -> dict[str, Path]:
 
 
 def server_environment(config_dir: Path, repo: Path) -> dict[str, str]:
-    """The environment a user's server gets on top of the spawner's: its config folder and the ``hub`` package
-    (the exchange classes) on the import path."""
+    """An instructor's server, on top of the spawner's environment: its config folder and the ``hub`` package (the
+    exchange classes) on the import path; it runs the course venv (the instructors may read the checkout)."""
     return {"JUPYTER_CONFIG_PATH": str(config_dir), "PYTHONPATH": str(repo)}
+
+
+def student_server_environment(config_dir: Path, env) -> dict[str, str]:
+    """A student's server (``env``: a :class:`hub.student_env.StudentEnv`): its config folder first, then the course
+    venv's; the students' Python finds the bundle's packages and the exchange classes itself (no PYTHONPATH)."""
+    return {"JUPYTER_CONFIG_PATH": os.pathsep.join([str(config_dir), *env.config_path_tail()]),
+            **env.server_environment()}

@@ -1,6 +1,7 @@
 """The class hub's settings: environment variables, each with a default for a trial on one machine.
 
-    DDPM_HUB_STATE        /srv/ddpm-hub             the hub's database, secrets, config folders, LTI records
+    DDPM_HUB_STATE        /srv/ddpm-hub             the hub's database, secrets, config folders, LTI records, and
+                                                    the students' environment (student/: hub/student_env.py)
     DDPM_HUB_IP           127.0.0.1                 where the hub listens (0.0.0.0 behind a TLS proxy for a class)
     DDPM_HUB_PORT         8000                      the hub's public port (its API and proxy ports: DDPM_HUB_API_PORT,
                                                     DDPM_HUB_PROXY_API_PORT, default 8081 and 8001)
@@ -88,6 +89,11 @@ class HubSettings:
     @property
     def lti_dir(self) -> Path:
         return self.state / "lti"
+
+    @property
+    def student_dir(self) -> Path:
+        """The students' Python and the bundle's packages (hub/student_env.py): root's, world-readable."""
+        return self.state / "student"
 
 
 def _port(env, name: str, default: int) -> int:

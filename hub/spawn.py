@@ -6,8 +6,12 @@ course folder, the role config folders (hub/labs.py) and, with LTI, the tool's k
 :func:`pre_spawn` (each server start): the user's OS account (hub/users.py), their OS groups following their hub
 group, and the server's environment and folder:
 
-    student      the student lab + Assignment List, in their home (fetched assignments land there)
-    instructor   the instructor lab (Formgrader) in the shared course folder, in the instructors' OS group
+    student      the student lab + Assignment List, in their home (fetched assignments land there), run by the
+                 students' Python (hub/student_env.py: a bundle's packages, no reference answers, no grader)
+    instructor   the instructor lab (Formgrader) in the shared course folder, in the instructors' OS group, run by
+                 the course venv
+
+At start it also closes the checkout to everyone but root and the instructors (hub/checkout.py).
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import labs, users
+from . import labs, student_env, users
+from .checkout import close_checkout
 from .exchange import prepare_exchange
 from .settings import INSTRUCTORS_GROUP, REPO, HubSettings
 
@@ -45,6 +50,8 @@ def prepare(s: HubSettings) -> dict[str, Path]:
     s.course_root.mkdir(exist_ok=True)
     os.chown(s.course_root, 0, gid)
     os.chmod(s.course_root, 0o2770)
+    student_env.build(s.student_dir, s.course_root)
+    close_checkout(REPO, gid, keep=[Path(sys.prefix), s.state, s.exchange])
     if s.lti is not None:
         s.lti_dir.mkdir(exist_ok=True)
         os.chown(s.lti_dir, 0, gid)
@@ -86,9 +93,17 @@ def pre_spawn(spawner, s: HubSettings, config_dirs: dict[str, Path]) -> None:
     role = role_of(spawner.user)
     pw = users.ensure_user(name, s.os_users_group)
     users.set_member(name, s.os_instructors_group, role == "instructor")
-    spawner.environment.update(labs.server_environment(config_dirs[role], REPO))
-    spawner.environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin",
-                                                   "/bin"])
+    if role == "student":
+        env = student_env.StudentEnv(s.student_dir, Path(sys.prefix))
+        student_env.place_solutions(env, student_env.public_stages(s.course_root))   # stages made public since
+        spawner.cmd = [str(env.singleuser)]
+        spawner.environment.update(labs.student_server_environment(config_dirs[role], env))
+        bin_dir = env.python.parent
+    else:
+        spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+        spawner.environment.update(labs.server_environment(config_dirs[role], REPO))
+        bin_dir = Path(sys.executable).parent
+    spawner.environment["PATH"] = os.pathsep.join([str(bin_dir), "/usr/local/bin", "/usr/bin", "/bin"])
     spawner.notebook_dir = str(s.course_root if role == "instructor" else pw.pw_dir)
     spawner.log.info("starting %s's server as OS user %s (%s lab, groups %s)", name, pw.pw_name, role,
                      [g.gr_name for g in grp.getgrall() if name in g.gr_mem])

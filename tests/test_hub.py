@@ -131,6 +131,109 @@ def test_an_instructors_server_has_the_formgrader_and_the_instructors_group(hub,
     assert session.get(f"{hub.url}/user/{name}/formgrader", timeout=60).status_code == 200
 
 
+def run_in_kernel(hub, session, name: str, code: str, kernel: str = "ddpm-course", timeout: float = 120) -> str:
+    """``code`` in a new kernel of ``name``'s server, started and driven as the lab does (the Jupyter REST API and
+    the kernel's websocket, with the user's cookies); returns what it printed, or raises with its error."""
+    import uuid
+
+    import websocket
+
+    base = f"{hub.url}/user/{name}"
+    xsrf = session.cookies.get("_xsrf", path=f"/user/{name}/") or session.cookies.get("_xsrf", "")
+    r = session.post(f"{base}/api/kernels", json={"name": kernel}, headers={"X-XSRFToken": xsrf}, timeout=60)
+    assert r.status_code == 201, (r.status_code, r.text[:500])
+    kid = r.json()["id"]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    ws = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kid}/channels",
+                                     header=[f"Cookie: {cookie}", f"X-XSRFToken: {xsrf}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({"header": {"msg_id": msg_id, "username": name, "session": uuid.uuid4().hex,
+                                       "msg_type": "execute_request", "version": "5.3"},
+                            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                            "content": {"code": code, "silent": False, "store_history": False,
+                                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+        out, error, deadline = [], None, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                error = f"{msg['content']['ename']}: {msg['content']['evalue']}"
+            elif kind == "execute_reply":
+                break
+        else:
+            raise AssertionError(f"no reply from {name}'s kernel in {timeout} s")
+    finally:
+        ws.close()
+        session.delete(f"{base}/api/kernels/{kid}", headers={"X-XSRFToken": xsrf}, timeout=60)
+    assert error is None, f"{name}'s kernel raised {error}; it printed {''.join(out)[-2000:]}"
+    return "".join(out)
+
+
+# What a student's kernel tries (printed as one JSON object): imports, reads of the checkout, and a self-check.
+REACH = """
+import importlib, json, os, sys
+r = {"uid": os.getuid(), "python": sys.executable}
+for m in ("ddpm_instructor", "solutions.diffusion", "solutions.sampling"):
+    try:
+        importlib.import_module(m); r[m] = "imported"
+    except ImportError as e:
+        r[m] = type(e).__name__
+try:
+    from solutions import q_sample; r["q_sample"] = "imported"
+except ImportError as e:
+    r["q_sample"] = str(e)
+for p in PATHS:
+    try:
+        open(p, "rb").read(1); r[p] = "read"
+    except OSError as e:
+        r[p] = type(e).__name__
+import solutions, tutorial_utils, torch
+from solutions import extract, Unet                       # the ungraded modules every bundle carries
+from tutorial_utils.checks import check_linear_beta_schedule
+check_linear_beta_schedule(lambda timesteps, beta_start=1e-4, beta_end=0.02:
+                           torch.linspace(beta_start, beta_end, timesteps), quiet=True)
+r["self-check"] = "passed"
+r["solutions"], r["tutorial_utils"] = solutions.__file__, tutorial_utils.__file__
+print(json.dumps(r))
+"""
+
+
+def test_a_students_kernel_reaches_no_answer_and_no_grader_but_its_self_checks_work(hub, student):
+    session, _ = student
+    name = hub.names["student"]
+    source = sorted((REPO / "notebooks" / "source").glob("02_*/*.ipynb"))[0]
+    paths = [str(REPO / "solutions" / "diffusion.py"), str(source), str(REPO / ".git" / "HEAD"),
+             str(REPO / "ddpm_instructor" / "autograde.py"), str(REPO / "tests" / "test_hub.py")]
+    got = json.loads(run_in_kernel(hub, session, name, f"PATHS = {paths!r}\n" + REACH).strip().splitlines()[-1])
+    student_env = hub.base / "state" / "student"
+    assert got["uid"] == pwd.getpwnam(name).pw_uid and got["python"].startswith(str(student_env)), got
+    assert got["ddpm_instructor"] == "ModuleNotFoundError", got
+    assert got["solutions.diffusion"] == got["solutions.sampling"] == "ModuleNotFoundError", got
+    assert "not public" in got["q_sample"] and "02_forward_closed_form" in got["q_sample"], got
+    assert {p: got[p] for p in paths} == {p: "PermissionError" for p in paths}, got
+    assert got["self-check"] == "passed"
+    assert got["solutions"].startswith(str(student_env / "course")), got
+    assert got["tutorial_utils"].startswith(str(student_env / "course")), got
+
+
+def test_the_checkout_is_closed_to_students_but_root_and_the_venv_still_work(hub, student):
+    import grp
+
+    gid = grp.getgrnam(f"{hub.os_groups}-instructors").gr_gid
+    for name in ("solutions", "notebooks", "ddpm_instructor", "tests", ".git"):
+        st = (REPO / name).stat()
+        assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == ("0o750", 0, gid), name
+    venv = Path(sys.prefix)
+    if REPO in venv.parents:                       # the venv in the checkout stays open: the servers run from it
+        assert (REPO / venv.relative_to(REPO).parts[0]).stat().st_mode & 0o005 == 0o005
+    assert (REPO / "solutions" / "diffusion.py").read_bytes()            # root still reads it
+
+
 def test_a_username_naming_a_machine_account_gets_no_server(hub):
     login(hub, "daemon", ok=False)      # the login's redirect to the spawn fails
     deadline = time.monotonic() + 30
