@@ -172,15 +172,13 @@ def test_dpm_solver_2m_solves_the_probability_flow_ode_better_than_ddim():
 # ============================================================================ notebook 8's grading
 # A simulated class, judged as the grader judges it (probe on the grader's inputs, judge against solutions.flow):
 # each solution cell of the source notebook as handed in right, blank, and with each plausible mistake.
-import json  # noqa: E402
-import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ddpm_instructor import graded  # noqa: E402
-from ddpm_instructor.blanks import blank_stub  # noqa: E402
-from tutorial_utils.checks import SelfCheckError, probe_record  # noqa: E402
+from graded_cells import cell_object, graded_cell_tests, handed_in  # noqa: E402
+from tutorial_utils.checks import SelfCheckError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NB8 = ROOT / "notebooks" / "source" / "08_flow_matching" / "08_flow_matching.ipynb"
@@ -202,49 +200,14 @@ MISTAKES = {
         ("v_cond, v_uncond = velocity(model, x_t, t, y), velocity(model, x_t, t, null)\n"
          "v = v_uncond + w * (v_cond - v_uncond)", "called 2 time(s)")],
 }
-REGION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[^\n]*\n(?P<body>.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.M | re.S)
-
-
-def _solution_source(cell_id: str) -> str:
-    nb = json.loads(NB8.read_text())
-    return next("".join(c["source"]) for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == cell_id)
-
-
-def _handed_in(cell_id: str, answer: str | None) -> str:
-    """The cell with its solution region replaced: by the reference (None), by the blank (""), or by ``answer``."""
-    def repl(m):
-        if answer is None:
-            return m.group("body")
-        lines = [blank_stub(m.group(0).split("\n")[0])] if answer == "" else answer.split("\n")
-        return "".join(m.group("indent") + line + "\n" for line in lines)
-    return REGION.sub(repl, _solution_source(cell_id))
 
 
 def _object(cell_id: str, answer: str | None):
-    ns = {"torch": torch, "F": torch.nn.functional}
-    exec(compile(_handed_in(cell_id, answer), f"<08:{cell_id}>", "exec"), ns)
-    return ns[cell_id]
+    return cell_object(NB8, cell_id, answer)
 
 
-def _verdict(gid: str, obj) -> tuple[bool, str]:
-    """The grader's verdict on the record the probe writes (read back as the grader reads it)."""
-    case = graded.TESTS[gid]
-    inputs = case.make_inputs()
-    return graded.judge_record(gid, probe_record(case.probe, obj, inputs).to_plain(inputs))
-
-
-@pytest.mark.parametrize("gid", sorted(CELL))
-def test_notebook8_the_reference_passes_and_the_blank_fails(gid):
-    ok, message = _verdict(gid, _object(CELL[gid], None))
-    assert ok, message
-    ok, message = _verdict(gid, _object(CELL[gid], ""))
-    assert not ok and "still None" in message and "fill in the blank" in message, message
-
-
-@pytest.mark.parametrize("gid,answer,words", [(g, a, w) for g, ms in MISTAKES.items() for a, w in ms])
-def test_notebook8_each_plausible_mistake_fails_with_its_hint(gid, answer, words):
-    ok, message = _verdict(gid, _object(CELL[gid], answer))
-    assert not ok and words in message, message
+test_notebook8_the_reference_passes_and_the_blank_fails, test_notebook8_each_plausible_mistake_fails_with_its_hint = \
+    graded_cell_tests(NB8, CELL, MISTAKES)
 
 
 def test_notebook8_self_checks_pass_the_reference_and_name_a_mistake():
@@ -270,15 +233,15 @@ def test_notebook8_delegating_to_the_reference_fails_in_the_bundle(tmp_path):
     gid = "test_velocity_target"
     inputs = tmp_path / "inputs.pt"
     torch.save(graded.TESTS[gid].make_inputs(), inputs)
-    src = _handed_in("velocity_target", "from solutions import velocity_target as reference\n"
-                                        "target = reference(x_0, noise)")
+    src = handed_in(NB8, "velocity_target", "from solutions import velocity_target as reference\n"
+                                            "target = reference(x_0, noise)")
     kernel = f"""
 import sys, torch
 sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT)!r}]
-from tutorial_utils.checks import RECORDS
+from tutorial_utils.checks.flow import VELOCITY_TARGET
 exec(compile({src!r}, "<cell>", "exec"))
 inputs = torch.load({str(inputs)!r}, weights_only=True)
-torch.save(RECORDS["velocity_target"].probe(velocity_target, inputs).to_plain(inputs), {str(tmp_path / 'rec.pt')!r})
+torch.save(VELOCITY_TARGET.record.probe(velocity_target, inputs).to_plain(inputs), {str(tmp_path / 'rec.pt')!r})
 """
     subprocess.run([sys.executable, "-c", kernel], check=True, cwd=tmp_path, timeout=120)
     ok, message = graded.judge_record(gid, torch.load(tmp_path / "rec.pt", weights_only=True))

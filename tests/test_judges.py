@@ -26,7 +26,6 @@ from torch import nn
 
 import solutions
 from ddpm_instructor import graded
-from tutorial_utils.checks import JUDGES, RECORDS
 from tutorial_utils.probes import RECORD_MIME, encode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,22 +68,15 @@ SUBMITS = {
     "test_ddim_invert_step": ("09_applications", "ddim_invert_step", "ddim_invert_step"),
     "test_slerp": ("09_applications", "slerp", "slerp"),
 }
-# grade id -> the record entry its judge reads first (a path into the plain record)
-JUDGED = {
-    "test_mixture_score_m": ("m", 0), "test_mixture_score_v": ("v", 0), "test_mixture_score_return": ("results", 0),
-    "test_pf_ode_step": ("results", 0),
-    "test_linear_beta_schedule": ("results", 0), "test_q_sample_sqrt_alpha_bar": ("sqrt_alpha_bar",),
-    "test_q_sample_sqrt_one_minus_alpha_bar": ("sqrt_one_minus_alpha_bar",), "test_q_sample_return": ("out",),
-    "test_loss_fn": ("value",), "test_train_x_t": ("x_t",), "test_train_pred_noise": ("pred_noise",),
-    "test_train_loss": ("loss",), "test_p_sample_DDPM": ("outs", 0), "test_UNet_cond_class_emb": ("lookup",),
-    "test_UNet_cond_y_emb": ("y_emb",), "test_UNet_cond_cond_emb": ("cond_emb",),
-    "test_cosine_alpha_bars": ("alpha_bars", 0), "test_cosine_betas": ("results", 0),
-    "test_ddim_x0_pred": ("x0_preds", 0), "test_ddim_x_prev": ("outs", 0), "test_guided_eps": ("results", 0),
-    "test_flow_interpolant": ("results", 0), "test_velocity_target": ("results", 0), "test_euler_step": ("results", 0),
-    "test_heun_step": ("results", 0), "test_guided_velocity": ("results", 0),
-    "test_eps_to_velocity": ("results", 0), "test_mixture_velocity": ("results", 0), "test_straightness": ("results", 0),
-    "test_merge_known": ("results", 0), "test_ddim_invert_step": ("results", 0), "test_slerp": ("results", 0),
-}
+# grade id -> the record entry its judge reads first (a path into the plain record): the field its declaration names
+# (``Blank.field``), and its first entry where that field holds one value per call
+def _judged(gid: str) -> tuple:
+    case = graded.TESTS[gid]
+    field = case.blank.field
+    return (field, 0) if isinstance(case.blank.record.spec(case.make_inputs())[field], list) else (field,)
+
+
+JUDGED = {gid: _judged(gid) for gid in graded.TESTS}
 
 
 def _namespace() -> dict:
@@ -109,9 +101,14 @@ def reference(assignment: str, cell: str, name: str):
 
 def shown(gid: str, plain, kind=None) -> list:
     """A graded cell's outputs showing ``plain`` as the record of ``gid``."""
-    kind = kind or graded.TESTS[gid].probe
+    kind = kind or graded.TESTS[gid].kind
     return [{"output_type": "display_data", "metadata": {},
              "data": {RECORD_MIME: encode(gid, kind, plain), "text/plain": "[result]"}}]
+
+
+def record_of(gid: str):
+    """The record class the declaration of ``gid`` names (its probe and fields)."""
+    return graded.TESTS[gid].blank.record
 
 
 def judged(gid: str, plain):
@@ -122,8 +119,7 @@ def judged(gid: str, plain):
 def _right(gid: str, probe_obj=None):
     case = graded.TESTS[gid]
     inputs = case.make_inputs()
-    cls = RECORDS[case.probe]
-    return cls.probe(probe_obj or reference(*SUBMITS[gid]), inputs).to_plain(inputs)
+    return case.blank.record.probe(probe_obj or reference(*SUBMITS[gid]), inputs).to_plain(inputs)
 
 
 def right(gid: str) -> dict:
@@ -143,7 +139,7 @@ def _label(gid: str) -> str:
 
 # --------------------------------------------------------------------------- every judge: right, and damaged
 def test_every_graded_test_is_judged_here():
-    """A graded test added to ``ddpm_instructor.graded`` gets its rows in SUBMITS and JUDGED above."""
+    """A graded test added to ``ddpm_instructor.graded`` gets its row in SUBMITS above."""
     assert set(JUDGED) == set(SUBMITS) == set(graded.TESTS), set(graded.TESTS) ^ set(JUDGED)
 
 
@@ -205,7 +201,7 @@ def test_an_expanded_tensor_is_refused_before_any_arithmetic(gid):
 @pytest.mark.parametrize("gid", list(JUDGED))
 def test_an_oversized_tensor_is_refused_naming_it(gid):
     plain, box, key = _tensor_entry(gid)
-    declared = RECORDS[graded.TESTS[gid].probe].spec(graded.TESTS[gid].make_inputs())
+    declared = graded.TESTS[gid].blank.record.spec(graded.TESTS[gid].make_inputs())
     declared, k = _at(declared, JUDGED[gid])
     cap = math.prod(declared[k].shape)             # declared shapes, from the grader's own inputs
     box[key] = torch.zeros(cap + 1, dtype=box[key].dtype)
@@ -258,7 +254,7 @@ def test_a_loop_that_zeroes_its_draws_loses_only_the_x_t_blank(gid):
     lines are right as handed out, and are judged on the loop's own x_t, t and noise: a wrong blank costs only its
     own points (7 of notebook 4's 10)."""
     inputs = graded.TESTS[gid].make_inputs()
-    plain = RECORDS["train_step"].probe(_loop_that_zeroes_its_draws(), inputs).to_plain(inputs)
+    plain = record_of(gid).probe(_loop_that_zeroes_its_draws(), inputs).to_plain(inputs)
     res = judged(gid, plain)
     if gid == "test_train_x_t":
         assert not res.passed and "It equals x_0" in res.message and "not what its handed-out line drew" in res.message, res
@@ -301,7 +297,7 @@ def solutions_sgd(inputs, x, t, noise):
 
 def test_the_draws_are_the_graders_and_the_right_loop_receives_them():
     inputs = graded.TESTS["test_train_x_t"].make_inputs()
-    rec = RECORDS["train_step"].probe(reference(*SUBMITS["test_train_x_t"]), inputs)
+    rec = record_of("test_train_x_t").probe(reference(*SUBMITS["test_train_x_t"]), inputs)
     assert torch.equal(rec.t, inputs["t"]) and torch.equal(rec.noise, inputs["noise"])
     assert torch.equal(rec.call_t, inputs["t"])
 
@@ -327,7 +323,7 @@ def test_a_reverse_step_that_does_not_use_the_draw_fails(how, words):
     z_of = {"zero": torch.zeros_like, "own generator": lambda x: torch.randn(x.shape, generator=g)}[how]
     gid = "test_p_sample_DDPM"
     inputs = graded.TESTS[gid].make_inputs()
-    res = judged(gid, RECORDS["reverse_step"].probe(_p_sample_with(z_of), inputs).to_plain(inputs))
+    res = judged(gid, record_of(gid).probe(_p_sample_with(z_of), inputs).to_plain(inputs))
     assert not res.passed and words in res.message, res
 
 
@@ -339,7 +335,7 @@ def test_a_ddim_step_that_does_not_use_the_draw_fails():
 
     def ddim_step(x_t, eps, t, t_prev, eta=0.0, clip=False):
         return ref_step(x_t, eps, t, t_prev, s, eta=eta, noise=torch.zeros_like(x_t))
-    res = judged(gid, RECORDS["ddim"].probe(ddim_step, inputs).to_plain(inputs))
+    res = judged(gid, record_of(gid).probe(ddim_step, inputs).to_plain(inputs))
     assert not res.passed and "with eta > 0 the step adds" in res.message, res
 
 
@@ -350,7 +346,7 @@ def test_q_sample_without_noise_must_use_the_draw():
     def q_sample(x_start, t, noise=None):
         return ref(x_start, t, torch.zeros_like(x_start) if noise is None else noise)
     inputs = graded.TESTS[gid].make_inputs()
-    res = judged(gid, RECORDS["q_sample"].probe(q_sample, inputs).to_plain(inputs))
+    res = judged(gid, record_of(gid).probe(q_sample, inputs).to_plain(inputs))
     assert not res.passed and "without noise should draw noise = torch.randn_like(x_start)" in res.message, res
 
 

@@ -13,6 +13,7 @@ Runtime: a few seconds.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,16 +144,10 @@ def test_the_mlp_takes_a_number_or_one_time_per_point():
     assert not torch.allclose(net(x, 0.3), net(x, 0.7))
 
 
-# --------------------------------------------------------------------------- the notebook's own cells (tests/test_flow.py's tools)
-from test_flow import _object  # noqa: E402  (notebook 8's solution cell, handed in as a student would)
-from tutorial_utils.checks import RECORDS  # noqa: E402
+# --------------------------------------------------------------------------- the notebook's own cells (tests/graded_cells.py)
+from graded_cells import graded_cell_tests  # noqa: E402
 
-
-def _verdict(gid: str, obj) -> tuple[bool, str]:
-    """The grader's verdict on the record the probe writes in the kernel, read back once as the grader reads it."""
-    case = graded.TESTS[gid]
-    inputs = case.make_inputs()
-    return graded.judge_record(gid, RECORDS[case.probe].probe(obj, inputs).to_plain(inputs))
+NB8 = Path(__file__).resolve().parent.parent / "notebooks" / "source" / "08_flow_matching" / "08_flow_matching.ipynb"
 
 CELL = {"test_eps_to_velocity": "eps_to_velocity", "test_mixture_velocity": "mixture_velocity",
         "test_straightness": "straightness"}
@@ -170,15 +165,5 @@ MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("gid", sorted(CELL))
-def test_the_notebook_solution_passes_and_its_blank_fails(gid):
-    ok, message = _verdict(gid, _object(CELL[gid], None))
-    assert ok, message
-    ok, message = _verdict(gid, _object(CELL[gid], ""))
-    assert not ok and "still None" in message and "fill in the blank" in message, message
-
-
-@pytest.mark.parametrize("gid, answer, words", [(g, a, w) for g, ms in MISTAKES.items() for a, w in ms])
-def test_a_mistake_in_the_notebook_cell_earns_nothing_and_is_named(gid, answer, words):
-    ok, message = _verdict(gid, _object(CELL[gid], answer))
-    assert not ok and words in message, message
+test_the_notebook_solution_passes_and_its_blank_fails, test_a_mistake_in_the_notebook_cell_earns_nothing_and_is_named = \
+    graded_cell_tests(NB8, CELL, MISTAKES)

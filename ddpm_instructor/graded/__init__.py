@@ -16,8 +16,10 @@ included -- and shows the record as the cell's output.  ``judge_outputs`` then, 
 The inputs are regenerated here from their seeds, never read back from the folder the kernel saw.
 
 Layout: one module per notebook stage (``diffusion``, ``training``, ``sampling``, ``conditional``, ``beyond``, ``flow``)
-with its inputs, expected values and ``TESTS``/``SELF_CHECKS``; ``case`` holds what they share.  The self-checks'
-stored data (``tutorial_utils/check_data.pt``) is written by the same code on other inputs:
+with its inputs, expected values and declarations: ``TESTS``, one ``Graded`` per grade id, which points at the
+``Blank`` of ``tutorial_utils.checks`` it judges (its record, probe and judge); ``SELF_CHECKS``, one ``CheckData``
+per ``SelfCheck``.  ``case`` holds what they share.  The self-checks' stored data (``tutorial_utils/check_data.pt``)
+is written by the same code on other inputs:
 
     python -m ddpm_instructor.graded --write-check-data
 """
@@ -34,21 +36,35 @@ from pathlib import Path
 
 import torch
 
-from tutorial_utils.checks import CHECK_DATA, JUDGES, RECORDS, RecordError, SelfCheckError, probe_record
+from tutorial_utils.checks import CHECK_DATA, RecordError, SelfCheckError
 from tutorial_utils.probes import RECORD_MIME
 
 from ..records import TestResult
 from . import applications, beyond, conditional, diffusion, flow, lab2d, sampling, score1d, training
-from .case import CONSTANTS, Case
+from .case import CONSTANTS, CheckData, Graded
 
-__all__ = ["TESTS", "SELF_CHECKS", "Case", "CONSTANTS", "write_inputs", "judge_outputs", "record_limit", "decode",
+__all__ = ["TESTS", "SELF_CHECKS", "Graded", "CheckData", "CONSTANTS", "write_inputs", "judge_outputs", "record_limit", "decode",
            "judge_record", "run_in_process", "write_check_data", "main"]
 
 STAGES = (score1d, diffusion, training, sampling, conditional, beyond, lab2d, flow, applications)
-# grade id -> Case.  Inputs differ from the self-checks' (other seeds, sizes, timesteps): tests/test_judges.py
-TESTS: dict[str, Case] = {gid: case for stage in STAGES for gid, case in stage.TESTS.items()}
-# self-check name -> Case (their judges are listed in tutorial_utils.checks; stored in check_data.pt)
-SELF_CHECKS: dict[str, Case] = {name: case for stage in STAGES for name, case in stage.SELF_CHECKS.items()}
+
+
+def _one_each(decls, key, what: str) -> dict:
+    """The declarations by ``key``; a key declared twice is an error (a dict literal would keep the last silently)."""
+    out = {}
+    for d in decls:
+        k = key(d)
+        if k in out:
+            raise ValueError(f"{what} {k!r} is declared twice in ddpm_instructor.graded: keep one declaration.")
+        out[k] = d
+    return out
+
+
+# grade id -> Graded.  Inputs differ from the self-checks' (other seeds, sizes, timesteps): tests/test_judges.py
+TESTS: dict[str, Graded] = _one_each((g for stage in STAGES for g in stage.TESTS), lambda g: g.grade_id, "the grade id")
+# self-check name (its key in check_data.pt) -> CheckData
+SELF_CHECKS: dict[str, CheckData] = _one_each((d for stage in STAGES for d in stage.SELF_CHECKS),
+                                              lambda d: d.check.name, "the self-check")
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,7 +84,7 @@ def write_inputs(directory: Path, grade_ids=None) -> list[Path]:
     written = []
     for gid in grade_ids or TESTS:
         path = directory / f"{gid}.pt"
-        torch.save({"probe": TESTS[gid].probe, "inputs": TESTS[gid].make_inputs()}, path)
+        torch.save({"probe": TESTS[gid].kind, "inputs": TESTS[gid].make_inputs()}, path)
         written.append(path)
     return written
 
@@ -76,7 +92,7 @@ def write_inputs(directory: Path, grade_ids=None) -> list[Path]:
 def record_limit(grade_id: str) -> int:
     """The longest base64 payload (characters) a record of ``grade_id`` can take: its declared tensors in float64,
     its texts at full length, the serialisation's overhead per entry, and a quarter more."""
-    nbytes, entries = RECORDS[TESTS[grade_id].probe].size_bound(_inputs(grade_id))
+    nbytes, entries = TESTS[grade_id].blank.record.size_bound(_inputs(grade_id))
     return int((nbytes + 1024 * entries + 16_384) * 4 / 3 * 1.25)
 
 
@@ -107,13 +123,13 @@ def judge_record(grade_id: str, plain) -> tuple[bool, str]:
     """(passed, message) for one decoded record, read against this grader's own inputs and judged against the
     expected values computed here."""
     case = TESTS[grade_id]
-    record_cls, judge = JUDGES[case.judge]
     try:
-        rec = record_cls.from_plain(plain, _inputs(grade_id))
+        rec = case.blank.record.from_plain(plain, _inputs(grade_id))
     except RecordError as e:
         return False, f"the result of this test is not one its probe writes: {e} Nothing earned."
     try:
-        return True, judge(rec, _inputs(grade_id), case.expected_for(_inputs(grade_id), _expected(grade_id), rec))
+        return True, case.blank.judge(rec, _inputs(grade_id), case.expected_for(_inputs(grade_id), _expected(grade_id),
+                                                                               rec))
     except SelfCheckError as e:
         return False, str(e)
     except Exception as e:          # a judge that cannot cope with what it read earns nothing, and says so
@@ -143,7 +159,7 @@ def judge_outputs(grade_id: str, outputs: list, inputs_dir: Path, max_points: fl
         return failed(f"{e} Nothing earned.")
     except Exception as e:
         return failed(f"the result of this test could not be read ({type(e).__name__}); nothing earned.")
-    if data["grade_id"] != grade_id or data.get("kind", TESTS[grade_id].probe) != TESTS[grade_id].probe:
+    if data["grade_id"] != grade_id or data.get("kind", TESTS[grade_id].kind) != TESTS[grade_id].kind:
         return failed("the result shown in this cell belongs to another test.")
     passed, message = judge_record(grade_id, data["record"])
     return TestResult(grade_id, max_points, passed, message, points=max_points if passed else 0.0)
@@ -155,16 +171,16 @@ def run_in_process(grade_id: str, obj) -> str:
     ``tutorial_utils.graded_judge`` in pyproject.toml)."""
     case = TESTS[grade_id]
     inputs = case.make_inputs()
-    rec = probe_record(case.probe, obj, inputs)
-    return JUDGES[case.judge][1](rec, inputs, case.expected_for(inputs, case.expected(inputs), rec))
+    rec = case.blank.probe(obj, inputs)
+    return case.blank.judge(rec, inputs, case.expected_for(inputs, case.expected(inputs), rec))
 
 
 def write_check_data(path: Path = CHECK_DATA) -> Path:
     """The self-checks' fixed inputs and expected values, computed from the reference (stored in tutorial_utils)."""
     data = {}
-    for name, case in SELF_CHECKS.items():
-        inputs = case.make_inputs()
-        data[name] = {"probe": case.probe, "inputs": inputs, "expected": case.expected(inputs)}
+    for name, stored in SELF_CHECKS.items():
+        inputs = stored.make_inputs()
+        data[name] = {"inputs": inputs, "expected": stored.expected(inputs)}
     torch.save(data, path)
     return Path(path)
 

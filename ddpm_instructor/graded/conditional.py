@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 import solutions
+from tutorial_utils.checks import conditional as checks
 
-from .case import Case, images
+from .case import CheckData, Graded, images
 
 
 TABLE_WIDTH = 384      # wider than any class embedding tested: the inputs do not say how wide it should be
@@ -49,13 +50,31 @@ def expected_cond(inputs) -> dict:
         return {"y_emb": y_emb, "cond_emb": t_emb + y_emb, "out": ref(inputs["x"], inputs["t"], inputs["y"])}
 
 
-TESTS = {
-    "test_UNet_cond_class_emb": Case("class_emb", "class_emb", lambda: inputs_class_emb(76, 16, 7), expected_class_emb),
-    "test_UNet_cond_y_emb": Case("cond_forward", "cond_y_emb", lambda: inputs_cond(77), expected_cond),
-    "test_UNet_cond_cond_emb": Case("cond_forward", "cond_cond_emb", lambda: inputs_cond(78), expected_cond),
-}
+def operands_class_emb(inputs, exp):
+    """The embedding's size and the labels; the answer: the rows of the table the labels pick (as wide as the
+    reference's embedding)."""
+    cols = int(exp["shape"][1])
+    return [({"ch": inputs["ch"], "n_classes": inputs["n_classes"], "y": inputs["y"], "table": inputs["table"],
+              "weight": inputs["table"]}, {"lookup": inputs["table"][inputs["y"], :cols]})]
 
-SELF_CHECKS = {
-    "class_emb": Case("class_emb", "", lambda: inputs_class_emb(0, 8, 10), expected_class_emb),
-    "cond_forward": Case("cond_forward", "", lambda: inputs_cond(0), expected_cond),
-}
+
+def operands_cond(key: str):
+    def operands(inputs, exp):
+        sd = inputs["state_dict"]
+        return [({"ch": inputs["ch"], "n_classes": inputs["n_classes"], "x": inputs["x"], "t": inputs["t"],
+                  "y": inputs["y"], "state_dict": sd, "weight": sd["class_emb.weight"]}, {key: exp[key]})]
+    return operands
+
+
+TESTS = (
+    Graded("test_UNet_cond_class_emb", checks.CLASS_EMB, lambda: inputs_class_emb(76, 16, 7), expected_class_emb,
+           operands_class_emb),
+    Graded("test_UNet_cond_y_emb", checks.COND_Y_EMB, lambda: inputs_cond(77), expected_cond, operands_cond("y_emb")),
+    Graded("test_UNet_cond_cond_emb", checks.COND_COND_EMB, lambda: inputs_cond(78), expected_cond,
+           operands_cond("cond_emb")),
+)
+
+SELF_CHECKS = (
+    CheckData(checks.CLASS_EMB_CHECK, lambda: inputs_class_emb(0, 8, 10), expected_class_emb),
+    CheckData(checks.COND_FORWARD_CHECK, lambda: inputs_cond(0), expected_cond),
+)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from solutions import flow
+from tutorial_utils.checks import flow as checks
 
-from .case import Case, images
+from .case import CheckData, Graded, calls, images
 
 
 def inputs_interpolant(seed: int, sizes=(5, 3)) -> dict:
@@ -68,25 +69,42 @@ def expected_guided_velocity(inputs) -> dict:
             "results": [flow.flow_velocity(_spy(inputs), x, t, y, w=w, null_class=null) for w in inputs["ws"]]}
 
 
-TESTS = {
-    "test_flow_interpolant": Case("flow_interpolant", "flow_interpolant", lambda: inputs_interpolant(81),
-                                  expected_interpolant),
-    "test_velocity_target": Case("velocity_target", "velocity_target", lambda: inputs_target(82), expected_target),
-    "test_euler_step": Case("euler_step", "euler_step", lambda: inputs_euler(83, [(1.0, 0.75), (0.3, 0.1), (0.2, 0.6)]),
-                            expected_euler),
-    "test_heun_step": Case("heun_step", "heun_step", lambda: inputs_heun(84, -0.7, 1.3, [(1.0, 0.8), (0.45, 0.2)]),
-                           expected_heun),
-    "test_guided_velocity": Case("guided_velocity", "guided_velocity",
-                                 lambda: inputs_guided_velocity(85, [0.0, 1.0, 2.5, 6.0]), expected_guided_velocity),
-}
+FLOW = "tutorial_utils.checks.flow"
 
-SELF_CHECKS = {
-    "flow_interpolant": Case("flow_interpolant", "", lambda: inputs_interpolant(0, sizes=(3,)), expected_interpolant),
-    "velocity_target": Case("velocity_target", "", lambda: inputs_target(0, sizes=(2,)), expected_target),
-    "euler_step": Case("euler_step", "", lambda: inputs_euler(0, [(1.0, 0.5), (0.5, 0.25), (0.0, 0.25)], B=1),
-                       expected_euler),
-    "heun_step": Case("heun_step", "", lambda: inputs_heun(0, 0.4, -0.9, [(1.0, 0.5), (0.5, 0.0)], B=2),
-                       expected_heun),
-    "guided_velocity": Case("guided_velocity", "", lambda: inputs_guided_velocity(0, [0.0, 1.0, 3.0], B=3),
-                            expected_guided_velocity),
-}
+
+def operands_heun(inputs, exp):
+    return [({"velocity_fn": {"__make__": f"{FLOW}:LinearField", "args": [inputs["a"], inputs["b"]]}, "x_t": inputs["x"],
+              "t": t, "t_next": tn}, {"result": res}) for (t, tn), res in zip(inputs["steps"], exp["results"])]
+
+
+def operands_guided_velocity(inputs, exp):
+    """Each w: the spy model (as notebook 8's velocity calls it), x_t, t, the labels, w and the null class."""
+    x, y = inputs["x"], inputs["y"]
+    spy = {"__make__": f"{FLOW}:SpyVelocity", "args": [inputs["a"], inputs["b"], inputs["c"]]}
+    return [({"model": {"__partial__": f"{FLOW}:_velocity", "args": [spy]}, "x": x, "x_t": x,
+              "t": torch.full((x.shape[0],), inputs["t"]), "y": y, "w": w, "null_class": int(inputs["null_class"])},
+             {"result": res}) for w, res in zip(inputs["ws"], exp["results"])]
+
+
+TESTS = (
+    Graded("test_flow_interpolant", checks.FLOW_INTERPOLANT, lambda: inputs_interpolant(81), expected_interpolant,
+           calls("x_0", "noise", "t")),
+    Graded("test_velocity_target", checks.VELOCITY_TARGET, lambda: inputs_target(82), expected_target,
+           calls("x_0", "noise")),
+    Graded("test_euler_step", checks.EULER_STEP, lambda: inputs_euler(83, [(1.0, 0.75), (0.3, 0.1), (0.2, 0.6)]),
+           expected_euler, calls("x_t", "v", "t", "t_next")),
+    Graded("test_heun_step", checks.HEUN_STEP, lambda: inputs_heun(84, -0.7, 1.3, [(1.0, 0.8), (0.45, 0.2)]),
+           expected_heun, operands_heun),
+    Graded("test_guided_velocity", checks.GUIDED_VELOCITY, lambda: inputs_guided_velocity(85, [0.0, 1.0, 2.5, 6.0]),
+           expected_guided_velocity, operands_guided_velocity),
+)
+
+SELF_CHECKS = (
+    CheckData(checks.FLOW_INTERPOLANT_CHECK, lambda: inputs_interpolant(0, sizes=(3,)), expected_interpolant),
+    CheckData(checks.VELOCITY_TARGET_CHECK, lambda: inputs_target(0, sizes=(2,)), expected_target),
+    CheckData(checks.EULER_STEP_CHECK, lambda: inputs_euler(0, [(1.0, 0.5), (0.5, 0.25), (0.0, 0.25)], B=1),
+              expected_euler),
+    CheckData(checks.HEUN_STEP_CHECK, lambda: inputs_heun(0, 0.4, -0.9, [(1.0, 0.5), (0.5, 0.0)], B=2), expected_heun),
+    CheckData(checks.GUIDED_VELOCITY_CHECK, lambda: inputs_guided_velocity(0, [0.0, 1.0, 3.0], B=3),
+              expected_guided_velocity),
+)

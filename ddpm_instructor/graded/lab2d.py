@@ -7,8 +7,9 @@ import math
 import torch
 
 from solutions import flow
+from tutorial_utils.checks import lab2d as checks
 
-from .case import Case
+from .case import CheckData, Graded, calls
 
 
 def _paths(alpha_sigma: str, t: float):
@@ -57,19 +58,19 @@ def expected_straightness(inputs) -> dict:
     return {"results": [flow.straightness(*a) for a in inputs["args"]]}
 
 
-TESTS = {
-    "test_eps_to_velocity": Case("eps_to_velocity", "eps_to_velocity",
-                                 lambda: inputs_conversion(91, [("flow", 0.35), ("cosine", 0.6), ("cosine", 0.15)]),
-                                 expected_conversion),
-    "test_mixture_velocity": Case("mixture_velocity", "mixture_velocity",
-                                  lambda: inputs_mixture(92, [0.95, 0.5, 0.08]), expected_mixture),
-    "test_straightness": Case("straightness", "straightness", lambda: inputs_straightness(93), expected_straightness),
-}
+TESTS = (
+    Graded("test_eps_to_velocity", checks.EPS_TO_VELOCITY,
+           lambda: inputs_conversion(91, [("flow", 0.35), ("cosine", 0.6), ("cosine", 0.15)]), expected_conversion,
+           calls("x_t", "eps", "alpha", "sigma", "d_alpha", "d_sigma")),
+    Graded("test_mixture_velocity", checks.MIXTURE_VELOCITY, lambda: inputs_mixture(92, [0.95, 0.5, 0.08]),
+           expected_mixture, calls("x", "t", "means", "std", "weights")),
+    Graded("test_straightness", checks.STRAIGHTNESS, lambda: inputs_straightness(93), expected_straightness,
+           calls("path")),
+)
 
-SELF_CHECKS = {
-    "eps_to_velocity": Case("eps_to_velocity", "", lambda: inputs_conversion(0, [("flow", 0.5), ("cosine", 0.3)],
-                                                                            shape=(2, 2)), expected_conversion),
-    "mixture_velocity": Case("mixture_velocity", "", lambda: inputs_mixture(0, [0.7, 0.2], n=4, k=3),
-                             expected_mixture),
-    "straightness": Case("straightness", "", lambda: inputs_straightness(0, sizes=((4, 3),)), expected_straightness),
-}
+SELF_CHECKS = (
+    CheckData(checks.EPS_TO_VELOCITY_CHECK, lambda: inputs_conversion(0, [("flow", 0.5), ("cosine", 0.3)], shape=(2, 2)),
+              expected_conversion),
+    CheckData(checks.MIXTURE_VELOCITY_CHECK, lambda: inputs_mixture(0, [0.7, 0.2], n=4, k=3), expected_mixture),
+    CheckData(checks.STRAIGHTNESS_CHECK, lambda: inputs_straightness(0, sizes=((4, 3),)), expected_straightness),
+)

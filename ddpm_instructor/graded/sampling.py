@@ -5,8 +5,9 @@ import torch
 
 import solutions
 from tutorial_utils.checks.sampling import FixedEps
+from tutorial_utils.checks import sampling as checks
 
-from .case import Case, images, schedule_tensors
+from .case import CheckData, Graded, images, schedule_tensors
 
 
 def inputs_reverse(seed: int, t_indices=(0, 1, 500, 999)) -> dict:
@@ -28,11 +29,27 @@ def expected_reverse(inputs) -> dict:
     return out
 
 
-TESTS = {
-    "test_p_sample_DDPM": Case("reverse_step", "reverse_step", lambda: inputs_reverse(31337, (0, 2, 321, 998)),
-                               expected_reverse),
-}
+def operands_reverse(inputs, exp):
+    """Each step: x, t, the step's z, the stand-in model and its ε (and the score it stands for), the schedule."""
+    x, s = inputs["x"], {k: inputs[k] for k in ("betas", "alphas", "alpha_bars")}
+    out = []
+    for i, (t_index, z) in enumerate(zip(inputs["t_indices"], inputs["z"])):
+        t = torch.full((x.shape[0],), int(t_index), dtype=torch.long)
+        eps = inputs["a"] * x + inputs["b"] * (t.float() / 1000).view(-1, 1, 1, 1)
+        ab, beta = s["alpha_bars"][t_index], s["betas"][t_index]
+        out.append(({"x": x, "x_t": x, "t": t, "t_index": int(t_index), "z": z if t_index else torch.zeros_like(x),
+                     "noise": z, "eps": eps, "score": -eps / (1 - ab).sqrt(), "beta": float(beta),
+                     "alpha_bar": float(ab), "model": {"__make__": "tutorial_utils.checks.sampling:FixedEps",
+                                                       "args": [inputs["a"], inputs["b"]]}, **s},
+                    {"x_prev": exp["out"][i]}))
+    return out
 
-SELF_CHECKS = {
-    "reverse_step": Case("reverse_step", "", lambda: inputs_reverse(0), expected_reverse),
-}
+
+TESTS = (
+    Graded("test_p_sample_DDPM", checks.REVERSE_STEP, lambda: inputs_reverse(31337, (0, 2, 321, 998)), expected_reverse,
+           operands_reverse),
+)
+
+SELF_CHECKS = (
+    CheckData(checks.REVERSE_STEP_CHECK, lambda: inputs_reverse(0), expected_reverse),
+)

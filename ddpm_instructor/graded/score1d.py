@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from solutions.score1d import mixture_score, pf_ode_step
+from tutorial_utils.checks import score1d as checks
 
-from .case import Case
+from .case import CheckData, Graded, calls
 
 
 def inputs_score(seed: int, mixtures, alpha_bars, shapes) -> dict:
@@ -38,21 +39,31 @@ def expected_pf_ode(inputs) -> dict:
 
 
 TWO_BUMPS = ([-2.0, 1.5], [0.15, 0.15], [0.5, 0.5])          # notebook 1's data
-TESTS = {
-    "test_mixture_score_m": Case("mixture_score", "mixture_score_m", lambda: inputs_score(
+
+
+def operands_score(key: str, part: str = ""):
+    """A blank of mixture_score: its arguments, and the values of ``key`` (m, v or the results) for each call."""
+    def operands(inputs, exp):
+        return [({"x": a[0], "alpha_bar": a[1], "means": a[2], "stds": a[3], "weights": a[4], "args": a},
+                 {part or key: want}) for a, want in zip(inputs["args"], exp[key])]
+    return operands
+
+
+TESTS = (
+    Graded("test_mixture_score_m", checks.MIXTURE_SCORE_M, lambda: inputs_score(
         101, [([-1.0, 0.5, 2.5], [0.3, 0.1, 0.5], [0.2, 0.5, 0.3]), ([0.7, -3.0], [0.05, 0.4], [0.9, 0.1])],
-        [0.62, 0.047], [(13,), (3, 5)]), expected_score),
-    "test_mixture_score_v": Case("mixture_score", "mixture_score_v", lambda: inputs_score(
+        [0.62, 0.047], [(13,), (3, 5)]), expected_score, operands_score("m")),
+    Graded("test_mixture_score_v", checks.MIXTURE_SCORE_V, lambda: inputs_score(
         103, [([2.0, -0.5], [0.2, 0.6], [0.7, 0.3]), ([-1.5, 0.0, 1.5], [0.1, 0.1, 0.1], [0.3, 0.4, 0.3])],
-        [0.81, 0.33], [(6,), (4, 2)]), expected_score),
-    "test_mixture_score_return": Case("mixture_score", "mixture_score_return", lambda: inputs_score(
+        [0.81, 0.33], [(6,), (4, 2)]), expected_score, operands_score("v")),
+    Graded("test_mixture_score_return", checks.MIXTURE_SCORE_RETURN, lambda: inputs_score(
         105, [([-2.5, 1.0, 3.0], [0.25, 0.05, 0.3], [0.25, 0.25, 0.5]), ([0.3, -1.2], [0.5, 0.08], [0.6, 0.4])],
-        [0.95, 0.12], [(17,), (2, 3, 2)]), expected_score),
-    "test_pf_ode_step": Case("pf_ode_step", "pf_ode_step", lambda: inputs_pf_ode(102, [0.03, 0.002], [(11,), (2, 6)]),
-                             expected_pf_ode),
-}
-SELF_CHECKS = {
-    "mixture_score": Case("mixture_score", "", lambda: inputs_score(1, [TWO_BUMPS, TWO_BUMPS], [0.9, 0.3],
-                                                                    [(9,), (9,)]), expected_score),
-    "pf_ode_step": Case("pf_ode_step", "", lambda: inputs_pf_ode(2, [0.02, 0.02], [(7,), (7,)]), expected_pf_ode),
-}
+        [0.95, 0.12], [(17,), (2, 3, 2)]), expected_score, operands_score("results", "return")),
+    Graded("test_pf_ode_step", checks.PF_ODE_STEP, lambda: inputs_pf_ode(102, [0.03, 0.002], [(11,), (2, 6)]),
+           expected_pf_ode, calls("x", "score", "beta")),
+)
+SELF_CHECKS = (
+    CheckData(checks.MIXTURE_SCORE_CHECK, lambda: inputs_score(1, [TWO_BUMPS, TWO_BUMPS], [0.9, 0.3], [(9,), (9,)]),
+              expected_score),
+    CheckData(checks.PF_ODE_STEP_CHECK, lambda: inputs_pf_ode(2, [0.02, 0.02], [(7,), (7,)]), expected_pf_ode),
+)

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 import solutions
 from tutorial_utils.checks.core import usable
 from tutorial_utils.checks.training import SPY_LR, SpyModel
+from tutorial_utils.checks import training as checks
 
-from .case import Case, images
+from .case import CheckData, Graded, images
 
 
 def inputs_loss(seed: int) -> dict:
@@ -60,15 +61,49 @@ def on_train_record(inputs: dict, rec) -> dict:
     return after_call(inputs, rec.call_x, t, noise)
 
 
-TESTS = {
-    "test_loss_fn": Case("loss_fn", "loss_fn", lambda: inputs_loss(11), expected_loss),
-    "test_train_x_t": Case("train_step", "train_x_t", lambda: inputs_train(2024), expected_train, on_train_record),
-    "test_train_pred_noise": Case("train_step", "train_pred_noise", lambda: inputs_train(2025), expected_train,
-                                  on_train_record),
-    "test_train_loss": Case("train_step", "train_loss", lambda: inputs_train(2026), expected_train, on_train_record),
-}
+def _spy(scale, shift, x, t):                       # the stand-in model, written out independently of SpyModel
+    return scale.double() * x.double() + shift.double()[t].view(-1, 1, 1, 1)
 
-SELF_CHECKS = {
-    "loss_fn": Case("loss_fn", "", lambda: inputs_loss(7), expected_loss),
-    "train_step": Case("train_step", "", lambda: inputs_train(0), expected_train),
-}
+
+def operands_loss(inputs, exp):
+    return [({"input": inputs["a"], "target": inputs["b"]}, {"mse": exp["mse"]})]
+
+
+def operands_train(part: str):
+    """A blank of the loop: the batch and the loop's draws (the grader's), and what comes before the blank."""
+    def operands(inputs, exp):
+        x0, t, noise = inputs["x0"], inputs["t"], inputs["noise"]
+        x_t = exp["x_t"]
+        scale = inputs["spy_scale"].double().clone().requires_grad_()
+        shift = inputs["spy_shift"].double().clone().requires_grad_()
+        pred = _spy(scale, shift, x_t, t)
+        loss = ((pred - noise.double()) ** 2).mean()
+        loss.backward()
+        ops = {"x_0": x0, "x_start": x0, "t": t, "noise": noise, "scale": inputs["spy_scale"],
+               "shift": inputs["spy_shift"], "inputs": inputs}
+        if part == "x_t":
+            return [(ops, {"x_t": x_t})]
+        if part == "pred_noise":
+            return [({**ops, "x_t": x_t, "x": x_t, "model": {"__make__": "tutorial_utils.checks.training:SpyModel",
+                                                            "args": [inputs["spy_scale"], inputs["spy_shift"]]}},
+                     {"pred_noise": pred.detach()})]
+        return [({**ops, "x_t": x_t, "x": x_t, "pred_noise": pred.detach().float()},
+                 {"loss": loss.detach(), "scale_after": (scale - SPY_LR * scale.grad).detach(),
+                  "shift_after": (shift - SPY_LR * shift.grad).detach()})]
+    return operands
+
+
+TESTS = (
+    Graded("test_loss_fn", checks.LOSS_FN, lambda: inputs_loss(11), expected_loss, operands_loss),
+    Graded("test_train_x_t", checks.TRAIN_X_T, lambda: inputs_train(2024), expected_train, operands_train("x_t"),
+           on_train_record),
+    Graded("test_train_pred_noise", checks.TRAIN_PRED_NOISE, lambda: inputs_train(2025), expected_train,
+           operands_train("pred_noise"), on_train_record),
+    Graded("test_train_loss", checks.TRAIN_LOSS, lambda: inputs_train(2026), expected_train, operands_train("loss"),
+           on_train_record),
+)
+
+SELF_CHECKS = (
+    CheckData(checks.LOSS_FN_CHECK, lambda: inputs_loss(7), expected_loss),
+    CheckData(checks.TRAIN_STEP_CHECK, lambda: inputs_train(0), expected_train),
+)

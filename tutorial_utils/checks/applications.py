@@ -7,6 +7,7 @@ import torch
 
 from .core import FILL_IN, CallsRecord, call_each, close, expect, fail, patched_globals
 
+from .blank import Blank, SelfCheck
 __all__ = ["MergeRecord", "InvertRecord", "SlerpRecord", "judge_merge", "judge_invert", "judge_slerp",
            "check_merge_known", "check_ddim_invert_step", "check_slerp"]
 
@@ -129,22 +130,27 @@ def judge_slerp(rec: SlerpRecord, inputs: dict, exp: dict) -> str:
     return "slerp: z0 at alpha = 0, z1 at alpha = 1, along the arc between them."
 
 
-# =========================================================================== self-checks
-def _self_check(name, obj, judges, quiet):
-    from . import _self_check as run          # the shared runner (stored expected values), imported when called
-    run(name, obj, judges, quiet)
+# =========================================================================== the blanks, declared once, and their self-checks
+MERGE_KNOWN = Blank(MergeRecord, judge_merge, "results", "merge_known: the merged x")
+DDIM_INVERT_STEP = Blank(InvertRecord, judge_invert, "results", "ddim_invert_step: x_next")
+SLERP = Blank(SlerpRecord, judge_slerp, "results", "slerp: z")
+
+MERGE_KNOWN_CHECK = SelfCheck("merge_known", (MERGE_KNOWN,))
+DDIM_INVERT_STEP_CHECK = SelfCheck("ddim_invert_step", (DDIM_INVERT_STEP,))
+SLERP_CHECK = SelfCheck("slerp", (SLERP,))
+CHECKS = (MERGE_KNOWN_CHECK, DDIM_INVERT_STEP_CHECK, SLERP_CHECK)
 
 
 def check_merge_known(fn, quiet: bool = False) -> None:
     """Self-check for ``merge_known(x, x_known, mask, t, noise)`` (notebook 9)."""
-    _self_check("merge_known", fn, ["merge_known"], quiet)
+    MERGE_KNOWN_CHECK.run(fn, quiet)
 
 
 def check_ddim_invert_step(fn, quiet: bool = False) -> None:
     """Self-check for ``ddim_invert_step(x_t, eps, t, t_next)`` (notebook 9), from the clean image (t = -1) too."""
-    _self_check("ddim_invert_step", fn, ["ddim_invert_step"], quiet)
+    DDIM_INVERT_STEP_CHECK.run(fn, quiet)
 
 
 def check_slerp(fn, quiet: bool = False) -> None:
     """Self-check for ``slerp(z0, z1, alpha)`` (notebook 9): both ends and points between."""
-    _self_check("slerp", fn, ["slerp"], quiet)
+    SLERP_CHECK.run(fn, quiet)

@@ -2,12 +2,14 @@
 records and judges.  The noise z a DDIM step with η > 0 draws is the grader's draw for that step."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .core import ABSENT, FILL_IN, CallsRecord, Obs, Record, Text, call_each, capture_locals, close, err_text, \
     expect, fail, fresh, grader_draws, local, patched_globals
 
 
+from .blank import Blank, SelfCheck
 # =========================================================================== cosine_beta_schedule
 @dataclass
 class CosineRecord(Record):
@@ -149,3 +151,32 @@ def judge_guided(rec: GuidedRecord, inputs: dict, exp: dict) -> str:
                 hint = " The difference points the wrong way: \u03b5_c - \u03b5_u, from unconditional to conditional."
             fail(f"guided_eps(\u2026, w={w:g}) is not \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u).{hint}")
     return "guided_eps = \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u): w = 0 gives \u03b5_u, w = 1 gives \u03b5_c, larger w pushes further."
+
+
+# =========================================================================== the blanks, declared once, and their self-checks
+COSINE_ALPHA_BARS = Blank(CosineRecord, functools.partial(judge_cosine, "alpha_bars"), "alpha_bars",
+                          "cosine_beta_schedule: alpha_bars")
+COSINE_BETAS = Blank(CosineRecord, functools.partial(judge_cosine, "betas"), "results", "cosine_beta_schedule: betas")
+DDIM_X0_PRED = Blank(DDIMRecord, functools.partial(judge_ddim, "x0_pred"), "x0_preds", "ddim_step: x0_pred")
+DDIM_X_PREV = Blank(DDIMRecord, functools.partial(judge_ddim, "x_prev"), "outs", "ddim_step: x_prev")
+GUIDED_EPS = Blank(GuidedRecord, judge_guided, "results", "guided_eps: the returned guided \u03b5")
+
+COSINE_CHECK = SelfCheck("cosine", (COSINE_ALPHA_BARS, COSINE_BETAS))
+DDIM_CHECK = SelfCheck("ddim", (DDIM_X0_PRED, DDIM_X_PREV))
+GUIDED_CHECK = SelfCheck("guided", (GUIDED_EPS,))
+CHECKS = (COSINE_CHECK, DDIM_CHECK, GUIDED_CHECK)
+
+
+def check_cosine_beta_schedule(fn, quiet: bool = False) -> None:
+    """Self-check for ``cosine_beta_schedule(timesteps, s=0.008)``: the blanks alpha_bars and betas."""
+    COSINE_CHECK.run(fn, quiet)
+
+
+def check_ddim_step(fn, quiet: bool = False) -> None:
+    """Self-check for ``ddim_step(x_t, eps, t, t_prev, eta=0.0)``: the blanks x0_pred and x_prev."""
+    DDIM_CHECK.run(fn, quiet)
+
+
+def check_guided_eps(fn, quiet: bool = False) -> None:
+    """Self-check for ``guided_eps(eps_cond, eps_uncond, w)``."""
+    GUIDED_CHECK.run(fn, quiet)

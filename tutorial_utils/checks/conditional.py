@@ -1,6 +1,7 @@
 """Notebook 6 (class-conditional DDPM): the three blanks of ``UNet_cond`` -- their probes, records and judges."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,7 @@ from .core import ABSENT, FILL_IN, Num, Obs, Record, Text, capture_locals, close
     fresh, local
 
 
+from .blank import Blank, SelfCheck
 @dataclass
 class ClassEmbRecord(Record):
     """``cls(ch, n_classes)``: what ``self.class_emb`` is and, when it is an ``nn.Embedding`` with one row per class,
@@ -150,3 +152,19 @@ def judge_cond(part: str, rec: CondRecord, inputs: dict, exp: dict) -> str:
         fail("UNet_cond's output differs from the course's UNet_cond with the same weights: pass cond_emb to "
              "self.backbone so it reaches every stage.")
     return "cond_emb = t_emb + y_emb, and the output matches the course's UNet_cond with the same weights."
+
+
+# =========================================================================== the blanks, declared once, and their self-checks
+CLASS_EMB = Blank(ClassEmbRecord, judge_class_emb, "lookup", "UNet_cond: self.class_emb")
+COND_Y_EMB = Blank(CondRecord, functools.partial(judge_cond, "y_emb"), "y_emb", "UNet_cond.forward: y_emb")
+COND_COND_EMB = Blank(CondRecord, functools.partial(judge_cond, "cond_emb"), "cond_emb", "UNet_cond.forward: cond_emb")
+
+CLASS_EMB_CHECK = SelfCheck("class_emb", (CLASS_EMB,))
+COND_FORWARD_CHECK = SelfCheck("cond_forward", (COND_Y_EMB, COND_COND_EMB))
+CHECKS = (CLASS_EMB_CHECK, COND_FORWARD_CHECK)
+
+
+def check_unet_cond(cls, quiet: bool = False) -> None:
+    """Self-check for the three blanks of ``UNet_cond``."""
+    CLASS_EMB_CHECK.run(cls, quiet)
+    COND_FORWARD_CHECK.run(cls, quiet)

@@ -2,6 +2,7 @@
 records and judges."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +10,7 @@ import torch
 from .core import (ABSENT, FILL_IN, Obs, Record, Text, call, call_each, capture_locals, close, err_text, expect, fail,
                    fresh, grader_draws, local, patched_globals, usable)
 
+from .blank import Blank, SelfCheck
 SCHEDULE_GLOBALS = ("betas", "alphas", "alpha_bars")
 
 
@@ -152,3 +154,26 @@ def judge_q_sample(part: str, rec: QSampleRecord, inputs: dict, exp: dict) -> st
                 f"{exp['sqrt_one_minus_alpha_bar'][k].item():.4f} \u2014 x_t is right.")
     _judge_coefficient(part, rec, inputs, exp)
     return f"{part} is right for every image's timestep."
+
+
+# =========================================================================== the blanks, declared once, and their self-checks
+LINEAR_BETA_SCHEDULE = Blank(ScheduleRecord, judge_schedule, "results", "linear_beta_schedule: the returned betas")
+Q_SAMPLE_SQRT_ALPHA_BAR = Blank(QSampleRecord, functools.partial(judge_q_sample, "sqrt_alpha_bar"), "sqrt_alpha_bar",
+                                "q_sample: sqrt_alpha_bar")
+Q_SAMPLE_SQRT_ONE_MINUS_ALPHA_BAR = Blank(QSampleRecord, functools.partial(judge_q_sample, "sqrt_one_minus_alpha_bar"),
+                                          "sqrt_one_minus_alpha_bar", "q_sample: sqrt_one_minus_alpha_bar")
+Q_SAMPLE_RETURN = Blank(QSampleRecord, functools.partial(judge_q_sample, "return"), "out", "q_sample: the returned x_t")
+
+LINEAR_BETA_SCHEDULE_CHECK = SelfCheck("linear_beta_schedule", (LINEAR_BETA_SCHEDULE,))
+Q_SAMPLE_CHECK = SelfCheck("q_sample", (Q_SAMPLE_SQRT_ALPHA_BAR, Q_SAMPLE_SQRT_ONE_MINUS_ALPHA_BAR, Q_SAMPLE_RETURN))
+CHECKS = (LINEAR_BETA_SCHEDULE_CHECK, Q_SAMPLE_CHECK)
+
+
+def check_linear_beta_schedule(fn, quiet: bool = False) -> None:
+    """Self-check for ``linear_beta_schedule(timesteps, beta_start=1e-4, beta_end=0.02)``."""
+    LINEAR_BETA_SCHEDULE_CHECK.run(fn, quiet)
+
+
+def check_q_sample(fn, quiet: bool = False) -> None:
+    """Self-check for ``q_sample(x_start, t, noise=None)``: x_t = sqrt(\u1fb1_t) x_0 + sqrt(1 - \u1fb1_t) \u03b5."""
+    Q_SAMPLE_CHECK.run(fn, quiet)

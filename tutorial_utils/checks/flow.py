@@ -10,6 +10,7 @@ from torch import nn
 from .core import (FILL_IN, CallsRecord, Num, Obs, Record, Text, call, close, err_text, expect, fail, fresh,
                    patched_globals)
 
+from .blank import Blank, SelfCheck
 TIME_SCALE = 1000.0          # what notebook 8's `velocity` multiplies t by (the embedding's range)
 
 
@@ -226,3 +227,43 @@ def judge_guided_velocity(rec: GuidedVelocityRecord, inputs: dict, exp: dict) ->
                  f"{rec.largest_batch[i]} images; make ONE call on a batch of 2B = {2 * B} (the images twice, the "
                  "labels y then null) and split it with .chunk(2).")
     return "guided_velocity = v_u + w\u00b7(v_c - v_u), both from one call of batch 2B."
+
+
+# =========================================================================== the blanks, declared once, and their self-checks
+FLOW_INTERPOLANT = Blank(InterpolantRecord, judge_interpolant, "results", "flow_interpolant: x_t")
+VELOCITY_TARGET = Blank(TargetRecord, judge_target, "results", "velocity_target: target")
+EULER_STEP = Blank(EulerRecord, judge_euler, "results", "euler_step: x_next")
+HEUN_STEP = Blank(HeunRecord, judge_heun, "results", "heun_step: x_next")
+GUIDED_VELOCITY = Blank(GuidedVelocityRecord, judge_guided_velocity, "results", "guided_velocity: v")
+
+FLOW_INTERPOLANT_CHECK = SelfCheck("flow_interpolant", (FLOW_INTERPOLANT,))
+VELOCITY_TARGET_CHECK = SelfCheck("velocity_target", (VELOCITY_TARGET,))
+EULER_STEP_CHECK = SelfCheck("euler_step", (EULER_STEP,))
+HEUN_STEP_CHECK = SelfCheck("heun_step", (HEUN_STEP,))
+GUIDED_VELOCITY_CHECK = SelfCheck("guided_velocity", (GUIDED_VELOCITY,))
+CHECKS = (FLOW_INTERPOLANT_CHECK, VELOCITY_TARGET_CHECK, EULER_STEP_CHECK, HEUN_STEP_CHECK, GUIDED_VELOCITY_CHECK)
+
+
+def check_flow_interpolant(fn, quiet: bool = False) -> None:
+    """Self-check for ``flow_interpolant(x_0, noise, t)``: x_t = (1 - t) x_0 + t \u03b5 (notebook 8)."""
+    FLOW_INTERPOLANT_CHECK.run(fn, quiet)
+
+
+def check_velocity_target(fn, quiet: bool = False) -> None:
+    """Self-check for ``velocity_target(x_0, noise)``: \u03b5 - x_0."""
+    VELOCITY_TARGET_CHECK.run(fn, quiet)
+
+
+def check_euler_step(fn, quiet: bool = False) -> None:
+    """Self-check for ``euler_step(x_t, v, t, t_next)``."""
+    EULER_STEP_CHECK.run(fn, quiet)
+
+
+def check_heun_step(fn, quiet: bool = False) -> None:
+    """Self-check for ``heun_step(velocity_fn, x_t, t, t_next)``."""
+    HEUN_STEP_CHECK.run(fn, quiet)
+
+
+def check_guided_velocity(fn, quiet: bool = False) -> None:
+    """Self-check for ``guided_velocity(model, x_t, t, y, w)``: the value and one call of batch 2B."""
+    GUIDED_VELOCITY_CHECK.run(fn, quiet)

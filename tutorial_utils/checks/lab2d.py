@@ -10,6 +10,7 @@ import torch
 from .core import FILL_IN, CallsRecord, Obs, Text, close, expect, fail
 
 
+from .blank import Blank, SelfCheck
 def _each(rec, inputs, exp, call_text, label, none, shape_hint):
     """(args, the usable result, the expected result, the call's text) for each argument list."""
     for args, got, err, want in zip(inputs["args"], rec.results, rec.errors, exp["results"]):
@@ -125,22 +126,27 @@ def judge_straightness(rec: StraightnessRecord, inputs: dict, exp: dict) -> str:
     return "straightness: |end - start| / length, 1 for a straight path, less for a bent one."
 
 
-# =========================================================================== self-checks (stored expected values)
-def _self_check(name, obj, judges, quiet):
-    from . import _self_check as run          # the shared runner (stored expected values), imported when called
-    run(name, obj, judges, quiet)
+# =========================================================================== the blanks, declared once, and their self-checks
+EPS_TO_VELOCITY = Blank(ConversionRecord, judge_eps_to_velocity, "results", "eps_to_velocity: v")
+MIXTURE_VELOCITY = Blank(MixtureVelocityRecord, judge_mixture_velocity, "results", "mixture_velocity: v")
+STRAIGHTNESS = Blank(StraightnessRecord, judge_straightness, "results", "straightness: ratio")
+
+EPS_TO_VELOCITY_CHECK = SelfCheck("eps_to_velocity", (EPS_TO_VELOCITY,))
+MIXTURE_VELOCITY_CHECK = SelfCheck("mixture_velocity", (MIXTURE_VELOCITY,))
+STRAIGHTNESS_CHECK = SelfCheck("straightness", (STRAIGHTNESS,))
+CHECKS = (EPS_TO_VELOCITY_CHECK, MIXTURE_VELOCITY_CHECK, STRAIGHTNESS_CHECK)
 
 
 def check_eps_to_velocity(fn, quiet: bool = False) -> None:
     """Self-check for ``eps_to_velocity(x_t, eps, alpha, sigma, d_alpha, d_sigma)`` (notebook 8, part A)."""
-    _self_check("eps_to_velocity", fn, ["eps_to_velocity"], quiet)
+    EPS_TO_VELOCITY_CHECK.run(fn, quiet)
 
 
 def check_mixture_velocity(fn, quiet: bool = False) -> None:
     """Self-check for ``mixture_velocity(x, t, means, std, weights)`` (notebook 8, part B): the exact velocity."""
-    _self_check("mixture_velocity", fn, ["mixture_velocity"], quiet)
+    MIXTURE_VELOCITY_CHECK.run(fn, quiet)
 
 
 def check_straightness(fn, quiet: bool = False) -> None:
     """Self-check for ``straightness(path)`` (notebook 8, part B): chord over length, per trajectory."""
-    _self_check("straightness", fn, ["straightness"], quiet)
+    STRAIGHTNESS_CHECK.run(fn, quiet)

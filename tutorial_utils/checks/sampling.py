@@ -9,6 +9,7 @@ from torch import nn
 
 from .core import FILL_IN, Obs, Record, Text, call, close, err_text, expect, fail, fresh, grader_draws, \
     patched_globals, usable
+from .blank import Blank, SelfCheck
 from .diffusion import SCHEDULE_GLOBALS
 
 
@@ -83,3 +84,15 @@ def judge_reverse_step(rec: ReverseRecord, inputs: dict, exp: dict) -> str:
         fail(msg + ".")
     return ("x_{t-1} matches Algorithm 2 at t_index = " + ", ".join(str(int(i)) for i in inputs["t_indices"])
             + "; the last step adds no noise.")
+
+
+# =========================================================================== the blanks, declared once, and their self-checks
+REVERSE_STEP = Blank(ReverseRecord, judge_reverse_step, "outs", "p_sample_DDPM: the returned x_{t-1}")
+
+REVERSE_STEP_CHECK = SelfCheck("reverse_step", (REVERSE_STEP,))
+CHECKS = (REVERSE_STEP_CHECK,)
+
+
+def check_p_sample_DDPM(fn, quiet: bool = False) -> None:
+    """Self-check for ``p_sample_DDPM(model, x, t, t_index)``."""
+    REVERSE_STEP_CHECK.run(fn, quiet)

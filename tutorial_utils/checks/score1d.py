@@ -1,11 +1,13 @@
 """Notebook 1, part 2 (the score of the noised 1-D mixture, one probability-flow ODE step): probes, records, judges."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .core import ABSENT, FILL_IN, CallsRecord, Obs, Record, Text, call_each, close, expect, fail, usable
 
 
+from .blank import Blank, SelfCheck
 # =========================================================================== the score of a Gaussian mixture
 @dataclass
 class ScoreRecord(Record):
@@ -117,3 +119,25 @@ def judge_pf_ode_step(rec: PFODERecord, inputs: dict, exp: dict) -> str:
         fail(f"{text} differs from x + \u00bd\u03b2\u00b7(x + score) by up to "
              f"{(got.double() - want).abs().max().item():.4g}.{hint}")
     return "pf_ode_step: x_{t-1} = x_t + \u00bd\u03b2\u00b7(x_t + score), one Euler step of the probability-flow ODE."
+
+
+# =========================================================================== the blanks, declared once, and their self-checks
+MIXTURE_SCORE_M = Blank(ScoreRecord, functools.partial(judge_mixture_score, "m"), "m", "mixture_score: m")
+MIXTURE_SCORE_V = Blank(ScoreRecord, functools.partial(judge_mixture_score, "v"), "v", "mixture_score: v")
+MIXTURE_SCORE_RETURN = Blank(ScoreRecord, functools.partial(judge_mixture_score, "return"), "results",
+                             "mixture_score: the returned score")
+PF_ODE_STEP = Blank(PFODERecord, judge_pf_ode_step, "results", "pf_ode_step: the returned x_{t-1}")
+
+MIXTURE_SCORE_CHECK = SelfCheck("mixture_score", (MIXTURE_SCORE_M, MIXTURE_SCORE_V, MIXTURE_SCORE_RETURN))
+PF_ODE_STEP_CHECK = SelfCheck("pf_ode_step", (PF_ODE_STEP,))
+CHECKS = (MIXTURE_SCORE_CHECK, PF_ODE_STEP_CHECK)
+
+
+def check_mixture_score(fn, quiet: bool = False) -> None:
+    """Self-check for ``mixture_score(x, alpha_bar, means, stds, weights)`` (notebook 1): the exact score."""
+    MIXTURE_SCORE_CHECK.run(fn, quiet)
+
+
+def check_pf_ode_step(fn, quiet: bool = False) -> None:
+    """Self-check for ``pf_ode_step(x, score, beta)`` (notebook 1): x + \u00bd \u03b2 (x + score)."""
+    PF_ODE_STEP_CHECK.run(fn, quiet)

@@ -5,6 +5,7 @@ says the loop drew.  The blanks after it (``pred_noise``, ``loss``) are judged o
 that a wrong ``x_t`` blank, even one that changes t or the noise, costs only its own points."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from .core import (ABSENT, FILL_IN, Num, Obs, Record, Text, call, capture_locals, close, err_text, expect, fail, fresh,
                    grader_draws, local, patched_globals, usable)
 
+from .blank import Blank, SelfCheck
 SPY_LR = 0.1            # the learning rate of the SGD step the probe takes with the stand-in model
 
 
@@ -233,3 +235,24 @@ def judge_train(part: str, rec: TrainRecord, inputs: dict, exp: dict) -> str:
         fail("the training loop did not get as far as drawing t and the noise for the batch x_0"
              + (f"; it raised {rec.error}." if rec.error else "."))
     return {"x_t": _judge_x_t, "pred_noise": _judge_pred, "loss": _judge_loss}[part](rec, inputs, exp)
+
+
+# =========================================================================== the blanks, declared once, and their self-checks
+LOSS_FN = Blank(LossRecord, judge_loss_fn, "value", "loss_fn")
+TRAIN_X_T = Blank(TrainRecord, functools.partial(judge_train, "x_t"), "x_t", "train_ddpm: x_t")
+TRAIN_PRED_NOISE = Blank(TrainRecord, functools.partial(judge_train, "pred_noise"), "pred_noise", "train_ddpm: pred_noise")
+TRAIN_LOSS = Blank(TrainRecord, functools.partial(judge_train, "loss"), "loss", "train_ddpm: loss")
+
+LOSS_FN_CHECK = SelfCheck("loss_fn", (LOSS_FN,))
+TRAIN_STEP_CHECK = SelfCheck("train_step", (TRAIN_X_T, TRAIN_PRED_NOISE, TRAIN_LOSS))
+CHECKS = (LOSS_FN_CHECK, TRAIN_STEP_CHECK)
+
+
+def check_loss_fn(loss_fn, quiet: bool = False) -> None:
+    """Self-check for ``loss_fn``: the mean squared error of Algorithm 1."""
+    LOSS_FN_CHECK.run(loss_fn, quiet)
+
+
+def check_training_loop(train_fn, quiet: bool = False) -> None:
+    """Self-check for the three blanks of the training loop (x_t, pred_noise, loss), in order."""
+    TRAIN_STEP_CHECK.run(train_fn, quiet)
