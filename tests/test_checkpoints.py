@@ -549,7 +549,7 @@ def test_reflow_trainer_starts_from_the_teacher_and_keeps_its_pairs(tmp_path):
     """--model unet_flow_reflow draws (z, x, y) pairs from unet_flow (cached in the run folder, reused by a second
     run), starts from unet_flow's weights (lr 1e-9: the saved EMA weights are the teacher's) and records the pairs."""
     from ddpm_instructor.train import main
-    from solutions.flow import flow_sample_loop
+    from solutions.flow import flow_sample_loop, network_calls
 
     run, out = tmp_path / "run", tmp_path / "out"
     args = ["--model", "unet_flow_reflow", "--steps", "2", "--warmup", "1", "--lr", "1e-9", "--batch-size", "2",
@@ -560,12 +560,15 @@ def test_reflow_trainer_starts_from_the_teacher_and_keeps_its_pairs(tmp_path):
     assert all(torch.allclose(saved[k], v, atol=1e-6) for k, v in teacher.state_dict().items())
     meta = json.loads((out / "unet_flow_reflow.json").read_text())
     pairs = meta["recipe"]["reflow"]
-    assert (pairs["n_pairs"], pairs["sampler"], pairs["w"], pairs["network_calls_per_pair"]) == (4, "heun", 2.0, 15)
+    cfg = PRETRAINED["unet_flow_reflow"]["recipe"]["reflow"]
+    assert (pairs["n_pairs"], pairs["sampler"], pairs["sampler_steps"], pairs["w"]) == (
+        4, cfg["sampler"], cfg["sampler_steps"], cfg["w"])
+    assert pairs["network_calls_per_pair"] == network_calls(cfg["sampler"], cfg["sampler_steps"])
     cached = torch.load(run / "pairs.pt", weights_only=True)
     assert cached["info"] == pairs
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
-        x = flow_sample_loop(teacher, (2, 1, 28, 28), cached["y"][:2], n_steps=8, method="heun", w=2.0,
-                             null_class=10, noise=cached["z"][:2])
+        x = flow_sample_loop(teacher, (2, 1, 28, 28), cached["y"][:2], n_steps=cfg["sampler_steps"],
+                             method=cfg["sampler"], w=cfg["w"], null_class=cfg["null_class"], noise=cached["z"][:2])
     assert (x.clamp(-1, 1) - cached["x"][:2]).abs().max() < 0.15          # the teacher's ODE end (bf16 or fp32)
     stamp = (run / "pairs.pt").stat().st_mtime_ns
     assert main(args + ["--steps", "3"]) == 0 and (run / "pairs.pt").stat().st_mtime_ns == stamp

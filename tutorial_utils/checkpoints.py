@@ -86,9 +86,9 @@ PRETRAINED: dict[str, dict] = {
                        "ODE, guidance distilled in: 1 Euler step, 1 network call (w = 1) draws the digit asked for",
         # reflow: pairs (z, x = ODE(z, y), y) from the teacher, then flow matching on the pairs from its weights;
         # no label dropout (the guided pairs already carry the guidance; sample with w = 1)
-        "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 1500, "lr": 1e-3, "warmup": 100,
+        "recipe": {**_RECIPE, "digits": None, "labels": True, "steps": 1200, "lr": 1e-3, "warmup": 100,
                    "objective": "flow",
-                   "reflow": {"teacher": "unet_flow", "n_pairs": 20000, "sampler": "heun", "sampler_steps": 8,
+                   "reflow": {"teacher": "unet_flow", "n_pairs": 12000, "sampler": "heun", "sampler_steps": 4,
                               "w": 2.0, "null_class": 10, "seed": 1}},
     },
 }
