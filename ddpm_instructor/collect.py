@@ -55,16 +55,18 @@ MAX_EXPORT_BYTES = 4 * 2**30                   # an LMS export kept inside anoth
 MAX_ZIP_MEMBERS = 2000                         # files read from one zip
 MAX_MATCHED_CELLS = 500    # cells compared by content to restore stripped metadata (= sanitize.MAX_CELLS, all kept)
 # Canvas "Download Submissions" (lib/content_zipper.rb): [sortable name, "LATE" if late, user id] joined by "_",
-# then "_<attachment id>_<file name>"; anonymous grading writes "anon_<anonymous id>" for name and user id.
-# A file handed in again under the same name gets "-1", "-2", ... before its extension.
-CANVAS = re.compile(r"^(?:(?:LATE_)?(?P<anon>anon_[A-Za-z0-9]+)|(?P<name>.+?)(?:_LATE)?_(?P<uid>\d+))"
-                    r"_(?P<fid>\d+)_(?P<file>.+)$")
-# a Canvas name is the student's to choose and may end in "_<digits>": every other place a user id could start
-_CANVAS_READINGS = re.compile(r"(?=(_(?:LATE_)?)(\d+)_\d+_.)")
+# then "_<attachment id>_<file name>"; anonymous grading writes "anon_<anonymous id>" for name and user id.  The name
+# is the user's sortable name downcased with every non-word character removed: it keeps letters, digits and "_"
+# (never an upper-case letter, so "LATE" is Canvas's own), and a user may edit it, so a name ending in "_<digits>"
+# makes the file name read as another user's id.  The ids are integers (no leading zero).  A file handed in again
+# under the same name gets "-1", "-2", ... before its extension.
+_CANVAS_ANON = re.compile(r"^(?:(?P<late>LATE)_)?(?P<anon>anon_[A-Za-z0-9]+)_(?P<fid>[1-9]\d*)_(?P<file>.+)$")
+_CANVAS_AFTER_NAME = re.compile(r"_(?:(?P<late>LATE)_)?(?P<uid>[1-9]\d*)_(?P<fid>[1-9]\d*)_(?P<file>.+)$")
 # Moodle "Download all submissions" (mod/assign): "<Full Name>_<participant id>_assignsubmission_<plugin>_" is a
 # folder per student (Moodle >= 3.1) or the prefix of each file; "_" in the name becomes a space.  The participant
 # id is Moodle's id of the student *in this assignment* (assign_user_mapping), the same under blind marking.
 MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assign(?:submission|feedback)_[a-z]+_(?P<file>.*)$")
+AMBIGUOUS = "held back, whose it is is ambiguous"
 NO_OWNER = ("could not tell which student handed this in: the top level of an export must be Canvas file names "
             "(<name>_<userid>_<fileid>_<file>), Moodle folders (<Full Name>_<id>_assignsubmission_file_/) or one "
             "folder per student (<student>/<assignment>/<notebook>.ipynb); or use --student-regex")
@@ -186,6 +188,14 @@ def _prepare(c: "Candidate", ctx: _Context) -> bool:
     if c.owner is None:
         report.refuse(c.display, c.no_owner)
         return False
+    reading, why = canvas_reading(c.owner, ctx.roster)
+    if reading is None:
+        report.refuse(c.display, why)
+        report.held_back.append(c.display)
+        return False
+    if reading is not c.owner:                 # another reading of a Canvas file name: its own file name too
+        c.name = reading.file if c.name == c.owner.file else c.name
+        c.owner = reading
     student, why = student_id(c.owner, {k.assignment for k in ctx.known.values()}, ctx.roster)
     if student is None:
         report.refuse(c.display, why)
@@ -407,7 +417,10 @@ class Owner:
     lms: str = ""             # "Canvas" or "Moodle"; "" when the name is the id (a folder, --student-regex)
     lms_id: str = ""          # Canvas user id (or anonymous id), Moodle participant id
     by: str = "folder"        # what carried it: "folder", "Canvas file name", "Moodle folder", ...
-    other_ids: tuple = ()     # Canvas: the user ids of the file name's other readings (a name may end in _<digits>)
+    file: str = ""            # Canvas: the student's own file name in this reading
+    late: bool = False        # Canvas: the export marks the submission LATE (its own word, not the student's)
+    readings: tuple = ()      # Canvas: the other ways the file name reads, with other user ids ([Owner]): a name
+                              # may end in _<digits>; ``canvas_reading`` picks one or refuses
 
     @property
     def identity(self) -> str:
@@ -432,12 +445,57 @@ def owner_of(entry: str, is_dir: bool, regex=None) -> tuple[Owner | None, str]:
             m["file"] or entry
     if is_dir:
         return Owner(entry), entry
-    m = CANVAS.match(entry)
-    if m:
-        others = () if m["anon"] else tuple(dict.fromkeys(
-            x[1] for x in _CANVAS_READINGS.findall(entry[len(m["name"]):]) if x[1] != m["uid"]))
-        return Owner(m["anon"] or m["name"], "Canvas", m["anon"] or m["uid"], "Canvas file name", others), m["file"]
+    readings = canvas_readings(entry)
+    if readings:
+        first = readings[0]
+        return replace(first, readings=tuple(readings[1:])), first.file
     return None, entry
+
+
+def canvas_readings(entry: str) -> list[Owner]:
+    """Every way a Canvas file name ``<name>_[LATE_]<user id>_<attachment id>_<file>`` can be read, one per user id
+    (left to right): the name is Canvas's downcased sortable name, the ids integers."""
+    out: dict[str, Owner] = {}
+    m = _CANVAS_ANON.match(entry)
+    if m:
+        out[m["anon"]] = Owner(m["anon"], "Canvas", m["anon"], "Canvas file name", m["file"], bool(m["late"]))
+    for i in (i for i, ch in enumerate(entry) if ch == "_"):
+        name = entry[:i]
+        if not _canvas_name(name) or (m and name == "anon"):    # "anon": the anonymous reading above
+            continue
+        r = _CANVAS_AFTER_NAME.match(entry, i)
+        if r and r["uid"] not in out:
+            out[r["uid"]] = Owner(name, "Canvas", r["uid"], "Canvas file name", r["file"], bool(r["late"]))
+    return list(out.values())
+
+
+def _canvas_name(name: str) -> bool:
+    """Whether Canvas could have written ``name``: what Ruby's [[:word:]] keeps (letters, marks, digits, connector
+    punctuation such as "_"), downcased."""
+    return not any("A" <= ch <= "Z" or not (ch.isalnum() or unicodedata.category(ch)[0] in "MN"
+                                            or unicodedata.category(ch) == "Pc") for ch in name)
+
+
+def canvas_reading(owner: Owner, roster: Roster | None) -> tuple[Owner | None, str]:
+    """The one reading of a Canvas file name that is taken, or (None, why).  A file name with one reading is that
+    user's.  With several (a name ending in _<digits>), only the roster can tell: the one reading whose user id is
+    on it is taken; without a roster, or when more than one is on it, the file is held back, never filed as a guess."""
+    if not owner.readings:
+        return owner, ""
+    every = (owner, *owner.readings)
+    users = " or ".join(f"user {o.lms_id} (named '{shown(o.name)}')" for o in every)
+    if roster is None:
+        return None, (f"{AMBIGUOUS}: this Canvas file name reads as {users} (a name ending in _<digits>); collect "
+                      "again with --roster (Canvas's gradebook CSV: Student, ID, SIS User ID, SIS Login ID, Section) "
+                      "to take the reading whose user is in the course")
+    on = [o for o in every if roster.by_lms_id(o.lms_id) is not None]
+    if len(on) == 1:
+        return on[0], ""
+    if not on:
+        return owner, ""                   # student_id says that the id is not on the roster
+    return None, (f"{AMBIGUOUS}: this Canvas file name reads as "
+                  f"{' or '.join(f'user {o.lms_id} ({roster.by_lms_id(o.lms_id).id})' for o in on)}, all on the roster "
+                  "(a name ending in _<digits>); check in Canvas whose file this is and collect it by hand")
 
 
 def student_id(owner: Owner, assignments, roster: Roster | None) -> tuple[str | None, str]:
@@ -453,13 +511,9 @@ def student_id(owner: Owner, assignments, roster: Roster | None) -> tuple[str | 
             return f"{owner.lms.lower()}-{owner.lms_id}", ""
         e = roster.by_lms_id(owner.lms_id)
         if e is None:
-            return None, (f"{owner.identity} ('{shown(owner.name)}') is not on the roster: add {owner.lms_id} as the "
-                          "lms_id of their row")
-        others = [o for o in owner.other_ids if roster.by_lms_id(o) not in (None, e)]
-        if others and _renamed(owner, roster, e.id) is not None:
-            return None, (f"the Canvas file name reads as user {owner.lms_id} ({e.id}, '{shown(e.name)}' on the "
-                          f"roster, not '{shown(owner.name)}') or as user {' or '.join(others)} (also on the roster): "
-                          "a name ending in _<digits>? Check in Canvas whose file this is and collect it by hand")
+            others = "".join(f" (or {o.identity}: the file name reads both ways)" for o in owner.readings)
+            return None, (f"{owner.identity} ('{shown(owner.name)}'){others} is not on the roster: add "
+                          f"{owner.lms_id} as the lms_id of their row")
         return e.id, ""
     if roster is None:
         why = student_id_problem(owner.name)
@@ -1038,6 +1092,7 @@ class CollectReport:
     renamed: list = field(default_factory=list)         # [Renamed]
     skipped: list = field(default_factory=list)
     missing: list = field(default_factory=list)
+    held_back: list = field(default_factory=list)       # files whose Canvas name reads as more than one user
 
     def refuse(self, file: str, why: str, student: str = "", assignment: str = "") -> None:
         self.unmatched.append((file, why))
@@ -1052,6 +1107,9 @@ class CollectReport:
         lines = [f"collect batch {self.batch}: {len(self.collected)} submission(s) collected, "
                  f"{len(self.replaced)} replaced an earlier one, {len(self.unchanged)} unchanged, "
                  f"{len(self.unmatched)} file(s) NOT matched"]
+        if self.held_back:
+            lines.append(f"  {len(self.held_back)} file(s) held back: a Canvas file name that reads as more than one "
+                         "user (listed below); --roster tells them apart")
         for s, a, files, how in self.collected:
             lines.append(f"  + {s}/{a} <- {', '.join(files)}" + (f"   [{'; '.join(how)}]" if how else ""))
         for sub, where in self.replaced:

@@ -1,6 +1,10 @@
 """The roster: one row per student, read by ``collect --roster`` (whose a file is) and by ``grades --format``
 (which LMS row a grade goes to).  One job: read and check the CSV, and look a student up by an id.
 
+Canvas's gradebook export (Grades > Export: ``Student, ID, SIS User ID, SIS Login ID, Section``, then one column per
+assignment) is read as it is: each student's id is ``canvas-<ID>`` (what collect files a Canvas user under without a
+roster), ``ID`` is the ``lms_id``, ``Student`` the name; its "Points Possible" row (no ID) is skipped.
+
 Columns: ``id`` (or ``student_id``): the course's student id, used as is (letters, digits, ``.``, ``_``, ``-``); any
 of ``lms_id`` (the Canvas user id, or the Moodle participant id: Moodle numbers participants per assignment, so
 several ids may be given separated by ``;``), ``login``, ``email``, ``sis_id``, ``idnumber`` (ids), ``name`` (for
@@ -66,6 +70,16 @@ def name_key(name: str) -> str:
     return " ".join(unicodedata.normalize("NFC", name).casefold().split())
 
 
+CANVAS_GRADEBOOK = {"ID": "lms_id", "Student": "name", "SIS User ID": "sis_id", "SIS Login ID": "login",
+                    "Section": "section"}
+
+
+def canvas_gradebook_row(row: dict) -> dict:
+    """A row of Canvas's gradebook export as a roster row: id ``canvas-<ID>``, the ID as ``lms_id``."""
+    out = {ours: row.get(theirs, "") for theirs, ours in CANVAS_GRADEBOOK.items()}
+    return dict(out, id=f"canvas-{row['ID']}")
+
+
 def load_roster(path) -> Roster:
     """Read and check a roster CSV; an ``InstructorError`` names each bad row and how to fix it."""
     if not path or not Path(path).is_file():
@@ -78,6 +92,9 @@ def load_roster(path) -> Roster:
             header = [h.strip() for h in reader.fieldnames or []]
     except (UnicodeDecodeError, csv.Error) as e:
         raise InstructorError(f"--roster {path}: not a UTF-8 CSV file ({e}); save it as CSV UTF-8.")
+    if {"Student", "ID"} <= set(header) and "id" not in header and "student_id" not in header:
+        rows = [canvas_gradebook_row(r) for r in rows if r.get("ID")]
+        header = ["id", "lms_id", "name"]
     if "id" not in header and "student_id" not in header:
         raise InstructorError(f"--roster {path}: no 'id' column (its columns: {', '.join(header) or 'none'}); the "
                               "first row must name the columns: id, lms_id, name, email, login, ...")

@@ -52,13 +52,72 @@ def test_with_a_roster_a_legit_canvas_file_whose_own_name_starts_with_numbers_is
     assert filed(course, "s-doe") == version("john"), report.text()
 
 
-def test_the_collision_of_one_canvas_id_under_two_names_says_what_to_check(course, tmp_path):
+def test_the_file_whose_name_reads_as_a_submitting_user_is_held_back_and_that_user_keeps_theirs(course, tmp_path):
     export = tmp_path / "submissions.zip"
     export.write_bytes(zip_bytes({
         f"doejohn_48213_9921034_{A}.ipynb": (version("victim"), (2026, 11, 20, 12, 0)),
         f"roe_48213_50977_9921511_{A}.ipynb": (version("attacker"), (2026, 11, 20, 13, 0)),
     }))
     report = col.collect(course, [export])
-    (c,) = report.collisions
-    assert c.identities == ["Canvas user 48213 as 'doejohn'", "Canvas user 48213 as 'roe'"], c
-    assert all("reads as another user's id" in why for _, why in report.unmatched), report.text()
+    assert students(course) == {"canvas-48213"} and filed(course, "canvas-48213") == version("victim"), report.text()
+    (why,) = [w for f, w in report.unmatched if "roe_48213" in f]
+    assert "user 48213 (named 'roe') or user 50977 (named 'roe_48213')" in why and "--roster" in why, why
+
+
+# ---------------------------------------------------------------- a user who handed in nothing, without a roster
+# Canvas writes a file as <sortable name, downcased, non-word characters removed>[_LATE]_<user id>_<attachment id>_
+# <the student's own file name> (lib/content_zipper.rb); the attacker, Canvas user 50977, renamed themselves
+# "Roe_48213" (their sortable name becomes roe_48213): the victim, user 48213, handed nothing in.
+SPOOF = f"roe_48213_50977_9921511_{A}.ipynb"
+SPOOF_LATE = f"roe_48213_LATE_50977_9921512_{A}-1.ipynb"      # handed in again, after the due date
+GRADEBOOK = ("Student,ID,SIS User ID,SIS Login ID,Section,HW 2 (1234)\n"
+             "    Points Possible,,,,,12.00\n"
+             '"Doe, John",48213,S1001,jdoe,CS101,\n'
+             '"Roe_48213, Mallory",50977,S1002,mroe,CS101,\n')
+
+
+def test_without_a_roster_a_name_that_reads_as_a_non_submitting_user_is_held_back(course, tmp_path):
+    """Read left to right, the attacker's file is user 48213's, who handed in nothing: nothing would say otherwise.
+    It is filed as nobody; the summary says how many were held back and that --roster tells them apart.  Handed in
+    late, Canvas's LATE stands between the name and the user id, and the file reads only as the attacker's."""
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({SPOOF: (version("attacker"), (2026, 11, 20, 13, 0)),
+                                  SPOOF_LATE: (version("attacker late"), (2026, 11, 22, 13, 0))}))
+    report = col.collect(course, [export])
+    assert students(course) == {"canvas-50977"} and filed(course, "canvas-50977") == version("attacker late"), \
+        report.text()
+    assert report.held_back == [f"submissions.zip:{SPOOF}"], report.text()
+    text = report.text()
+    assert "1 file(s) held back" in text and "--roster" in text and "48213" in text and "50977" in text, text
+
+
+def test_with_the_canvas_gradebook_as_roster_the_one_reading_in_the_course_is_taken(course, tmp_path):
+    """Canvas's gradebook export as the roster: the attacker's file reads as two users of the course (refused, check
+    in Canvas); an honest file whose own name starts with numbers reads as one user of the course (filed); a name
+    that reads as a user not in the course and one who is: the one in the course."""
+    roster = tmp_path / "gradebook.csv"
+    roster.write_text(GRADEBOOK)
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({
+        SPOOF: (version("attacker"), (2026, 11, 20, 13, 0)),
+        "doejohn_48213_9921034_2_3_final.ipynb": (version("john"), (2026, 11, 20, 13, 0)),
+    }))
+    report = col.collect(course, [export], roster=roster)
+    assert students(course) == {"canvas-48213"} and filed(course, "canvas-48213") == version("john"), report.text()
+    (why,) = [w for f, w in report.unmatched if SPOOF in f]
+    assert "user 48213 (canvas-48213) or user 50977 (canvas-50977)" in why and "check in Canvas" in why, why
+    roster.write_text(GRADEBOOK.replace('"Doe, John",48213,S1001,jdoe,CS101,\n', ""))     # 48213 not in the course
+    report = col.collect(course, [export], roster=roster)
+    assert "canvas-50977" in students(course) and filed(course, "canvas-50977") == version("attacker"), report.text()
+
+
+def test_a_legit_canvas_export_has_one_reading_per_file():
+    """Real-shaped names: Canvas's ids never start with 0, its names are downcased (LATE is Canvas's own), so the
+    course's file names (02_..., resubmissions -1) and LATE give one reading."""
+    for entry in ["doejohn_12345_678_02_forward_closed_form.ipynb", "doejohn_LATE_12345_678_02_forward_closed_form.ipynb",
+                  "müllerzoë_12345_679_02_forward_closed_form-1.ipynb", "anon_Xy12z_678_04_training.ipynb",
+                  "LATE_anon_Xy12z_678_hw 2 FINAL (1).ipynb"]:
+        assert len(col.canvas_readings(entry)) == 1, (entry, col.canvas_readings(entry))
+    (late,) = col.canvas_readings("doejohn_LATE_12345_678_02_forward_closed_form.ipynb")
+    assert late.late and late.lms_id == "12345" and late.file == "02_forward_closed_form.ipynb"
+    assert [o.lms_id for o in col.canvas_readings(SPOOF)] == ["48213", "50977"]
