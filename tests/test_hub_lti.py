@@ -10,6 +10,7 @@ graded student's score to the line item, and none for the student without a subm
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import json
 import os
 import pwd
@@ -46,6 +47,9 @@ def lms():
         "hint-bob": {"sub": "canvas-user-1002", "name": "Bob B", "email": "bob@uni.test", "roles": [LEARNER]},
         "hint-carol": {"sub": "canvas-user-1003", "name": "Carol C", "email": "carol@uni.test", "roles": [LEARNER]},
         "hint-prof": {"sub": "canvas-user-9", "name": "Prof P", "email": "prof@uni.test", "roles": [INSTRUCTOR]},
+        "hint-dana": {"sub": "canvas-user-1004", "name": "Dana D", "email": "dana@uni.test", "roles": [LEARNER]},
+        "hint-eve": {"sub": "canvas-user-1005", "name": "Eve E", "email": "eve@uni.test", "roles": [LEARNER]},
+        "hint-mal": {"sub": "canvas-user-1006", "name": "Mallory M", "email": "mal@uni.test", "roles": [LEARNER]},
     }
     base = Path(tempfile.mkdtemp(prefix="ddpm-hub-lti-"))
     os.chmod(base, 0o755)
@@ -209,51 +213,175 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def release_as_instructor(hub, assignment: str) -> None:
-    """What an instructor's terminal on the hub runs (root plays the instructor): nbgrader's release."""
-    state = hub.base / "state"
-    release = state / "course" / "release" / assignment
-    release.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("answer = None")]),
-                   release / "hello.ipynb")
-    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(state / "etc" / "instructor"), "PYTHONPATH": str(REPO),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    r = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "release_assignment", assignment],
-                       cwd=state / "course", env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-2000:]
+A = "02_forward_closed_form"        # the small assignment: 4 graded tests, a few seconds to grade
+COURSE_ID = "ddpm-course"           # hub/settings.py's default DDPM_HUB_COURSE_ID
 
 
-def test_a_student_launched_from_the_lms_fetches_and_submits_in_the_assignment_list(lms, tmp_path):
+def reference_answers(nb) -> nbformat.NotebookNode:
+    """The released student version with every blank filled in with the source notebook's reference code."""
+    src = nbformat.read(REPO / "notebooks" / "source" / A / f"{A}.ipynb", as_version=4)
+    ref = {c.metadata["nbgrader"]["grade_id"]: "\n".join(
+        line for line in c.source.split("\n") if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+        for c in src.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    for c in nb.cells:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in ref:
+            c.source = ref[gid]
+    return nb
+
+
+def as_os_user(name: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """``argv`` run as the hub-made OS user ``name`` (their groups), where they can run this Python."""
+    from hub_machine import open_python_prefix
+
+    pw = pwd.getpwnam(name)
+    gids = [g.gr_gid for g in grp.getgrall() if name in g.gr_mem]
+    groups = ["--groups", ",".join(map(str, gids))] if gids else ["--clear-groups"]
+    return subprocess.run(open_python_prefix() + ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", *groups,
+                                                  "--", *argv], capture_output=True, text=True, timeout=60,
+                          cwd=pw.pw_dir, env={"PATH": "/usr/bin:/bin", "HOME": pw.pw_dir})
+
+
+def instructor(course: Path, capsys, *argv: str) -> subprocess.CompletedProcess:
+    """``./course instructor --course-dir COURSE ARGV`` through its entry point, in this process."""
+    from ddpm_instructor.cli import main
+
+    capsys.readouterr()
+    code = main(["--course-dir", str(course), *argv])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+
+def open_assignment_list(page):
+    page.get_by_text("Nbgrader", exact=True).click()
+    page.get_by_text("Assignment List", exact=True).click()
+
+
+def put_notebook(page, name: str, path: str, nb) -> int:
+    """Save ``nb`` as ``path`` through the student's own server (the Contents API, as the lab saves)."""
+    return page.evaluate("""async ([url, body]) => {
+        const xsrf = (document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1] || "";
+        const r = await fetch(url, {method: "PUT", body, headers: {"Content-Type": "application/json",
+                                                                    "X-XSRFToken": decodeURIComponent(xsrf)}});
+        return r.status; }""", [f"/user/{name}/api/contents/{path}",
+                                json.dumps({"type": "notebook", "format": "json", "content": nb})])
+
+
+def test_a_class_round_trip_on_the_hub_with_the_courses_own_commands(lms, capsys, tmp_path):
+    """The instructor releases with ``./course instructor release``; Dana and Eve launch from the LMS, fetch, fill
+    in (Dana the reference answers, Eve nothing) and submit in the Assignment List; Mallory cannot read or overwrite
+    their submissions, and a folder she files under Eve's name is not collected; the instructor collects, autogrades
+    and returns feedback with the course's commands; Dana and Eve fetch their feedback in the Assignment List; the
+    LMS receives exactly their two scores."""
     if not os.access(CHROMIUM, os.X_OK):     # .ci/run installs it; under CI=true tests/conftest.py fails a skip
         pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
     from playwright.sync_api import expect, sync_playwright
 
     platform, hub = lms
-    release_as_instructor(hub, "ps1")
-    name = lti_username(platform.issuer, "canvas-user-1003")
-    launch_url = hub.url + "/hub/lti13/oauth_login?" + urllib.parse.urlencode({
-        "iss": platform.issuer, "login_hint": "hint-carol", "target_link_uri": hub.url + "/hub/",
-        "client_id": platform.client_id, "lti_message_hint": "ps1"})
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(60_000)
-            page.goto(launch_url)                   # the LMS's launch: login, the platform's form, the callback
-            page.wait_for_url(f"**/user/{name}/lab**", timeout=180_000)
-            page.get_by_text("Nbgrader", exact=True).click()
-            page.get_by_text("Assignment List", exact=True).click()
-            released = page.locator("#released_assignments_list")
-            expect(released).to_contain_text("ps1", timeout=60_000)
-            released.get_by_role("button", name="Fetch").click()
-            fetched = page.locator("#fetched_assignments_list")
-            expect(fetched).to_contain_text("ps1", timeout=60_000)
-            fetched.get_by_role("button", name="Submit").click()
-            expect(page.locator("#submitted_assignments_list")).to_contain_text("ps1", timeout=60_000)
-            page.screenshot(path=str(tmp_path / "assignment_list_submitted.png"))
-        finally:
-            browser.close()
-    inbound = hub.base / "exchange" / "ddpm-course" / "inbound"
-    mine = [p for p in inbound.iterdir() if p.name.startswith(name + "+ps1+")]
-    assert len(mine) == 1 and mine[0].stat().st_uid == pwd.getpwnam(name).pw_uid
-    assert (Path(pwd.getpwnam(name).pw_dir) / "ps1" / "hello.ipynb").is_file()
+    course, exchange = hub.base / "state" / "course", hub.base / "exchange"
+    name = {h: lti_username(platform.issuer, platform.people[h]["sub"]) for h in ("hint-dana", "hint-eve", "hint-mal")}
+    dana, eve, mal = name["hint-dana"], name["hint-eve"], name["hint-mal"]
+    # the instructor's release runs while the students' servers start
+    release = subprocess.Popen([str(REPO / "course"), "instructor", "--course-dir", str(course), "release", A,
+                                "--exchange", str(exchange), "--exchange-course", COURSE_ID],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        s_mal, r = launch(platform, hub, "hint-mal", A)      # Mallory's server (her OS user) starts too
+        assert r.status_code == 302
+        s_mal.get(hub.url + "/hub/spawn", timeout=60)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                pages = {}
+                for hint in ("hint-dana", "hint-eve"):
+                    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+                    page.set_default_timeout(60_000)
+                    page.goto(hub.url + "/hub/lti13/oauth_login?" + urllib.parse.urlencode({
+                        "iss": platform.issuer, "login_hint": hint, "target_link_uri": hub.url + "/hub/",
+                        "client_id": platform.client_id, "lti_message_hint": A}))
+                    pages[name[hint]] = page
+                out, _ = release.communicate(timeout=300)
+                assert release.returncode == 0, out[-3000:]
+                assert f"into the hub's exchange ({exchange / COURSE_ID / 'outbound' / A})" in out
+                fetched = {}
+                for who, page in pages.items():
+                    page.wait_for_url(f"**/user/{who}/lab**", timeout=180_000)
+                    open_assignment_list(page)
+                    released = page.locator("#released_assignments_list")
+                    expect(released).to_contain_text(A, timeout=60_000)
+                    released.get_by_role("button", name="Fetch").click()
+                    expect(page.locator("#fetched_assignments_list")).to_contain_text(A, timeout=60_000)
+                    home = Path(pwd.getpwnam(who).pw_dir)
+                    fetched[who] = nbformat.read(home / A / f"{A}.ipynb", as_version=4)
+                done = reference_answers(fetched[dana])
+                assert put_notebook(pages[dana], dana, f"{A}/{A}.ipynb", done) == 200
+                assert put_notebook(pages[eve], eve, f"{A}/{A}.ipynb", fetched[eve]) == 200   # blanks as fetched
+                for who, page in pages.items():
+                    page.locator("#fetched_assignments_list").get_by_role("button", name="Submit").click()
+                    expect(page.locator("#submitted_assignments_list")).to_contain_text(A, timeout=60_000)
+
+                # Mallory, on her own OS account, goes for Dana's and Eve's submissions
+                inbound = exchange / COURSE_ID / "inbound"
+                subs = {who: next(p for p in inbound.iterdir() if p.name.startswith(f"{who}+{A}+")) for who in pages}
+                nb_path = subs[dana] / f"{A}.ipynb"
+                attempts = {"list the inbound": ["ls", str(inbound)], "read Dana's notebook": ["cat", str(nb_path)],
+                            "overwrite it": ["sh", "-c", f"echo x > '{nb_path}'"],
+                            "replace Eve's folder": ["mv", str(subs[eve]), str(inbound / "gone")]}
+                succeeded = [what for what, argv in attempts.items() if as_os_user(mal, argv).returncode == 0]
+                assert succeeded == []
+                answers = Path(pwd.getpwnam(mal).pw_dir) / "answers.ipynb"     # Dana's answers, say she got them
+                nbformat.write(done, answers)
+                os.chown(answers, pwd.getpwnam(mal).pw_uid, -1)
+                forged = inbound / f"{eve}+{A}+2099-01-01 00:00:00.000000 UTC+forgedforged"
+                assert as_os_user(mal, ["sh", "-c", f"mkdir '{forged}' && cp '{answers}' '{forged}/{A}.ipynb'"]) \
+                    .returncode == 0
+
+                # the instructor: collect (the exchange only), autograde, feedback
+                r = instructor(course, capsys, "collect")
+                assert f"+ {dana}/{A}" in r.stdout and f"+ {eve}/{A}" in r.stdout, r.stdout + r.stderr
+                assert "names a student who does not own it" in r.stdout and r.returncode == 1
+                assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted([dana, eve])
+                r = instructor(course, capsys, "autograde", A)
+                assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+                r = instructor(course, capsys, "feedback", A)
+                assert r.returncode == 0, r.stdout + r.stderr
+                for who in (dana, eve):
+                    assert f"{who}: 1 page(s) returned through the hub's exchange" in r.stdout, r.stdout
+
+                # the students see it in the Assignment List and fetch it
+                for who, page in pages.items():
+                    page.reload()
+                    page.wait_for_url(f"**/user/{who}/lab**")
+                    open_assignment_list(page)
+                    submitted = page.locator("#submitted_assignments_list")
+                    expect(submitted).to_contain_text("feedback available to fetch", timeout=60_000)
+                    submitted.get_by_role("button", name="Fetch Feedback").click()
+                    expect(submitted).to_contain_text("view feedback", timeout=60_000)
+                pages[dana].screenshot(path=str(tmp_path / "assignment_list_feedback.png"))
+            finally:
+                browser.close()
+    finally:
+        if release.poll() is None:
+            release.kill()
+            release.wait()
+
+    points = {}
+    from ddpm_instructor.coursedir import CourseDir
+    from ddpm_instructor.grades import submission_score
+    c = CourseDir(root=course)
+    with c.gradebook() as gb:
+        for who in (dana, eve):
+            points[who] = submission_score(c, A, who, gb)
+    auto = sum(p for *_, p in c.points(A))
+    for who in (dana, eve):
+        page = next(Path(pwd.getpwnam(who).pw_dir).glob(f"{A}/feedback/*/{A}.html"))
+        assert page.stat().st_uid == pwd.getpwnam(who).pw_uid
+        assert (course / "feedback" / who / A / f"{A}.html").read_bytes() == page.read_bytes()
+
+    # the LMS gets Dana's and Eve's scores, and none for Mallory (nothing collected) or anyone else
+    platform.scores.clear()
+    r = instructor(course, capsys, "grades", "--lti", "--lti-state", str(hub.base / "state"), "--assignment", A)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = {s["userId"]: s["scoreGiven"] for s in platform.scores}
+    assert got == {platform.people["hint-dana"]["sub"]: auto, platform.people["hint-eve"]["sub"]: 0}, \
+        (got, points, platform.refused)
