@@ -49,11 +49,13 @@ NAMES = {
 }
 MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 
-# The per-blank decision (docs/INSTRUCTORS.md, "No answer in the kernel"), by probe (the graded function):
-# a function of an earlier, public stage that computes the blank in one call is either refused while the probe runs
-# the student's code (REFUSED: calling it raises DelegationRefused, which costs the blank its points), or allowed
-# on purpose because reusing that stage is the lesson (REUSE, with the reason).  tests/test_bundle_answers.py proves
-# that nothing else a bundle ships computes a graded blank.
+# The per-blank decision (docs/INSTRUCTORS.md, "No answer in the kernel"), keyed by the probe of the blank's
+# declaration (its record's ``kind``: ``tutorial_utils.checks`` ``Blank.kind``; tests/test_blank_declarations.py
+# checks that every key is a declared blank's and every function exists): a function of an earlier, public stage
+# that computes the blank in one call is either refused while the probe runs the student's code (REFUSED: calling
+# it raises DelegationRefused, which costs the blank its points), or allowed on purpose because reusing that stage
+# is the lesson (REUSE, with the reason).  tests/test_bundle_answers.py proves that nothing else a bundle ships
+# computes a graded blank.
 REFUSED = {
     "reverse_step": ("score1d.reverse_sde_step",),       # notebook 5 writes Algorithm 2; notebook 1 handed this out
     "guided_velocity": ("beyond._model_eps",),           # notebook 8's guidance: one 2B call and the mix, in one call
