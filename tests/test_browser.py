@@ -358,7 +358,7 @@ def _preinstalled_venv(dest: Path) -> None:
     site = next((dest / "lib").glob("python3*/site-packages"))
     for p in [*site.glob("__editable__*ddpm*"), *site.glob("ddpm_mnist_course*")]:
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    for p in (dest / "share" / "jupyter" / "kernels" / "ddpm-course",
+    for p in (dest / "share" / "jupyter" / "kernels" / "ddpm-course", dest / "share" / "jupyter-student",
               dest / "share" / "jupyter" / "lab" / "settings" / "overrides.json"):
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 

@@ -16,6 +16,9 @@ the student's home, so a student's own Jupyter settings still win:
         labconfig/page_config.json                nbgrader's instructor front-ends off (Formgrader, Create Assignment,
         jupyter_server_config.d/ddpm-student.json  Course List, Assignment List, the Nbgrader menu that held them) and
                                                     their server parts; the Validate button stays
+    share/jupyter-student/labextensions/        read only by that lab too (an extra extensions path): nbgrader's lab
+                                                extension with Validate's dialog saying what it checked and what it
+                                                did not (tutorial_utils/validate_dialog.py)
 
 The last two are what nbgrader documents as ``jupyter labextension disable @jupyter/nbgrader:formgrader`` and
 ``jupyter server extension disable nbgrader.server_extensions.formgrader`` (and so on), written into a folder of their
@@ -27,6 +30,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+import validate_dialog  # its sibling (this file runs as a file, so its folder is on the path): no package import
 
 KERNEL_NAME = "ddpm-course"
 KERNEL_DISPLAY_NAME = "Python (DDPM course)"
@@ -86,6 +91,7 @@ def setup(prefix: str | os.PathLike = sys.prefix) -> Path:
            _json({"disabledExtensions": {name: True for name in INSTRUCTOR_LABEXTENSIONS}}))
     _write(student / "jupyter_server_config.d" / "ddpm-student.json",
            _json({"ServerApp": {"jpserver_extensions": {name: False for name in INSTRUCTOR_SERVER_EXTENSIONS}}}))
+    validate_dialog.install(prefix)          # last: it raises DialogPatchError on an nbgrader it does not know
     return student
 
 
@@ -108,20 +114,30 @@ def lab_command(folder: Path, options: list[str]) -> tuple[list[str], dict]:
     first = first_notebook(folder)
     if first:
         argv.append(f"--LabApp.default_url=/lab/tree/{first}")
+    extensions = validate_dialog.student_labextensions(sys.prefix)
+    if (extensions / validate_dialog.EXTENSION / validate_dialog.SOURCE_STAMP).is_file():
+        argv.append(f"--LabApp.extra_labextensions_path={extensions}")     # found before the installed nbgrader
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")          # containers and CI machines often run as root
     return argv + options, env
 
 
+def _setup_or_warn() -> None:
+    try:
+        setup()
+    except validate_dialog.DialogPatchError as e:      # the lab still works, with nbgrader's own Validate dialog
+        print(f"warning: {e}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--setup-only"]:
-        setup()
+        _setup_or_warn()
         return
     folder = Path(args.pop(0) if args and not args[0].startswith("-") else ".").resolve()
     if not folder.is_dir():
         sys.exit(f"error: {folder} is not a folder; give the folder that holds the notebooks.")
-    setup()
+    _setup_or_warn()
     argv_, env = lab_command(folder, args)
     os.chdir(folder)      # nbgrader's Validate reads nbgrader_config.py from the server's folder too
     print(f"==> JupyterLab on {folder}" + (f", opening {first_notebook(folder)}" if first_notebook(folder) else ""),
