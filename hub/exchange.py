@@ -143,11 +143,20 @@ class PrivateExchangeSubmit(ExchangeSubmit):
             self.coursedir.course_id, self.coursedir.assignment_id, str(self.timestamp)))
 
 
+def student_uid(username: str) -> int:
+    """The uid of the OS user ``username`` (KeyError if none); on Kubernetes (``DDPM_HUB_UIDS=hash``), where the
+    instructors' pods have no account per student, the uid the hub gives that student's pods (hub/uids.py)."""
+    from .uids import MODE_ENV, uid_for
+    if os.environ.get(MODE_ENV) == "hash":
+        return uid_for(username)
+    return pwd.getpwnam(username).pw_uid
+
+
 def submission_owner_matches(path: str, username: str) -> bool:
     """Whether the submission folder ``path`` belongs to the OS user ``username`` (and is a real folder)."""
     try:
         st = os.lstat(path)
-        return stat.S_ISDIR(st.st_mode) and st.st_uid == pwd.getpwnam(username).pw_uid
+        return stat.S_ISDIR(st.st_mode) and st.st_uid == student_uid(username)
     except (KeyError, OSError):
         return False
 
@@ -240,7 +249,7 @@ def place_feedback(root: str | os.PathLike, course_id: str, student: str, secret
     feedback = ExchangeLayout(Path(root), course_id, "").feedback
     if not feedback.is_dir():
         raise ExchangeSetupError(f"{feedback} is not there: the hub prepares the exchange (./course hub)")
-    uid = pwd.getpwnam(student).pw_uid
+    uid = student_uid(student)
     dest = feedback / feedback_file_name(secret, notebook_id)
     tmp = feedback / f".tmp-{secrets.token_hex(8)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)

@@ -11,13 +11,18 @@ student's server on the hub runs another Python instead, made by :func:`build` (
         solutions/          the modules graded nowhere and those of the stages declared public (``public.json`` of
                             the hub's course folder), never another: the same rule as a bundle's (``bundle_modules``)
         checkpoints/        the shipped weights (no answers: the notebooks load them)
-        hub/exchange.py     the closed exchange's classes, which the student's Assignment List submits with
+        hub/exchange.py     the closed exchange's classes, which the student's Assignment List submits with (and
+                            hub/uids.py, which it reads on Kubernetes)
     venv/                   a venv of the base Python, no packages of its own; ``ddpm-student.pth`` puts ``course/``
                             and the course venv's site-packages on its path as *plain paths*: Python runs the .pth
                             files of a site directory only (``site.addsitedir``), so the course venv's
                             ``__editable__`` finder is never installed and no second copy of PyTorch is needed
     venv/bin/jupyterhub-singleuser   the course venv's script, run by this Python
     share/jupyter/kernels/ddpm-course/   the course kernel, run by this Python
+    environment             the server's environment as ``export`` lines (a container's start script reads it)
+
+``python -m hub.student_env DEST [STAGE ...]`` makes it for the Kubernetes student image (hub/k8s/Dockerfile), with
+the role labs of hub/labs.py in ``DEST/etc/``.
 
 The checkout itself is closed to students by hub/checkout.py.
 """
@@ -79,6 +84,21 @@ class StudentEnv:
         return {"JUPYTER_PATH": os.pathsep.join([str(self.data_path), str(share)]),
                 "JUPYTERLAB_DIR": str(share / "lab"),
                 "VIRTUAL_ENV": str(self.venv)}
+
+    @property
+    def environment_file(self) -> Path:
+        """The same environment as shell assignments, for a container's start script (hub/k8s/start-singleuser.sh)."""
+        return self.root / "environment"
+
+    def environment_text(self, config_dir: Path | None = None) -> str:
+        """``export NAME='value'`` lines: :meth:`server_environment`, this Python first on ``PATH``, and
+        ``JUPYTER_CONFIG_PATH`` (``config_dir``, the student lab's, first, when there is one)."""
+        import shlex
+
+        config = ([str(config_dir)] if config_dir else []) + self.config_path_tail()
+        names = {**self.server_environment(), "JUPYTER_CONFIG_PATH": os.pathsep.join(config),
+                 "PATH": f"{self.python.parent}{os.pathsep}/usr/local/bin:/usr/bin:/bin"}
+        return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in names.items())
 
     def config_path_tail(self) -> list[str]:
         """The course venv's Jupyter config folder (server extensions enabled by their packages, Validate's
@@ -147,8 +167,10 @@ def place_solutions(env: StudentEnv, public: set[str]) -> list[str]:
     return modules
 
 
-def build(root: Path, course_root: Path, base_prefix: Path = Path(sys.prefix)) -> StudentEnv:
-    """Make (or remake) the students' environment in ``root``; see the module's docstring."""
+def build(root: Path, course_root: Path | None, base_prefix: Path = Path(sys.prefix),
+          public: set[str] | None = None) -> StudentEnv:
+    """Make (or remake) the students' environment in ``root``; see the module's docstring.  The public stages are
+    ``public``, else those declared in ``course_root``."""
     from ddpm_instructor.bundle import _copy_package
 
     base_site = _site_packages(base_prefix)
@@ -163,14 +185,14 @@ def build(root: Path, course_root: Path, base_prefix: Path = Path(sys.prefix)) -
         _fresh(env.course / name)
     shutil.rmtree(env.course / "tutorial_utils")          # _copy_package makes its destination
     _copy_package(REPO / "tutorial_utils", env.course / "tutorial_utils")
-    for name in ("__init__.py", "exchange.py"):
+    for name in ("__init__.py", "exchange.py", "uids.py"):
         shutil.copyfile(REPO / "hub" / name, env.course / "hub" / name)
         os.chmod(env.course / "hub" / name, FILE_MODE)
     for w in sorted((REPO / "checkpoints").glob("*")):
         if w.suffix in (".pt", ".json") and w.is_file():
             shutil.copyfile(w, env.course / "checkpoints" / w.name)
             os.chmod(env.course / "checkpoints" / w.name, FILE_MODE)
-    place_solutions(env, public_stages(course_root))
+    place_solutions(env, public if public is not None else public_stages(course_root))
 
     # the venv: the base Python, no pip, nothing of its own; then the .pth with the two plain paths
     if env.venv.exists():
@@ -183,7 +205,38 @@ def build(root: Path, course_root: Path, base_prefix: Path = Path(sys.prefix)) -
     _write(env.data_path / "kernels" / KERNEL_NAME / "kernel.json", json.dumps({
         "argv": [str(env.python), "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": KERNEL_DISPLAY, "language": "python", "metadata": {"debugger": True}}, indent=1) + "\n")
+    _write(env.environment_file, env.environment_text())
     for d in [env.venv, *env.venv.rglob("*"), env.root / "share", *(env.root / "share").rglob("*")]:
         if d.is_dir() and not d.is_symlink():
             os.chmod(d, DIR_MODE)
     return env
+
+
+def main(argv=None) -> int:
+    """``python -m hub.student_env DEST [STAGE ...]``: the students' environment in DEST with those stages public
+    (the Kubernetes student image, hub/k8s/Dockerfile, has no hub course folder to read them from)."""
+    import argparse
+
+    from ddpm_instructor.bundle import ASSIGNMENT_STAGES
+
+    ap = argparse.ArgumentParser(prog="python -m hub.student_env", description=main.__doc__)
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("public", nargs="*", help=f"public stages: {', '.join(sorted(ASSIGNMENT_STAGES))}")
+    args = ap.parse_args(argv)
+    unknown = set(args.public) - ASSIGNMENT_STAGES
+    if unknown:
+        ap.error(f"not a graded stage: {', '.join(sorted(unknown))}")
+    env = build(args.dest.resolve(), None, public=set(args.public))
+    # the role labs of the hub (hub/labs.py) for the pods, with the exchange and course of the hub's settings
+    from . import labs, settings
+
+    s = settings.load()
+    dirs = labs.write_config_dirs(env.root / "etc", labs.ExchangeConfig(s.course_id, s.exchange, s.course_root))
+    _write(env.environment_file, env.environment_text(dirs["student"]))
+    print(f"students' environment in {env.root}: Python {env.python}, solutions "
+          f"{', '.join(p.stem for p in sorted((env.course / 'solutions').glob('*.py')) if p.stem != '__init__')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
