@@ -103,7 +103,7 @@ def collect(course: CourseDir, paths, assignment=None, student_regex=None, roste
             by_submission.setdefault((a, student), []).append(c)
         for (a, student), cs in sorted(by_submission.items()):
             try:
-                _place(course, a, student, cs, when or max(c.mtime for c in cs), report, dry_run)
+                _place(course, a, student, cs, when or max(c.mtime for c in cs), report, dry_run, given=bool(when))
             except OSError as e:                  # a disk problem costs this submission only, and says so
                 for c in cs:
                     report.refuse(c.display, f"could not be filed ({type(e).__name__}: {shown(e)})", student, a)
@@ -324,7 +324,7 @@ def _keep_other(course: CourseDir, a, student, c: "Candidate", batch) -> str:
     return str(path.relative_to(course.root))
 
 
-def _place(course: CourseDir, a, student, cs, when, report, dry_run):
+def _place(course: CourseDir, a, student, cs, when, report, dry_run, given=False):
     dest = course.submitted / student / a
     old_ts = None
     if dest.exists():
@@ -351,7 +351,7 @@ def _place(course: CourseDir, a, student, cs, when, report, dry_run):
     notes = {}
     for c in cs:
         (dest / f"{c.known.name}.ipynb").write_bytes(c.prepared)
-        notes[c.known.name] = [shown(n) for n in _versions_note(c) + c.notes]
+        notes[c.known.name] = [shown(n) for n in _versions_note(c) + _time_note(c) + c.notes]
     (dest / "timestamp.txt").write_text(fmt_ts(when))
     owner = cs[0].owner
     records.save(records.CollectRecord(notebooks=notes, batch=report.batch, files=[c.display for c in cs],
@@ -359,6 +359,20 @@ def _place(course: CourseDir, a, student, cs, when, report, dry_run):
                                        refused=report.refusals_of(student, a)),
                  records.notes_path(course.notes, a, student, "collect"))
     report.collected.append((student, a, [c.display for c in cs], [c.how for c in cs if c.how]))
+    report.times.append((student, a, fmt_ts(when), "given with --timestamp" if given else
+                         "; ".join(dict.fromkeys(c.when_from for c in cs if c.mtime == when)) +
+                         ("; Canvas marks it LATE" if any(c.owner and c.owner.late for c in cs) else "")))
+
+
+def _time_note(c: "Candidate") -> list[str]:
+    """What the submission time was read from, where a student could have wished otherwise: a timestamp.txt that
+    was not used, Canvas's LATE."""
+    out = []
+    if "timestamp.txt says" in c.when_from:
+        out.append(f"Submitted {fmt_ts(c.mtime)} ({c.when_from}).")
+    if c.owner is not None and c.owner.late:
+        out.append("Canvas marks this submission LATE.")
+    return out
 
 
 def _record_refusals(course: CourseDir, report, assignment, only) -> None:
@@ -700,8 +714,8 @@ def _export(items: list, regex, depth: int):
             continue
         budget = Budget(MAX_STUDENT_BYTES)                  # one student's entry, however its zips nest
         for it in members:
-            t = stamps.get(it.parts[:-1])
-            when, when_from = (t, "its timestamp.txt") if t else (it.mtime, it.when_from)
+            claimed = None if owner is not None and owner.lms else stamps.get(it.parts[:-1])
+            when, when_from = submission_time(it.mtime, it.when_from, claimed)
             for c in _owned(it, owner, own_name if len(it.parts) == 1 else it.parts[-1], when, when_from, depth,
                             budget):
                 c.no_owner = no_owner
@@ -760,6 +774,19 @@ class _open_zip:
         if self.tmp is not None:
             self.tmp.close()
         return False
+
+
+def submission_time(recorded: dt.datetime, recorded_from: str, claimed: dt.datetime | None) -> tuple:
+    """(time, what it was read from) of a file: the time the export records for it (its date in the export's zip, its
+    time on disk), or the ``timestamp.txt`` beside it (nbgrader's layout) where that is later.  A timestamp.txt is
+    written by the student's own submit (or is a file they handed in), so it may make a submission later, never
+    earlier; when it claims an earlier time, the source says so."""
+    if claimed is None:
+        return recorded, recorded_from
+    if claimed >= recorded:
+        return claimed, "its timestamp.txt"
+    return recorded, (f"{recorded_from}; its timestamp.txt says {fmt_ts(claimed)}, earlier: not used, a "
+                      "timestamp.txt is the student's own word")
 
 
 def _timestamps(items) -> dict:
@@ -1093,6 +1120,7 @@ class CollectReport:
     skipped: list = field(default_factory=list)
     missing: list = field(default_factory=list)
     held_back: list = field(default_factory=list)       # files whose Canvas name reads as more than one user
+    times: list = field(default_factory=list)           # (student, assignment, time, what it was read from)
 
     def refuse(self, file: str, why: str, student: str = "", assignment: str = "") -> None:
         self.unmatched.append((file, why))
@@ -1112,6 +1140,8 @@ class CollectReport:
                          "user (listed below); --roster tells them apart")
         for s, a, files, how in self.collected:
             lines.append(f"  + {s}/{a} <- {', '.join(files)}" + (f"   [{'; '.join(how)}]" if how else ""))
+        for s, a, when, source in self.times:
+            lines.append(f"  @ {s}/{a}: submitted {when} ({source})")
         for sub, where in self.replaced:
             lines.append(f"  ~ {sub}: the earlier submission was moved to {where}")
         for sub, why in self.older:

@@ -67,11 +67,15 @@ def zip_bytes(entries: dict) -> bytes:
     return buf.getvalue()
 
 
-def nbgrader_entry(root: Path, student: str, files: dict, when: dt.datetime) -> Path:
+def nbgrader_entry(root: Path, student: str, files: dict, when: dt.datetime, saved: dt.datetime | None = None) -> Path:
+    """nbgrader's submitted/<student>/<assignment>/: the files (last saved at ``saved``, a minute before ``when`` by
+    default: copies keep that date) and the timestamp.txt of the submission (``when``)."""
     d = root / student / A
     d.mkdir(parents=True)
+    saved = saved or when - dt.timedelta(minutes=1)
     for name, data in files.items():
         (d / name).write_bytes(data)
+        os.utime(d / name, (saved.timestamp(),) * 2)
     (d / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC")
     return d
 
@@ -689,3 +693,48 @@ def test_nothing_collect_imports_imports_collect_back_nor_forms_a_cycle():
                 seen.add(m)
                 stack += graph.get(m, ())
     assert {"coursedir", "roster"} <= set(graph["collect"]) and "collect" not in _imports("grades")
+
+
+# ---------------------------------------------------------------- the submission time: never the student's word
+DUE = dt.datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+LATE_AT = dt.datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+FORGED = b"2001-01-01 00:00:00.000000 UTC"
+
+
+def submitted_at(course, student) -> dt.datetime:
+    from ddpm_instructor.coursedir import parse_ts
+    return parse_ts((course.submitted / student / A / "timestamp.txt").read_text())
+
+
+def test_a_timestamp_txt_dated_2001_never_makes_a_late_submission_on_time(course, tmp_path):
+    """nbgrader's layout: the notebook was last written after the due date, its timestamp.txt (written by the
+    student's own submit, or by hand) says 2001.  The file's own date stands: filed as late, and the student's
+    collect notes and the report say which time was used and that the timestamp.txt was not."""
+    root = tmp_path / "submitted"
+    d = nbgrader_entry(root, "mallory", {f"{A}.ipynb": version("mallory")}, LATE_AT, saved=LATE_AT)
+    (d / "timestamp.txt").write_bytes(FORGED)
+    report = col.collect(course, [root])
+    assert students(course) == {"mallory"}, report.text()
+    assert submitted_at(course, "mallory") == LATE_AT > DUE
+    rec = records.load_collect(course.notes, A, "mallory")
+    assert rec.submitted.startswith("2026-11-22 09:00:00")
+    said = " ".join(rec.notebooks[A])
+    assert "its timestamp.txt says 2001-01-01 00:00:00" in said and "not used" in said, said
+    assert "@ mallory/02_forward_closed_form: submitted 2026-11-22 09:00:00" in report.text(), report.text()
+
+
+def test_a_timestamp_txt_handed_in_through_an_lms_is_only_a_file(course, tmp_path):
+    """A Moodle folder holds what the student uploaded: their timestamp.txt says nothing about when; the LMS's
+    date in its zip stands.  Canvas's LATE is its own word, and the student's notes say so."""
+    export = tmp_path / "moodle.zip"
+    when = (LATE_AT.year, LATE_AT.month, LATE_AT.day, LATE_AT.hour, LATE_AT.minute)
+    export.write_bytes(zip_bytes({f"Mallory Roe_4711_assignsubmission_file_/{A}.ipynb": (version("m"), when),
+                                  "Mallory Roe_4711_assignsubmission_file_/timestamp.txt": (FORGED, when)}))
+    canvas = tmp_path / "canvas.zip"
+    canvas.write_bytes(zip_bytes({f"roemallory_LATE_50977_9921511_{A}.ipynb": (version("c"), when)}))
+    report = col.collect(course, [export, canvas])
+    assert submitted_at(course, "moodle-4711") == LATE_AT, report.text()
+    assert submitted_at(course, "canvas-50977") == LATE_AT, report.text()
+    assert "Canvas marks this submission LATE." in records.load_collect(course.notes, A, "canvas-50977").notebooks[A]
+    assert "@ canvas-50977/02_forward_closed_form: submitted 2026-11-22 09:00:00.000000 UTC (its date in the zip; " \
+           "Canvas marks it LATE)" in report.text(), report.text()
