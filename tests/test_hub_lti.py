@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -278,6 +279,11 @@ def test_a_class_round_trip_on_the_hub_with_the_courses_own_commands(lms, capsys
     from playwright.sync_api import expect, sync_playwright
 
     platform, hub = lms
+    t0, phases = time.monotonic(), []          # printed at the end (-s): where the test's time goes
+
+    def phase(what: str) -> None:
+        phases.append(f"{what} {time.monotonic() - t0:.0f} s")
+
     course, exchange = hub.base / "state" / "course", hub.base / "exchange"
     name = {h: lti_username(platform.issuer, platform.people[h]["sub"]) for h in ("hint-dana", "hint-eve", "hint-mal")}
     dana, eve, mal = name["hint-dana"], name["hint-eve"], name["hint-mal"]
@@ -301,6 +307,7 @@ def test_a_class_round_trip_on_the_hub_with_the_courses_own_commands(lms, capsys
                         "client_id": platform.client_id, "lti_message_hint": A}))
                     pages[name[hint]] = page
                 out, _ = release.communicate(timeout=300)
+                phase("released")
                 assert release.returncode == 0, out[-3000:]
                 assert f"into the hub's exchange ({exchange / COURSE_ID / 'outbound' / A})" in out
                 fetched = {}
@@ -313,6 +320,7 @@ def test_a_class_round_trip_on_the_hub_with_the_courses_own_commands(lms, capsys
                     expect(page.locator("#fetched_assignments_list")).to_contain_text(A, timeout=60_000)
                     home = Path(pwd.getpwnam(who).pw_dir)
                     fetched[who] = nbformat.read(home / A / f"{A}.ipynb", as_version=4)
+                phase("both labs open, fetched")
                 done = reference_answers(fetched[dana])
                 assert put_notebook(pages[dana], dana, f"{A}/{A}.ipynb", done) == 200
                 assert put_notebook(pages[eve], eve, f"{A}/{A}.ipynb", fetched[eve]) == 200   # blanks as fetched
@@ -337,16 +345,20 @@ def test_a_class_round_trip_on_the_hub_with_the_courses_own_commands(lms, capsys
                     .returncode == 0
 
                 # the instructor: collect (the exchange only), autograde, feedback
+                phase("submitted, Mallory refused")
                 r = instructor(course, capsys, "collect")
                 assert f"+ {dana}/{A}" in r.stdout and f"+ {eve}/{A}" in r.stdout, r.stdout + r.stderr
                 assert "names a student who does not own it" in r.stdout and r.returncode == 1
                 assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted([dana, eve])
-                r = instructor(course, capsys, "autograde", A)
+                phase("collected")
+                r = instructor(course, capsys, "autograde", A, "--jobs", "2")
                 assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+                phase("autograded")
                 r = instructor(course, capsys, "feedback", A)
                 assert r.returncode == 0, r.stdout + r.stderr
                 for who in (dana, eve):
                     assert f"{who}: 1 page(s) returned through the hub's exchange" in r.stdout, r.stdout
+                phase("feedback returned")
 
                 # the students see it in the Assignment List and fetch it
                 for who, page in pages.items():
@@ -357,6 +369,7 @@ def test_a_class_round_trip_on_the_hub_with_the_courses_own_commands(lms, capsys
                     expect(submitted).to_contain_text("feedback available to fetch", timeout=60_000)
                     submitted.get_by_role("button", name="Fetch Feedback").click()
                     expect(submitted).to_contain_text("view feedback", timeout=60_000)
+                phase("feedback fetched in the Assignment List")
                 pages[dana].screenshot(path=str(tmp_path / "assignment_list_feedback.png"))
             finally:
                 browser.close()
@@ -385,3 +398,6 @@ def test_a_class_round_trip_on_the_hub_with_the_courses_own_commands(lms, capsys
     got = {s["userId"]: s["scoreGiven"] for s in platform.scores}
     assert got == {platform.people["hint-dana"]["sub"]: auto, platform.people["hint-eve"]["sub"]: 0}, \
         (got, points, platform.refused)
+    phase("scores posted")
+    with capsys.disabled():
+        print("\nround trip: " + ", ".join(phases))
