@@ -4,8 +4,15 @@ A simulated platform (tests/lti_platform.py: its own keys and JWKS, signed id_to
 item that records scores) launches a real hub (``./course hub`` with DDPM_HUB_AUTH=lti13) through
 jupyterhub-ltiauthenticator's own login and launch endpoints: the hub user is named from the LMS id, the LMS role sets
 the instructors group, a forged or replayed launch is refused.  ``./course instructor grades --lti`` then posts the
-graded student's score to the line item, and none for the student without a submission unless asked.  In Chromium
-(Playwright), a student launched from the LMS lands in their lab and fetches and submits in the Assignment List.
+graded student's score to the line item, and none for the student without a submission unless asked.
+
+The class round trip (Chromium through Playwright, on the same hub): the instructor releases notebook 2 with
+``./course instructor release --exchange``; two students launched from the LMS fetch, fill in and submit in the
+Assignment List; a third, on her own OS account, fails to read or overwrite their submissions and her forged folder
+is not collected; ``collect``, ``autograde`` and ``feedback`` (the course's commands) go through the exchange; the
+two students fetch their feedback in the Assignment List; the LMS records exactly their two scores.  About 140 s on
+2 busy cores (load 9): the release (~50 s, beside the servers' start) and the autograde (~70 s) are most of it; run
+with ``-s`` to see the phases.
 """
 from __future__ import annotations
 
