@@ -10,7 +10,9 @@ except the outputs that say something about an answer.  It clears:
   from ``tutorial_utils.checks``, whose output is its "✓ ..." lines);
 * every error output;
 * the text outputs of a cell that uses a name a solution cell defines (``blank_text``): it prints the value of a
-  blank (``print(loss_fn)``, a table of the student's function); its figures stay;
+  blank (``print(loss_fn)``, a table of the student's function); its figures stay.  Not in the cells tagged with
+  one of ``run_output_tags`` (``laptop-output``: the outputs of a maintainer's laptop-profile run, labelled, that
+  training fills: loss, timings, verdicts; tools/laptop_outputs.py), which print a run's numbers, not a blank;
 * widget outputs (``drop_mime``: tqdm's progress bars), stderr streams that are progress bars
   (``progress_pattern``) and the notebook's widget state.
 
@@ -89,6 +91,11 @@ class ClearAnswerOutputs(ClearOutput):
         {"application/vnd.jupyter.widget-view+json"},
         help="Outputs carrying one of these MIME types are dropped (widgets: tqdm's progress bars)."
     ).tag(config=True)
+    run_output_tags = Set(
+        {"laptop-output"},
+        help="Cells with one of these tags keep their text outputs although they use a blank's name: they store a "
+             "reference run's numbers (tools/laptop_outputs.py). Errors and progress bars are still cleared."
+    ).tag(config=True)
     blank_text = Bool(
         True,
         help="Clear the text outputs (not the figures) of the cells that use a name a solution cell defines."
@@ -117,7 +124,8 @@ class ClearAnswerOutputs(ClearOutput):
         outputs = cell.get("outputs", [])
         if _is_nbgrader(cell) or re.search(self.self_check_pattern, cell.source):
             return super().preprocess_cell(cell, resources, cell_index)
-        prints_blank = bool(self._blank_names & used_names(cell.source))
+        prints_blank = bool(self._blank_names & used_names(cell.source)) \
+            and not self.run_output_tags & set(cell.metadata.get("tags", []))
         kept = [out for out in outputs if self._keep(out, prints_blank)]
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
         for out in kept:

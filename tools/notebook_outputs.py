@@ -1,6 +1,13 @@
 """Re-execute the source notebooks in the `smoke` profile and store small, reviewable outputs.
 
     .venv/bin/python tools/notebook_outputs.py [NOTEBOOK ...]     # default: every notebooks/source/*/*.ipynb
+    .venv/bin/python tools/notebook_outputs.py --profile laptop [NOTEBOOK ...]   # default: those with laptop cells
+
+The cells tagged ``laptop-output`` (the cells notebooks 4 and 6 fill from their training: loss curve, sanity check,
+samples, the judge's verdict) store a real laptop-profile run's outputs, labelled (tools/laptop_outputs.py): the
+smoke refresh keeps them, and ``--profile laptop`` re-makes them (only those cells: every other cell keeps its smoke
+output) and records the run in benchmarks/notebook_laptop_outputs.json.  A laptop run trains for minutes and, like
+a student's, saves runs/mine/<model>.pt (move runs/mine aside first to keep yours).
 
 nbval (in the test suite) compares each code cell's fresh output with the output stored in the notebook,
 except cells tagged `nbval-ignore-output` (nbval reads the tag; students never see a marker).  This tool refreshes the stored outputs after you edit a source
@@ -28,6 +35,9 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import laptop_outputs as lo  # noqa: E402  (tools/ is not a package)
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP_MIME = ("text/plain", "text/html", "text/markdown", "text/latex", "image/png")
@@ -118,18 +128,23 @@ def shrink(nb) -> int:
     return compared
 
 
-def refresh(path: Path, timeout: int = 1200) -> tuple[float, int]:
-    nb = nbformat.read(path, as_version=4)
-    env = {"DDPM_PROFILE": "smoke", "OMP_NUM_THREADS": "1", **os.environ}   # as in notebooks/conftest.py
+def execute(nb, path: Path, env: dict, timeout: int) -> tuple[float, float, tuple[float, float]]:
+    """Run ``nb`` in place with the figure setup cell; returns (wall seconds, the kernel's CPU seconds, load average at
+    the start and the end).  The kernel is this process's child: its CPU time is the growth of RUSAGE_CHILDREN."""
+    import resource
+
     setup = nbformat.v4.new_code_cell(SETUP)
     nb.cells.insert(0, setup)
-    start = time.time()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load0, start = os.getloadavg()[0], time.time()
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
                        resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
     finally:
         nb.cells.remove(setup)
-    elapsed = time.time() - start
+    elapsed, load1 = time.time() - start, os.getloadavg()[0]
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     for cell in nb.cells:                       # as if the setup cell had not run
         if cell.cell_type == "code" and cell.get("execution_count"):
             cell.execution_count -= 1
@@ -138,9 +153,29 @@ def refresh(path: Path, timeout: int = 1200) -> tuple[float, int]:
                     out["execution_count"] -= 1
     times = sorted(cell_seconds(nb), reverse=True)
     print(f"{path.name}: slowest cells: " + "; ".join(f"{t:.0f} s [{cid}] `{src}`" for t, cid, src in times[:3]))
-    for t, cid, src in times:
+    return elapsed, cpu, (round(load0, 2), round(load1, 2))
+
+
+def refresh(path: Path, timeout: int = 1200) -> tuple[float, int]:
+    """The smoke refresh: every cell's output from a smoke run, except the laptop-output cells' laptop runs."""
+    nb = nbformat.read(path, as_version=4)
+    stored = nbformat.read(path, as_version=4)
+    env = {"DDPM_PROFILE": "smoke", "OMP_NUM_THREADS": "1", **os.environ}   # as in notebooks/conftest.py
+    elapsed, _, _ = execute(nb, path, env, timeout)
+    for t, cid, src in sorted(cell_seconds(nb), reverse=True):
         if t > SLOW_S:
             print(f"  over {SLOW_S:.0f} s: {t:.0f} s in cell [{cid}] `{src}` — state it in the notebook")
+    kept, missing = lo.keep_laptop_outputs(nb, stored)
+    if kept:
+        print(f"  kept the laptop run's outputs of cells {', '.join(kept)}")
+    run = lo.read_runs().get(path.relative_to(ROOT / "notebooks" / "source").as_posix())
+    stale = lo.stale_cells(nb, run) if run else []
+    if stale:
+        print(f"  cells {', '.join(stale)} changed since the laptop run of {run.date}: re-make it with "
+              f"`tools/notebook_outputs.py --profile laptop {path.relative_to(ROOT)}`")
+    if missing:
+        print(f"  cells {', '.join(missing)} are tagged {lo.LAPTOP_TAG} but store no laptop run: they keep the smoke "
+              f"output; run `tools/notebook_outputs.py --profile laptop {path.relative_to(ROOT)}`")
     compared = shrink(nb)
     nbformat.write(nb, path)
     size = path.stat().st_size
@@ -148,12 +183,89 @@ def refresh(path: Path, timeout: int = 1200) -> tuple[float, int]:
     return elapsed, compared
 
 
+def _code_state() -> str:
+    """The commit the run used, and the course files that differed from it (the working tree is shared)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "solutions", "tutorial_utils", "notebooks/source").splitlines()
+    return git("rev-parse", "--short", "HEAD") + (f" with uncommitted changes to {', '.join(l[3:] for l in dirty)}"
+                                                  if dirty else "")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def refresh_laptop(path: Path, timeout: int = 3600) -> lo.LaptopRun:
+    """Run the notebook in the laptop profile (as ``./course lab``'s kernels: PyTorch's own thread count) and store
+    its outputs in the laptop-output cells only; record the run in LAPTOP_JSON.  Raises LaptopOutputError."""
+    from datetime import datetime, timezone
+
+    rel = path.relative_to(ROOT / "notebooks" / "source").as_posix()
+    nb = nbformat.read(path, as_version=4)
+    if not lo.laptop_cells(nb):
+        raise lo.LaptopOutputError(f"{rel} has no cell tagged {lo.LAPTOP_TAG!r}: nothing to store")
+    leftovers = sorted((ROOT / "runs" / "mine").glob("*.resume.pt"))
+    if leftovers:
+        raise lo.LaptopOutputError(f"{', '.join(str(p.relative_to(ROOT)) for p in leftovers)}: a stopped run's state, "
+                                   f"which the training cell would resume; move it aside and run again")
+    for cell in lo.laptop_cells(nb):            # stderr (progress bars) is dropped from ignored cells
+        lo.ensure_ignored(cell)
+    sources = {c.get("id"): lo.source_hash(c.source) for c in lo.laptop_cells(nb)}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["DDPM_PROFILE"] = "laptop"
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    elapsed, cpu, loads = execute(nb, path, env, timeout)
+    precision, line = lo.precision_of(nb)
+    run = lo.LaptopRun(
+        notebook=rel, date=date, cpu=_cpu_name(), cores=os.cpu_count() or 1, precision=precision,
+        precision_line=line, amp_env=os.environ.get("DDPM_AMP"), seconds=round(elapsed, 1),
+        kernel_cpu_seconds=round(cpu, 1), load_average_start_end=loads,
+        cell_seconds={cid: round(t, 1) for t, cid, _ in cell_seconds(nb)}, cell_sources=sources, code=_code_state())
+    shrink(nb)
+    target = nbformat.read(path, as_version=4)          # as it is now: others may have edited other cells meanwhile
+    stored = lo.store_laptop_outputs(target, nb, run)
+    nbformat.write(target, path)
+    lo.write_run(run)
+    print(f"{rel}: laptop run stored in cells {', '.join(stored)}; {run.minutes:.1f} min wall, kernel CPU "
+          f"{run.kernel_cpu_seconds:.0f} s, {precision}, load {loads[0]} -> {loads[1]}")
+    print("  where the time went: " + "; ".join(f"[{cid}] {t:.0f} s" for t, cid, _ in
+                                                sorted(cell_seconds(nb), reverse=True) if t >= 1))
+    return run
+
+
 def main(argv) -> int:
-    paths = [Path(p) for p in argv] or sorted((ROOT / "notebooks" / "source").glob("*/*.ipynb"))
-    for p in paths:
-        elapsed, compared = refresh(p.resolve())
-        print(f"{p.name}: executed in {elapsed:.0f} s, {compared} compared code cells")
-    total = sum(p.stat().st_size for p in (ROOT / "notebooks" / "source").glob("*/*.ipynb"))
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="smoke", choices=["smoke", "laptop"])
+    p.add_argument("notebooks", nargs="*")
+    args = p.parse_args(argv)
+    everything = sorted((ROOT / "notebooks" / "source").glob("*/*.ipynb"))
+    if args.profile == "laptop":
+        paths = [Path(x).resolve() for x in args.notebooks] or \
+            [x for x in everything if lo.laptop_cells(nbformat.read(x, as_version=4))]
+        for x in paths:
+            try:
+                refresh_laptop(x)
+            except lo.LaptopOutputError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+        return 0
+    for x in [Path(x) for x in args.notebooks] or everything:
+        elapsed, compared = refresh(x.resolve())
+        print(f"{x.name}: executed in {elapsed:.0f} s, {compared} compared code cells")
+    total = sum(x.stat().st_size for x in everything)
     print(f"all source notebooks: {total / 1000:.0f} kB (budget {TOTAL_CAP // 1000} kB)")
     return 0
 
