@@ -1,21 +1,28 @@
-"""hub/k8s/ (docs/ZERO_TO_JUPYTERHUB.md): the single-user image installs what ``./course setup`` installs, nothing else.
+"""hub/k8s/ (docs/ZERO_TO_JUPYTERHUB.md): the single-user images install what ``./course setup`` installs, nothing else,
+and the students' image carries no answers.
 
 The recipe's only installs are the course's own commands (``./course setup``: the course with its ``dev`` extra;
 ``./course hub --setup-only``: the ``hub`` extra and configurable-http-proxy from ``hub/package-lock.json``) on a
-Python the course supports; the chart's values use that image and mount the exchange where the hub's settings put it.
+Python the course supports; the student target copies only the venv and the students' environment
+(hub/student_env.py), which is made here as the recipe makes it and searched for answers; the chart's values use the
+images, mount the exchange where the hub's settings put it, and load the course's hub config (a uid per student,
+hub/uids.py), which is run here against a plain traitlets config.
 """
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from hub import settings  # noqa: E402
+from hub import settings, uids  # noqa: E402
 
 K8S = REPO / "hub" / "k8s"
 INSTALLERS = re.compile(r"\b(pip3?|uv|conda|mamba|npm|npx|pipx|poetry)\b")
@@ -27,6 +34,26 @@ def dockerfile() -> tuple[str, list[str]]:
     base = next(line.split()[1] for line in lines if line.startswith("FROM "))
     runs = [line[4:].strip() for line in lines if line.startswith("RUN ")]
     return base, runs
+
+
+def stages() -> dict[str, list[str]]:
+    """The Dockerfile's instructions by stage name (continuation lines joined, comments left out)."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in (K8S / "Dockerfile").read_text().replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if line.startswith("FROM "):
+            current = line.split()[-1]
+            out[current] = [line]
+        elif line and not line.startswith("#") and current:
+            out[current].append(line)
+    return out
+
+
+def built_tags() -> dict[str, str]:
+    """{target: image:tag} from the recipe's build commands."""
+    text = (K8S / "Dockerfile").read_text()
+    return dict(re.findall(r"--target (\S+) -t (\S+) \.", text))
 
 
 def test_the_image_installs_the_course_with_the_courses_own_commands_only():
@@ -61,11 +88,125 @@ def test_the_proxy_is_pinned_by_the_lock_file():
 
 def test_the_chart_values_use_the_image_and_the_hubs_exchange_path():
     values = yaml.safe_load((K8S / "values.yaml").read_text())
-    build = re.search(r"-t (\S+):(\S+) \.", (K8S / "Dockerfile").read_text())
     image = values["singleuser"]["image"]
-    assert (image["name"], str(image["tag"])) == build.groups()
+    assert f"{image['name']}:{image['tag']}" == built_tags()["student"]
     mounts = {m["name"]: m["mountPath"] for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
     assert mounts["exchange"] == str(settings.load({}).exchange)
     claim = values["singleuser"]["storage"]["extraVolumes"][0]["persistentVolumeClaim"]["claimName"]
     pvc = yaml.safe_load((K8S / "pvc-exchange.yaml").read_text())
     assert pvc["metadata"]["name"] == claim and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_both_images_share_one_python_and_the_students_image_copies_no_checkout():
+    st = stages()
+    assert set(st) == {"instructor", "student"} and set(built_tags()) == {"instructor", "student"}
+    assert st["instructor"][0].split()[1] == st["student"][0].split()[1]     # the students' venv links that Python
+    student = st["student"]
+    copies = [line for line in student if line.startswith(("COPY", "ADD"))]
+    assert copies and all(line.startswith("COPY --from=instructor ") for line in copies), copies
+    sources = sorted(line.split()[2] for line in copies)
+    assert sources == ["/opt/ddpm-course/.venv", "/opt/ddpm-course/hub/k8s/start-singleuser.sh", "/opt/ddpm-student"]
+    made = next(line for line in st["instructor"] if "hub.student_env" in line)
+    assert made.split()[-2] == "/opt/ddpm-student"
+    assert "ENV DDPM_ENVIRONMENT=/opt/ddpm-student/environment" in student
+
+
+def test_the_exchanges_group_is_the_one_the_hub_and_the_uids_name():
+    for lines in stages().values():
+        run = next(line for line in lines if "groupadd" in line)
+        m = re.search(r"groupadd --gid (\d+) (\S+)", run)
+        assert (int(m.group(1)), m.group(2)) == (uids.INSTRUCTORS_GID, settings.load({}).os_instructors_group)
+
+
+@pytest.fixture(scope="module")
+def student_image_env(tmp_path_factory):
+    """The students' environment made as the recipe makes it (``python -m hub.student_env DEST``, no public stage)."""
+    dest = tmp_path_factory.mktemp("image") / "ddpm-student"
+    r = subprocess.run([sys.executable, "-m", "hub.student_env", str(dest)], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return dest
+
+
+def test_the_students_image_carries_no_answers_and_no_grader(student_image_env):
+    from solutions import STAGES
+
+    dest = student_image_env
+    files = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file() and "venv" not in p.parts}
+    shipped = {p.split("/")[-1][:-3] for p in files if re.fullmatch(r"course/\.solutions-[^/]+/\w+\.py", p)}
+    assert shipped == {"__init__"} | {m for m, stage in STAGES.items() if stage is None}
+    assert not any(p.startswith(("course/ddpm_instructor", "course/notebooks", "course/tests")) for p in files)
+    assert {p.split("/")[1] for p in files if p.startswith("course/")} >= {"tutorial_utils", "hub", "checkpoints"}
+    # its own Python, away from the checkout, finds (without running them: no PyTorch import) what a student's
+    # kernel in the image would import
+    probe = ("import importlib.util as u, json\nprint(json.dumps({m: (u.find_spec(m) or None) and u.find_spec(m).origin"
+             " for m in ('ddpm_instructor', 'solutions', 'tutorial_utils')}))")
+    r = subprocess.run([str(dest / "venv" / "bin" / "python"), "-c", probe], cwd=dest, capture_output=True,
+                       text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)
+    assert got["ddpm_instructor"] is None, got
+    assert got["solutions"] == str(dest / "course" / "solutions" / "__init__.py"), got
+    assert got["tutorial_utils"] == str(dest / "course" / "tutorial_utils" / "__init__.py"), got
+    environment = (dest / "environment").read_text()
+    assert f"JUPYTER_CONFIG_PATH={dest / 'etc' / 'student'}:" in environment
+    assert (dest / "etc" / "student" / "nbgrader_config.py").is_file()
+
+
+def run_hub_config() -> "object":
+    """hub/k8s/jupyterhub_config_course.py run as the chart's hub runs a jupyterhub_config.d file."""
+    from traitlets.config import Config
+
+    c = Config()
+    c.KubeSpawner.environment = {"FROM_THE_CHART": "1"}
+    path = K8S / "jupyterhub_config_course.py"
+    scope = {"get_config": lambda: c, "__file__": str(path)}
+    exec(compile(path.read_text(), str(path), "exec"), scope)
+    return c, scope
+
+
+def test_the_course_hub_config_gives_each_user_their_uid_and_instructors_their_image():
+    c, scope = run_hub_config()
+    k = c.KubeSpawner
+    assert k.uid is k.gid is k.fs_gid is uids.spawner_uid
+    assert k.supplemental_gids is uids.spawner_supplemental_gids
+    assert k.environment == {"FROM_THE_CHART": "1", "USER": uids.spawner_username}
+    assert scope["INSTRUCTOR_IMAGE"] == built_tags()["instructor"]
+    hook = k.pre_spawn_hook
+    for groups, image in ((["instructors"], built_tags()["instructor"]), ([], "from-the-chart")):
+        spawner = SimpleNamespace(image="from-the-chart",
+                                  user=SimpleNamespace(name="x", groups=[SimpleNamespace(name=g) for g in groups]))
+        hook(spawner)
+        assert spawner.image == image
+
+
+def test_the_chart_loads_the_course_config_and_every_pod_agrees_on_the_uids():
+    values = yaml.safe_load((K8S / "values.yaml").read_text())
+    files = values["hub"]["extraFiles"]
+    header = (K8S / "values.yaml").read_text()
+    docs = (REPO / "docs" / "ZERO_TO_JUPYTERHUB.md").read_text()
+    sources = {}
+    for key, spec in files.items():
+        m = re.search(rf"--set-file hub\.extraFiles\.{re.escape(key)}\.stringData=(\S+)", header)
+        assert m and (REPO / m.group(1)).is_file(), key
+        assert f"--set-file hub.extraFiles.{key}.stringData={m.group(1)}" in docs, key
+        sources[m.group(1)] = spec["mountPath"]
+    assert sources == {"hub/uids.py": "/usr/local/etc/jupyterhub/hub/uids.py",
+                       "hub/__init__.py": "/usr/local/etc/jupyterhub/hub/__init__.py",
+                       "hub/k8s/jupyterhub_config_course.py":
+                           "/usr/local/etc/jupyterhub/jupyterhub_config.d/ddpm_course.py"}
+    hub_env, pod_env = values["hub"]["extraEnv"], values["singleuser"]["extraEnv"]
+    assert hub_env[uids.OVERRIDES_ENV] == pod_env[uids.OVERRIDES_ENV]
+    assert uids.overrides_from_env(hub_env) == {}
+    assert pod_env[uids.MODE_ENV] == "hash"
+
+
+def test_the_exchange_layout_job_runs_the_instructor_image_on_the_exchange_volume():
+    job = yaml.safe_load((K8S / "job-exchange.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == built_tags()["instructor"]
+    assert container["command"][-2:] == ["-m", "hub.prepare_exchange"]
+    assert container["volumeMounts"][0]["mountPath"] == str(settings.load({}).exchange)
+    pvc = yaml.safe_load((K8S / "pvc-exchange.yaml").read_text())
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
