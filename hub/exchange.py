@@ -27,6 +27,7 @@ file system, never from a name they wrote.
 """
 from __future__ import annotations
 
+import datetime
 import glob
 import grp
 import os
@@ -152,6 +153,26 @@ def student_uid(username: str) -> int:
     return pwd.getpwnam(username).pw_uid
 
 
+def last_change(path: str) -> datetime.datetime:
+    """The latest ctime of a submission folder and everything in it, links not followed (naive UTC, as nbgrader's
+    timestamps): its owner can make it later (any change does), never earlier."""
+    seen = os.lstat(path).st_ctime
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(path, follow_symlinks=False):
+        for name in dirnames + filenames:
+            try:
+                seen = max(seen, os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_ctime)
+            except OSError:
+                continue
+    return datetime.datetime.fromtimestamp(seen, datetime.timezone.utc).replace(tzinfo=None)
+
+
+def trusted_time(path: str, claimed: datetime.datetime | None) -> datetime.datetime:
+    """A submission's time: the time its folder's name (and the timestamp.txt its student's own submit wrote)
+    claims where that is not earlier than the last change the collector sees; else that last change."""
+    seen = last_change(path)
+    return claimed if claimed is not None and claimed >= seen else seen
+
+
 def submission_owner_matches(path: str, username: str) -> bool:
     """Whether the submission folder ``path`` belongs to the OS user ``username`` (and is a real folder)."""
     try:
@@ -173,11 +194,26 @@ class OwnerCheckedExchangeCollect(ExchangeCollect):
         for path in sorted(glob.glob(pattern)):
             record = self._path_to_record(path)
             if submission_owner_matches(path, record["username"]):
+                record["claimed"], record["timestamp"] = record["timestamp"], trusted_time(path, record["timestamp"])
                 by_student.setdefault(record["username"], []).append(record)
             else:
                 self.log.error("Ignoring %s: it claims to be %s's submission, but that OS user does not own it",
                                path, record["username"])
         self.src_records = [self._pick(records) for _, records in sorted(by_student.items())]
+
+    def do_copy(self, src, dest):
+        """nbgrader's copy, then the submission's ``timestamp.txt`` replaced by the time the collector trusts
+        (``trusted_time``), so that autograde's late penalty never reads a time the student wrote."""
+        super().do_copy(src, dest)
+        rec = next((r for r in self.src_records if os.path.join(self.inbound_path, r["filename"]) == src), None)
+        if rec is None:
+            return
+        with open(os.path.join(dest, "timestamp.txt"), "w") as fh:
+            fh.write(rec["timestamp"].strftime("%Y-%m-%d %H:%M:%S.%f") + " UTC")
+        said = "" if rec["claimed"] == rec["timestamp"] else (
+            f" (its name and timestamp.txt said {rec['claimed']}: the student's own word, not used)")
+        self.log.info("%s: submitted %s UTC, the last change the collector sees%s", rec["username"], rec["timestamp"],
+                      said)
 
     def _pick(self, records):
         """nbgrader's choice: the newest submission, or the newest before the due date when asked for."""

@@ -173,3 +173,22 @@ def test_feedback_reaches_its_student_only(klass):
     k.run("bob", NBGRADER + ["fetch_feedback", "ps1"], env={"USER": k.users["alice"], "LOGNAME": k.users["alice"]},
           check=False)
     assert not list((k.home("bob") / "ps1").glob("feedback/*/hello.html"))
+
+
+def test_collect_records_the_last_change_it_sees_not_a_time_the_student_wrote(klass):
+    """Alice submits again into a folder she names herself as of 2001, with a timestamp.txt that says 2001: the
+    collected submission's time is the last change the collector sees in it (ctime: she can move it later, never
+    earlier), and the log says the claimed time was not used."""
+    k = klass
+    backdated = k.layout.inbound / f"{k.users['alice']}+ps1+2001-01-01 00:00:00.000000 UTC+backdatedback"
+    k.run("alice", ["mkdir", str(backdated)])
+    k.run("alice", ["sh", "-c", f"echo '{{\"cells\": []}}' > '{backdated / 'hello.ipynb'}' && "
+                                f"echo '2001-01-01 00:00:00.000000 UTC' > '{backdated / 'timestamp.txt'}'"])
+    made = max(p.stat().st_ctime for p in [backdated, *backdated.iterdir()])
+    collected = k.run("instructor", NBGRADER + ["collect", "ps1", "--update"], cwd=k.course_root)
+    stamp = (k.course_root / "submitted" / k.users["alice"] / "ps1" / "timestamp.txt").read_text()
+    from nbgrader.utils import parse_utc
+    import datetime as dt
+    got = parse_utc(stamp).replace(tzinfo=dt.timezone.utc).timestamp()
+    assert got >= made - 1e-3 and not stamp.startswith("2001"), stamp
+    assert "the student's own word, not used" in collected.stderr, collected.stderr
