@@ -168,7 +168,8 @@ def refresh(path: Path, timeout: int = 1200) -> tuple[float, int]:
     kept, missing = lo.keep_laptop_outputs(nb, stored)
     if kept:
         print(f"  kept the laptop run's outputs of cells {', '.join(kept)}")
-    run = lo.read_runs().get(path.relative_to(ROOT / "notebooks" / "source").as_posix())
+    source = ROOT / "notebooks" / "source"
+    run = lo.read_runs().get(path.relative_to(source).as_posix()) if path.is_relative_to(source) else None
     stale = lo.stale_cells(nb, run) if run else []
     if stale:
         print(f"  cells {', '.join(stale)} changed since the laptop run of {run.date}: re-make it with "
@@ -188,11 +189,12 @@ def _code_state() -> str:
     import subprocess
 
     def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
 
-    dirty = git("status", "--porcelain", "--", "solutions", "tutorial_utils", "notebooks/source").splitlines()
-    return git("rev-parse", "--short", "HEAD") + (f" with uncommitted changes to {', '.join(l[3:] for l in dirty)}"
-                                                  if dirty else "")
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "solutions", "tutorial_utils",
+                                      "notebooks/source").splitlines() if line.strip()]
+    return git("rev-parse", "--short", "HEAD").strip() + (f" with uncommitted changes to {', '.join(dirty)}"
+                                                          if dirty else "")
 
 
 def _cpu_name() -> str:
@@ -206,12 +208,13 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def refresh_laptop(path: Path, timeout: int = 3600) -> lo.LaptopRun:
+def refresh_laptop(path: Path, timeout: int = 3600, source_root: Path = ROOT / "notebooks" / "source",
+                   json_path: Path = lo.LAPTOP_JSON) -> lo.LaptopRun:
     """Run the notebook in the laptop profile (as ``./course lab``'s kernels: PyTorch's own thread count) and store
     its outputs in the laptop-output cells only; record the run in LAPTOP_JSON.  Raises LaptopOutputError."""
     from datetime import datetime, timezone
 
-    rel = path.relative_to(ROOT / "notebooks" / "source").as_posix()
+    rel = path.relative_to(source_root).as_posix()
     nb = nbformat.read(path, as_version=4)
     if not lo.laptop_cells(nb):
         raise lo.LaptopOutputError(f"{rel} has no cell tagged {lo.LAPTOP_TAG!r}: nothing to store")
@@ -232,15 +235,15 @@ def refresh_laptop(path: Path, timeout: int = 3600) -> lo.LaptopRun:
         precision_line=line, amp_env=os.environ.get("DDPM_AMP"), seconds=round(elapsed, 1),
         kernel_cpu_seconds=round(cpu, 1), load_average_start_end=loads,
         cell_seconds={cid: round(t, 1) for t, cid, _ in cell_seconds(nb)}, cell_sources=sources, code=_code_state())
+    went = "; ".join(f"[{cid}] {t:.0f} s" for t, cid, _ in sorted(cell_seconds(nb), reverse=True) if t >= 1)
     shrink(nb)
     target = nbformat.read(path, as_version=4)          # as it is now: others may have edited other cells meanwhile
     stored = lo.store_laptop_outputs(target, nb, run)
     nbformat.write(target, path)
-    lo.write_run(run)
+    lo.write_run(run, json_path)
     print(f"{rel}: laptop run stored in cells {', '.join(stored)}; {run.minutes:.1f} min wall, kernel CPU "
           f"{run.kernel_cpu_seconds:.0f} s, {precision}, load {loads[0]} -> {loads[1]}")
-    print("  where the time went: " + "; ".join(f"[{cid}] {t:.0f} s" for t, cid, _ in
-                                                sorted(cell_seconds(nb), reverse=True) if t >= 1))
+    print(f"  where the time went: {went}")
     return run
 
 
