@@ -96,6 +96,14 @@ def fewstep_section(f, metas) -> list[str]:
     stale = [r["run"] for r in runs if metas.get(r["model"]) and r.get("checkpoint_sha256") != metas[r["model"]].get("sha256")]
     if stale:
         out += ["", f"**Stale:** {', '.join(stale)} were measured on another checkpoint than the shipped one."]
+    rm = metas.get(reflowed[0]["model"]) if reflowed else None
+    if rm and rm["recipe"].get("reflow"):
+        pairs = rm["recipe"]["reflow"]
+        out += ["", f"`{reflowed[0]['model']}` is `{pairs['teacher']}` reflowed once (docs/CHECKPOINTS.md): "
+                f"{pairs['n_pairs']:,} (noise, image) pairs from its {pairs['sampler'].capitalize()} ODE in "
+                f"{pairs['sampler_steps']} steps ({pairs['network_calls_per_pair']} calls) at w = {pairs['w']:g} took "
+                f"{pairs['seconds']:.0f} s ({pairs['cpu_seconds']:.0f} s CPU), then {rm['steps']} steps of flow matching on "
+                f"the pairs from its weights {rm['train_seconds_total']:.0f} s, on {rm['device']} (shared with other jobs)."]
     if ref:
         out += ["", f"Reference: DDPM-1000 at w = {ref['w']:g} on `unet_cond` ({ref['n_samples']} samples, "
                 f"`bench_guidance.py`): accuracy {share(ref['accuracy'], ref['n_samples'])}, FD {ref['frechet_distance']:.2f} "
