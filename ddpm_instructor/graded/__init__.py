@@ -30,7 +30,6 @@ import base64
 import binascii
 import functools
 import io
-import sys
 import zipfile
 from pathlib import Path
 

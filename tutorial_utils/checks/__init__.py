@@ -12,8 +12,8 @@ the course does not have.
 Each graded blank is declared once, in its stage module, as a ``Blank`` (``blank.py``): its record (the probe and
 the declared fields), its judge (which compares one record with one set of expected values and raises
 ``SelfCheckError`` with a message that says what to fix), the record field that holds its answer, and its name in
-the notebook.  Each ``check_*`` function runs one ``SelfCheck`` (the blanks of one probe, and the name of their
-stored data).  The grader uses the very same ``Blank`` objects, with inputs, random draws and expected values of its
+the notebook.  Each ``check_*`` function is one call of its ``SelfCheck`` (the blanks of one probe, and the name
+of their stored data; ``check_unet_cond`` runs two).  The grader uses the very same ``Blank`` objects, with inputs, random draws and expected values of its
 own, and reads the record outside the student's kernel (``ddpm_instructor.graded``).
 
 **A deleted named line.**  Each blank is judged by the value its line names (``sqrt_alpha_bar``, ``x_t``,

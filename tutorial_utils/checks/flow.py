@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from .core import (FILL_IN, CallsRecord, Num, Obs, Record, Text, call, close, err_text, expect, fail, fresh,
