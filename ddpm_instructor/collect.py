@@ -96,7 +96,8 @@ def collect(course: CourseDir, paths, assignment=None, student_regex=None, roste
     report = CollectReport(batch=stamp())
     with tempfile.TemporaryDirectory(prefix="ddpm-collect-") as spool:
         ctx = _Context(known, roster_, assignment, report, Path(spool))
-        paths = [*paths, *(stage_submissions(course, Path(spool), report, assignment, dry_run) if exchange else [])]
+        paths = [*paths, *(stage_submissions(course, Path(spool), report, MAX_NOTEBOOK_BYTES, assignment, dry_run)
+                           if exchange else [])]
         candidates = _refuse_collisions(course, _gather(course, paths, regex, ctx, dry_run), report)
         by_submission: dict[tuple[str, str], list[Candidate]] = {}
         for (a, student, _), c in _choose(course, candidates, report, dry_run).items():

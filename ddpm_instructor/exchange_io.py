@@ -121,15 +121,15 @@ def release(course: CourseDir, ex: Exchange, assignment: str) -> Path:
 
 
 # ---------------------------------------------------------------- collect
-def stage_submissions(course: CourseDir, spool: Path, report, assignment: str | None = None,
+def stage_submissions(course: CourseDir, spool: Path, report, cap: int, assignment: str | None = None,
                       dry_run: bool = False) -> list[Path]:
     """Copy the exchange's chosen submissions into ``spool/exchange-<course>/<student>/<assignment>/`` for collect;
     returns [that folder] ([] when the course has no exchange or nothing was submitted).  A folder that names a
-    student who does not own it, and anything in a submission that cannot be taken, is refused in ``report``."""
+    student who does not own it, and anything in a submission that cannot be taken, is refused in ``report`` (a
+    ``collect.CollectReport``); ``cap``: the bytes one notebook may have (collect's)."""
     ex = configured(course)
     if ex is None:
         return []
-    from .collect import MAX_NOTEBOOK_BYTES
     from .sanitize import terminal_safe as shown
 
     hx = _hub_exchange()
@@ -143,7 +143,7 @@ def stage_submissions(course: CourseDir, spool: Path, report, assignment: str | 
             student, src = rec["username"], ex.course / "inbound" / rec["filename"]
             where = f"{out.name}/{shown(rec['filename'])}"
             try:
-                t = _copy_submission(src, out / student / a, pwd.getpwnam(student).pw_uid, MAX_NOTEBOOK_BYTES,
+                t = _copy_submission(src, out / student / a, pwd.getpwnam(student).pw_uid, cap,
                                      lambda what, why: report.refuse(f"{where}/{shown(what)}", why, student, a))
             except (OSError, KeyError) as e:
                 report.refuse(where, f"could not be read ({type(e).__name__}): not collected", student, a)
