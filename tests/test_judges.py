@@ -15,6 +15,7 @@ import functools
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 import zipfile
@@ -29,45 +30,26 @@ from ddpm_instructor import graded
 from tutorial_utils.probes import RECORD_MIME, encode
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = {"01_forward_1d": "01_forward_diffusion_1d.ipynb", "02_forward_closed_form": "02_forward_closed_form.ipynb", "04_training": "04_training_algorithm1.ipynb",
-           "05_sampling": "05_sampling_algorithm2.ipynb", "06_conditional": "06_class_conditional.ipynb",
-           "07_beyond": "07_beyond_ddpm.ipynb", "08_flow_matching": "08_flow_matching.ipynb",
-           "09_applications": "09_what_a_model_can_do.ipynb"}
-# grade id -> (assignment, the solution cell whose object the graded cell submits, that object's name)
-SUBMITS = {
-    "test_mixture_score_m": ("01_forward_1d", "mixture_score", "mixture_score"),
-    "test_mixture_score_v": ("01_forward_1d", "mixture_score", "mixture_score"),
-    "test_mixture_score_return": ("01_forward_1d", "mixture_score", "mixture_score"),
-    "test_pf_ode_step": ("01_forward_1d", "pf_ode_step", "pf_ode_step"),
-    "test_linear_beta_schedule": ("02_forward_closed_form", "linear_beta_schedule", "linear_beta_schedule"),
-    "test_q_sample_sqrt_alpha_bar": ("02_forward_closed_form", "q_sample", "q_sample"),
-    "test_q_sample_sqrt_one_minus_alpha_bar": ("02_forward_closed_form", "q_sample", "q_sample"),
-    "test_q_sample_return": ("02_forward_closed_form", "q_sample", "q_sample"),
-    "test_loss_fn": ("04_training", "loss_fn", "loss_fn"),
-    "test_train_x_t": ("04_training", "train_ddpm", "train_ddpm"),
-    "test_train_pred_noise": ("04_training", "train_ddpm", "train_ddpm"),
-    "test_train_loss": ("04_training", "train_ddpm", "train_ddpm"),
-    "test_p_sample_DDPM": ("05_sampling", "p_sample_DDPM", "p_sample_DDPM"),
-    "test_UNet_cond_class_emb": ("06_conditional", "UNet_cond", "UNet_cond"),
-    "test_UNet_cond_y_emb": ("06_conditional", "UNet_cond", "UNet_cond"),
-    "test_UNet_cond_cond_emb": ("06_conditional", "UNet_cond", "UNet_cond"),
-    "test_cosine_alpha_bars": ("07_beyond", "cosine_beta_schedule", "cosine_beta_schedule"),
-    "test_cosine_betas": ("07_beyond", "cosine_beta_schedule", "cosine_beta_schedule"),
-    "test_ddim_x0_pred": ("07_beyond", "ddim_step", "ddim_step"),
-    "test_ddim_x_prev": ("07_beyond", "ddim_step", "ddim_step"),
-    "test_guided_eps": ("07_beyond", "guided_eps", "guided_eps"),
-    "test_flow_interpolant": ("08_flow_matching", "flow_interpolant", "flow_interpolant"),
-    "test_velocity_target": ("08_flow_matching", "velocity_target", "velocity_target"),
-    "test_euler_step": ("08_flow_matching", "euler_step", "euler_step"),
-    "test_heun_step": ("08_flow_matching", "heun_step", "heun_step"),
-    "test_guided_velocity": ("08_flow_matching", "guided_velocity", "guided_velocity"),
-    "test_eps_to_velocity": ("08_flow_matching", "eps_to_velocity", "eps_to_velocity"),
-    "test_mixture_velocity": ("08_flow_matching", "mixture_velocity", "mixture_velocity"),
-    "test_straightness": ("08_flow_matching", "straightness", "straightness"),
-    "test_merge_known": ("09_applications", "merge_known", "merge_known"),
-    "test_ddim_invert_step": ("09_applications", "ddim_invert_step", "ddim_invert_step"),
-    "test_slerp": ("09_applications", "slerp", "slerp"),
-}
+SOURCE_NOTEBOOKS = ROOT / "notebooks" / "source"
+GRADED_SUBMIT = re.compile(r"""\bsubmit\(\s*["'](\w+)["']\s*,\s*(\w+)\s*\)""")
+
+
+def _submits() -> dict:
+    """grade id -> (assignment, the solution cell whose object the graded cell submits, that object's name), read
+    from the graded cells of the source notebooks (``submit("<grade id>", <name>)``; the cell is named after it)."""
+    out = {}
+    for nb in sorted(SOURCE_NOTEBOOKS.glob("*/*.ipynb")):
+        for c in json.loads(nb.read_text())["cells"]:
+            g = c["metadata"].get("nbgrader", {})
+            if g.get("grade") and not g.get("solution"):
+                for gid, name in GRADED_SUBMIT.findall("".join(c["source"])):
+                    out[gid] = (nb.parent.name, name, name)
+    return out
+
+
+SUBMITS = _submits()
+
+
 # grade id -> the record entry its judge reads first (a path into the plain record): the field its declaration names
 # (``Blank.field``), and its first entry where that field holds one value per call
 def _judged(gid: str) -> tuple:
@@ -92,7 +74,8 @@ def _namespace() -> dict:
 @functools.lru_cache(maxsize=None)
 def reference(assignment: str, cell: str, name: str):
     """The source notebook's solution cell ``cell``, executed as the notebook does: its object ``name``."""
-    nb = json.loads((ROOT / "notebooks" / "source" / assignment / SOURCES[assignment]).read_text())
+    (path,) = (SOURCE_NOTEBOOKS / assignment).glob("*.ipynb")
+    nb = json.loads(path.read_text())
     src = next("".join(c["source"]) for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == cell)
     ns = _namespace()
     exec(compile(src, f"<{assignment}:{cell}>", "exec"), ns)
@@ -139,7 +122,7 @@ def _label(gid: str) -> str:
 
 # --------------------------------------------------------------------------- every judge: right, and damaged
 def test_every_graded_test_is_judged_here():
-    """A graded test added to ``ddpm_instructor.graded`` gets its row in SUBMITS above."""
+    """Every declared graded test has a graded cell that submits a solution cell's object, and the reverse."""
     assert set(JUDGED) == set(SUBMITS) == set(graded.TESTS), set(graded.TESTS) ^ set(JUDGED)
 
 
