@@ -22,6 +22,7 @@ ctime, which no one can set back), not a ``timestamp.txt`` the student's own ser
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import pwd
@@ -36,7 +37,7 @@ from .errors import InstructorError
 
 CONFIG_FILE = "exchange.json"
 DEFAULT_COURSE_ID = "ddpm-course"        # hub/settings.py's default DDPM_HUB_COURSE_ID
-MAX_NOTEBOOKS = 50                       # notebooks taken from one submission folder
+MAX_NOTEBOOKS = 20                       # notebooks taken from one submission folder (an assignment has 1)
 MAX_SECRET_BYTES = 1024
 SECRET = re.compile(r"[0-9a-f]{16,256}")
 RECORDS = "exchange"                     # <course>/exchange/<assignment>/<student>.json: what collect took
@@ -190,58 +191,62 @@ class _Copied:
 
 def _copy_submission(src: Path, dest: Path, uid: int, cap: int, refuse) -> _Copied:
     """The regular ``.ipynb`` files of one submission folder (owned by ``uid``) into ``dest``, never through a
-    link; each copy dated with the latest change seen."""
+    link, one at a time (at most ``cap`` bytes each and four times that in all, as collect's budget per student);
+    each copy dated with the latest change seen."""
     top = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    written: list[Path] = []
     try:
         st = os.fstat(top)
         if st.st_uid != uid:
             raise PermissionError(f"{src} changed owner")
-        seen = st.st_ctime
-        secret = ""
-        files: list[tuple[str, bytes]] = []
+        seen, secret, left = st.st_ctime, "", 4 * cap
         for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 rel = os.path.normpath(os.path.join(dirpath, name))
                 if rel == "submission_secret.txt":
-                    data, _ = _read(name, dirfd, MAX_SECRET_BYTES)
+                    data, _, _ = _read(name, dirfd, MAX_SECRET_BYTES)
                     text = (data or b"").decode("ascii", "replace").strip()
                     secret = text if SECRET.fullmatch(text) else ""
                     continue
                 if name.startswith(".") or not name.lower().endswith(".ipynb"):
                     continue
-                if len(files) >= MAX_NOTEBOOKS:
+                if len(written) >= MAX_NOTEBOOKS:
                     refuse(rel, f"more than {MAX_NOTEBOOKS} notebooks in one submission: not read")
                     continue
-                data, why = _read(name, dirfd, cap)
+                data, why, ctime = _read(name, dirfd, min(cap, left))
                 if data is None:
-                    refuse(rel, why)
+                    refuse(rel, why if left >= cap else f"more than {4 * cap // 2**20} MB of notebooks in one "
+                                                        "submission: the rest was not read")
                     continue
-                seen = max(seen, os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_ctime)
-                files.append((rel, data))
+                left -= len(data)
+                seen = max(seen, ctime)
+                path = dest / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                written.append(path)
     finally:
         os.close(top)
-    for rel, data in files:
-        path = dest / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    for path in written:
         os.utime(path, (seen, seen))
-    return _Copied(secret, dt.datetime.fromtimestamp(seen, dt.timezone.utc), len(files))
+    return _Copied(secret, dt.datetime.fromtimestamp(seen, dt.timezone.utc), len(written))
 
 
-def _read(name: str, dirfd: int, cap: int) -> tuple[bytes | None, str]:
+def _read(name: str, dirfd: int, cap: int) -> tuple[bytes | None, str, float]:
+    """(at most ``cap`` bytes of the regular file ``name``, "", its ctime) or (None, why not, 0)."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
     except OSError as e:
-        return None, ("a link, not a file: not read" if e.errno == 40 else
-                      f"could not be opened ({type(e).__name__})")
+        return None, ("a link, not a file: not read" if e.errno == errno.ELOOP else
+                      f"could not be opened ({type(e).__name__})"), 0.0
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None, "not a regular file: not read"
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None, "not a regular file: not read", 0.0
         data = fh.read(cap + 1)
     if len(data) > cap:
-        return None, f"larger than {cap // 2**20} MB: not read"
-    return data, ""
+        return None, f"larger than {cap // 2**20} MB: not read", 0.0
+    return data, "", st.st_ctime
 
 
 def _record_path(course: CourseDir, assignment: str, student: str) -> Path:
