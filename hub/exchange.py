@@ -24,6 +24,10 @@ the students' and instructors' nbgrader config by :mod:`hub.labs`):
 final permissions, so at no moment can another student read or change it. :class:`OwnerCheckedExchangeCollect` takes a
 submission only if its folder belongs to the OS user the folder's name claims: a student's identity comes from the
 file system, never from a name they wrote.
+
+``./course instructor`` (ddpm_instructor/exchange_io.py) releases with :func:`release_to_exchange` (the whole
+assignment folder replaced in one rename, 2755/0644) and returns feedback with :func:`place_feedback` (nbgrader's
+name for it, the file owned by its student, 0640).
 """
 from __future__ import annotations
 
