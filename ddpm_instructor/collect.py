@@ -66,7 +66,7 @@ _CANVAS_AFTER_NAME = re.compile(r"_(?:(?P<late>LATE)_)?(?P<uid>[1-9]\d*)_(?P<fid
 # folder per student (Moodle >= 3.1) or the prefix of each file; "_" in the name becomes a space.  The participant
 # id is Moodle's id of the student *in this assignment* (assign_user_mapping), the same under blind marking.
 MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assign(?:submission|feedback)_[a-z]+_(?P<file>.*)$")
-AMBIGUOUS = "held back, whose it is is ambiguous"
+AMBIGUOUS = "held back: it cannot be told whose file this is"
 NO_OWNER = ("could not tell which student handed this in: the top level of an export must be Canvas file names "
             "(<name>_<userid>_<fileid>_<file>), Moodle folders (<Full Name>_<id>_assignsubmission_file_/) or one "
             "folder per student (<student>/<assignment>/<notebook>.ipynb); or use --student-regex")
