@@ -216,13 +216,18 @@ def test_other_class_is_reported_with_keys(tmp_path):
 
 
 def test_metadata_for_another_architecture(tmp_path):
-    _fresh(tmp_path, model=solutions.Unet(ch=16))                # json honestly says Unet with ch=16
-    js = tmp_path / "unet_digit6.json"
-    meta = json.loads(js.read_text())
-    meta["architecture"]["kwargs"] = {"ch": 16}
-    js.write_text(json.dumps(meta))
+    _fresh(tmp_path, model=solutions.Unet(ch=16, emb_dim=48), kwargs={"ch": 16, "emb_dim": 48})   # honest json
     with pytest.raises(CheckpointError, match="another architecture"):
         load_pretrained("unet_digit6", directory=tmp_path)
+
+
+def test_a_narrower_model_of_the_same_class_loads(tmp_path):
+    # the laptop profile trains your own Unet with ch=profile.width (16); the later notebooks load it from runs/mine
+    model, _, _ = _fresh(tmp_path, model=solutions.Unet(ch=16))     # json honestly says Unet with ch=16
+    loaded = load_pretrained("unet_digit6", directory=tmp_path)
+    assert loaded.init_conv.out_channels == 16
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
 
 
 def test_broken_metadata(tmp_path):

@@ -26,9 +26,12 @@ import torch
 
 from .recipe import Recipe
 
-# notebook 4's and notebook 6's training lengths in the laptop profile (benchmarks/bench_student.py measures them)
+# notebook 4's and notebook 6's training lengths and UNet width in the laptop profile: benchmarks/bench_recipe.py
+# chose them (half the shipped models' width: 2.5x cheaper steps, the same judged quality), bench_student.py
+# measures them in fp32 and bf16 (benchmarks/RESULTS.md, "Your own model")
 LAPTOP_STEPS_DIGIT6 = 900
 LAPTOP_STEPS_COND = 1500
+LAPTOP_WIDTH = 16
 
 PROFILE_ENV = "DDPM_PROFILE"
 
@@ -66,11 +69,14 @@ class RunProfile:
     batch_size: int             # notebook 8's short flow-matching run: batch, and
     max_steps: int | None       #   its number of steps (None: the shipped unet_flow's length)
     prefer_pretrained: bool     # notebook 8 samples the shipped unet_flow rather than its short run
+    width: int = 32             # notebooks 4 and 6 build your UNet with ch=width (the shipped checkpoints keep 32)
 
     def describe(self) -> str:
         return (f"profile '{self.name}' ({self.audience}): T={self.timesteps}; notebook 4 trains "
                 f"{self.recipe_digit6.steps} steps of batch {self.recipe_digit6.batch_size}, notebook 6 "
-                f"{self.recipe_cond.steps} steps of batch {self.recipe_cond.batch_size}; {self.n_samples} samples")
+                f"{self.recipe_cond.steps} steps of batch {self.recipe_cond.batch_size}"
+                + (f", both with a UNet of width ch={self.width} (the shipped models: 32)" if self.width != 32 else "")
+                + f"; {self.n_samples} samples")
 
 
 def _steps(epochs: int, n_images: int, batch: int) -> int:
@@ -84,7 +90,7 @@ PROFILES = {
         recipe_digit6=Recipe(steps=LAPTOP_STEPS_DIGIT6, batch_size=128, lr=2e-3, warmup=50, ema=0.995),
         recipe_cond=Recipe(steps=LAPTOP_STEPS_COND, batch_size=128, lr=2e-3, warmup=100, ema=0.995,
                            p_uncond=0.1, null_class=10),
-        train_limit=None, n_samples=16, batch_size=64, max_steps=20, prefer_pretrained=True),
+        train_limit=None, n_samples=16, batch_size=64, max_steps=20, prefer_pretrained=True, width=LAPTOP_WIDTH),
     "smoke": RunProfile(
         "smoke", "CI and grading: every line runs, 20 training steps", timesteps=1000,
         recipe_digit6=Recipe(steps=20, **_SMOKE), recipe_cond=Recipe(steps=20, p_uncond=0.1, null_class=10, **_SMOKE),
