@@ -11,6 +11,7 @@ hub/uids.py), which is run here against a plain traitlets config.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -210,3 +211,16 @@ def test_the_exchange_layout_job_runs_the_instructor_image_on_the_exchange_volum
     assert container["volumeMounts"][0]["mountPath"] == str(settings.load({}).exchange)
     pvc = yaml.safe_load((K8S / "pvc-exchange.yaml").read_text())
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+def test_a_stage_declared_public_reaches_the_students_environment_in_one_rename(student_image_env):
+    from hub.student_env import StudentEnv, place_solutions
+
+    env = StudentEnv(student_image_env, Path(sys.prefix))
+    link = env.course / "solutions"
+    before = os.readlink(link)
+    assert place_solutions(env, {"02_forward_closed_form"}) == ["helpers", "model", "diffusion"]
+    assert link.is_symlink() and (link / "diffusion.py").is_file() and not (link / "training.py").exists()
+    assert place_solutions(env, set()) == ["helpers", "model"]
+    assert os.readlink(link) == before and not (link / "diffusion.py").exists()
+    assert sorted(p.name for p in env.course.glob(".solutions-*")) == [before]      # no stale copy left
