@@ -41,3 +41,34 @@ def pytest_runtest_makereport(item, call):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
         rep.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+
+
+# The hub tests start `./course hub`, whose set-up closes the checkout's top-level folders to students
+# (hub/checkout.py: 0750 root:<the hub's instructors' group>, a group the tests delete afterwards).  The run gives
+# the maintainer's checkout back as it found it: the owners and modes of those folders are noted once, before any
+# worker starts (the controller, or the only process with -n 0), and put back when the whole run ends.
+_REPO = Path(__file__).resolve().parent.parent
+_FOLDER_MODES_KEY = pytest.StashKey[dict]()
+
+
+def _top_level_folders() -> dict:
+    return {p: (p.stat().st_uid, p.stat().st_gid, p.stat().st_mode & 0o7777) for p in sorted(_REPO.iterdir())
+            if p.is_dir() and not p.is_symlink()}
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        config.stash[_FOLDER_MODES_KEY] = _top_level_folders()
+
+
+def pytest_unconfigure(config):
+    noted = config.stash.get(_FOLDER_MODES_KEY, None)
+    for path, (uid, gid, mode) in (noted or {}).items():
+        try:
+            st = path.stat()
+            if (st.st_uid, st.st_gid) != (uid, gid) and os.geteuid() == 0:
+                os.chown(path, uid, gid)
+            if st.st_mode & 0o7777 != mode:
+                os.chmod(path, mode)
+        except OSError:
+            pass                    # a folder a test removed: nothing to give back
