@@ -12,14 +12,16 @@ really answered, never copied from the grader's output:
 * notebook 4: a loop whose x_t blank zeroes the draws (t = 0, ε = 0, x_t = x_0), its other blanks as handed out:
   x_t fails against the grader's draws; the pred_noise and loss lines are right on the loop's own values (7 of 10);
 * all of it at once (``torch.save`` patched, then ``submit`` replaced after a right ``q_sample``), also through
-  ``grade_one``.
+  ``grade_one``;
+* a cell before any graded test that lists the grader's inputs folder and, if it saw anything, makes the schedule
+  wrong: full marks, because a test's inputs exist only while its own cell runs.
 
 And, cheaply, without autograde (``tests/kernel_harness.py`` runs the cells with only the bundle importable and
 ``graded.judge_outputs`` judges them): answers the kernel could reach -- notebook 4's blanks left None with the
 probe's record class patched, notebook 5 through ``reverse_sde_step``, notebook 8 through stage 07's ``_model_eps``,
 notebook 6's embedding width read from the grader's inputs -- each after a control that earns every blank.
 
-Runtime: about 1 minute on an idle 2-core machine (five notebook-2 submissions and one of notebook 4 in one
+Runtime: about 1 minute on an idle 2-core machine (six notebook-2 submissions and one of notebook 4 in one
 autograde, one notebook-2 submission through grade_one); several times that on a busy one.
 """
 from __future__ import annotations
@@ -88,6 +90,14 @@ def forged_submit(grade_id, obj):
 
 p.submit = forged_submit"""
 
+# a cell before any graded test lists the grader's inputs folder; what it saw goes into the answer a test then
+# judges: anything seen makes the schedule wrong, so full marks mean the folder was empty before its tests ran
+READS_INPUTS_EARLY = """import os
+_SEEN = sorted(os.listdir(os.environ["DDPM_GRADER_INPUTS"]))
+if _SEEN:
+    _right = linear_beta_schedule
+    linear_beta_schedule = lambda *a, **k: _right(*a, **k) * 0 + len(_SEEN)"""
+
 # student -> (assignment, blanks answered right, how the submission is made)
 CLASS = {
     "f01-short-list": (A, {"sab", "somab", "ret"}, {"edit": {SCHED: SCHED_NONE}, "add_after": ("linear_beta_schedule", SHORT_PROBE)}),
@@ -97,6 +107,9 @@ CLASS = {
     "f05-zeroes-draws": (NB4, {"loss_fn", "pred_noise", "loss"}, {"edit": {"x_t = q_sample(x_0, t, noise)": "t, noise, x_t = 0 * t, 0 * noise, x_0"}}),
     # q_sample answered right, but its records are forged: the grader never saw that code run on its inputs
     "f06-every-forgery": (A, set(), {"edit": {SCHED: PATCH_SAVE}, "add_after": ("q_sample", FORGER)}),
+    # the grader's inputs exist only while their own graded cell runs (ddpm_instructor.execute)
+    "f07-reads-inputs-early": (A, {"schedule", "sab", "somab", "ret"},
+                               {"add_after": ("linear_beta_schedule", READS_INPUTS_EARLY)}),
 }
 GRADESCOPE = ["f06-every-forgery"]
 # which blank each graded test needs (a test passes only if its blanks were answered right)
