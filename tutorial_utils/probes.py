@@ -1,6 +1,7 @@
 """What a graded (hidden) test cell runs: ``submit("<grade id>", <the student's object>)``.
 
-While autograding (the grader puts its inputs in the folder named by ``DDPM_GRADER_INPUTS``) ``submit`` only runs
+While autograding (the grader puts this test's inputs, ``<grade id>.pt``, in the folder named by
+``DDPM_GRADER_INPUTS`` just before this cell runs and removes them right after) ``submit`` only runs
 the stage's probe (``tutorial_utils.checks``) on the grader's inputs -- its random draws included -- and shows
 the record as this cell's output: plain tensors, numbers and strings, ``torch.save``-d and base64-encoded.  The
 grader reads it outside the kernel against the fields and shapes its own inputs declare, judges it against its
