@@ -44,7 +44,7 @@ VERDICT = {"04_training/04_training_algorithm1.ipynb": ("nb4-27", r"(\d+) sample
 def _run(**kw):
     d = dict(notebook="x/x.ipynb", date="2026-12-07 22:30 UTC", cpu="AMD EPYC", cores=2, precision="bf16",
              precision_line="precision: bf16 autocast on this CPU's bf16 units", amp_env=None, seconds=312.0,
-             kernel_cpu_seconds=580.0, load_average_start_end=(1.0, 1.5), cell_seconds={"train": 170.0, "plot": 0.4},
+             kernel_cpu_seconds=580.0, load_average_start_end=(1.0, 1.5), nice=0, cell_seconds={"train": 170.0, "plot": 0.4},
              cell_sources={"train": lo.source_hash("train()"), "plot": lo.source_hash("plot()")}, code="abc123")
     d.update(kw)
     return lo.LaptopRun(**d)

@@ -57,6 +57,7 @@ class LaptopRun:
     seconds: float                     # the whole notebook, wall time
     kernel_cpu_seconds: float          # the kernel process's CPU time (user + system), all threads
     load_average_start_end: tuple[float, float]
+    nice: int                          # the run's scheduling niceness (negative: it had priority on a shared machine)
     cell_seconds: dict[str, float]     # every code cell's wall time, by cell id
     cell_sources: dict[str, str]       # source_hash of each laptop-output cell as it ran
     code: str                          # the commit it ran on, and the course files that differed from it

@@ -233,7 +233,7 @@ def refresh_laptop(path: Path, timeout: int = 3600, source_root: Path = ROOT / "
     run = lo.LaptopRun(
         notebook=rel, date=date, cpu=_cpu_name(), cores=os.cpu_count() or 1, precision=precision,
         precision_line=line, amp_env=os.environ.get("DDPM_AMP"), seconds=round(elapsed, 1),
-        kernel_cpu_seconds=round(cpu, 1), load_average_start_end=loads,
+        kernel_cpu_seconds=round(cpu, 1), load_average_start_end=loads, nice=os.nice(0),
         cell_seconds={cid: round(t, 1) for t, cid, _ in cell_seconds(nb)}, cell_sources=sources, code=_code_state())
     went = "; ".join(f"[{cid}] {t:.0f} s" for t, cid, _ in sorted(cell_seconds(nb), reverse=True) if t >= 1)
     shrink(nb)
