@@ -55,8 +55,9 @@ ALLOWED_TAGS = frozenset({
     "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p", "pre", "q", "s",
     "samp", "small", "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th",
     "thead", "tr", "u", "ul", "var"})
+# No "id" or "name" anywhere: the formgrader finds each score box by its id (nbgrader's formgrade.js binds
+# $("#" + grade_id), the first element with that id), so an id a student wrote could take a box over.
 ALLOWED_ATTRIBUTES = {"*": ("class", "title"), "a": ("href",), "img": ("src", "alt", "width", "height"),
-                      "h1": ("id",), "h2": ("id",), "h3": ("id",), "h4": ("id",), "h5": ("id",), "h6": ("id",),
                       "td": ("align", "colspan", "rowspan", "style"), "th": ("align", "colspan", "rowspan", "style"),
                       "ol": ("start",)}
 _LINK = re.compile(r"(https?://|mailto:|#|[^:/?#]*([/?#]|$))", re.I)   # a relative link has no scheme
@@ -68,6 +69,18 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*$")
 _CELL_FLAGS = ("deletable", "editable", "collapsed", "scrolled")
 _TAG = re.compile(r"[\w.-]{1,100}$")
 _NB_METADATA = ("kernelspec", "language_info")
+# Ids of nbgrader's formgrader page (formgrade/index.html.j2) and, per grade id, of its score, extra-credit and
+# comment boxes: the id nbconvert gives a student's Markdown heading (its text) must be none of them.
+FORMGRADER_IDS = frozenset({"notebook", "notebook-container", "statusmessage"})
+GRADE_BOX_IDS = ("{}", "{}-comment", "{}_extra_credit")
+_ID = re.compile(r"""\sid\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+
+
+def reserved_ids(nb) -> frozenset:
+    """The ids a heading in ``nb`` must not get: the formgrader page's own and its boxes' for each grade id."""
+    metas = (c.get("metadata") for c in nb.cells if isinstance(c, dict))
+    gids = {m["nbgrader"].get("grade_id") for m in metas if isinstance(m, dict) and isinstance(m.get("nbgrader"), dict)}
+    return FORMGRADER_IDS | {form.format(g) for g in gids if isinstance(g, str) and g for form in GRADE_BOX_IDS}
 
 
 # ---------------------------------------------------------------- Markdown
@@ -120,11 +133,22 @@ class _Tokens(HTMLParser):
         self.tokens.append(("<![", data))
 
 
-def _render(source: str, attachments=None) -> str:
-    """The Markdown cell as nbconvert renders it in the formgrader and the feedback (HTMLExporter.markdown2html)."""
+def _render(source: str, attachments=None, anchors: bool = True) -> str:
+    """The Markdown cell as nbconvert renders it in the formgrader and the feedback (HTMLExporter.markdown2html);
+    ``anchors=False``: without the id and link nbconvert adds to each heading (made from the heading's text)."""
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
-    renderer = IPythonRenderer(escape=False, attachments=attachments or {}, anchor_link_text="¶")
+    renderer = IPythonRenderer(escape=False, attachments=attachments or {}, anchor_link_text="¶",
+                               exclude_anchor_links=not anchors)
     return MarkdownWithMath(renderer=renderer).render(source)
+
+
+def heading_ids(source: str, attachments=None) -> set[str]:
+    """The ids nbconvert gives the headings of a Markdown source (from their text: "## a b" is id "a-b")."""
+    try:
+        rendered = _render(source, attachments)
+    except Exception:                       # noqa: BLE001 - not rendered at all: no id
+        return set()
+    return {html.unescape(next(g for g in m.groups() if g is not None)) for m in _ID.finditer(rendered)}
 
 
 def _html_is_safe(rendered: str) -> bool:
@@ -136,9 +160,10 @@ def _html_is_safe(rendered: str) -> bool:
 
 def markdown_is_safe(source: str, attachments=None) -> bool:
     """Whether a Markdown source, rendered as nbconvert renders it, has only allowed elements, attributes and URLs
-    (False too when nbconvert cannot render it: a missing attachment stops its whole page)."""
+    (False too when nbconvert cannot render it: a missing attachment stops its whole page).  Checked without the
+    ids nbconvert gives headings (no id of the student's own is allowed; see :func:`heading_ids` for those)."""
     try:
-        rendered = _render(source, attachments)
+        rendered = _render(source, attachments, anchors=False)
     except Exception:                       # noqa: BLE001 - nbconvert's InvalidNotebook, or anything else it raises
         return False
     return _html_is_safe(rendered)
@@ -155,8 +180,25 @@ def _plain(source: str) -> bool:
     return "<" not in source and "](" not in source and "]:" not in source
 
 
-def _sanitize_markdown(source: str, attachments) -> tuple[str, str | None]:
-    """(source to keep, what was done or None)."""
+def _plain_text(source: str) -> bool:
+    """No heading can come from ``source``: no "#", no "<" (an HTML heading), no line of "=" or "-" under text."""
+    return "#" not in source and "<" not in source and "&" not in source and not _SETEXT.search(source)
+
+
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$", re.M)
+
+
+def _sanitize_markdown(source: str, attachments, reserved=frozenset()) -> tuple[str, str | None]:
+    """(source to keep, what was done or None); ``reserved``: ids no heading may get (:func:`reserved_ids`)."""
+    kept, why = _allowed_markdown(source, attachments)
+    taken = sorted(heading_ids(kept, attachments) & reserved) if reserved and not _plain_text(kept) else []
+    if taken:
+        return _as_text(source), (f"a heading whose link id ({', '.join(taken)}) is the id of a box on the grader's "
+                                  "page; shown as plain text instead (give the heading other words)")
+    return kept, why
+
+
+def _allowed_markdown(source: str, attachments) -> tuple[str, str | None]:
     if _plain(source) or markdown_is_safe(source, attachments):
         return source, None
     try:
@@ -167,7 +209,7 @@ def _sanitize_markdown(source: str, attachments) -> tuple[str, str | None]:
     cleaned = _clean(source)
     if markdown_is_safe(cleaned, attachments):
         return cleaned, ("HTML that could run in the grader's browser (scripts, event handlers, frames, SVG, forms, "
-                         "javascript: links) was removed; the text was kept")
+                         "javascript: links) or change the grader's page (an id) was removed; the text was kept")
     return _as_text(source), "HTML or links that could run in the grader's browser; shown as plain text instead"
 
 
@@ -317,6 +359,7 @@ def reduce_submission(nb, max_cells: int = MAX_CELLS, max_bytes: int = MAX_BYTES
     for key in [k for k in nb.metadata if k not in _NB_METADATA]:
         del nb.metadata[key]
     done: dict[str, list[str]] = {}                     # what was done -> the cells it was done to
+    reserved = reserved_ids(nb)
     totals = {"markdown": 0, "code": 0}
     for i, cell in enumerate(nb.cells):
         cell["metadata"] = type(cell.metadata)(_cell_metadata(cell.get("metadata") or {}))
@@ -345,7 +388,7 @@ def reduce_submission(nb, max_cells: int = MAX_CELLS, max_bytes: int = MAX_BYTES
                             "in all", []).append(label)
             source = ""
         if kind == "markdown":
-            source, why = _sanitize_markdown(source, cell.get("attachments"))
+            source, why = _sanitize_markdown(source, cell.get("attachments"), reserved)
             if why:
                 done.setdefault(why, []).append(label)
         cell["source"] = source

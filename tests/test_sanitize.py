@@ -164,7 +164,35 @@ def test_a_graded_answer_keeps_its_text_and_grading_metadata():
     assert cell.metadata == {"nbgrader": meta["nbgrader"], "deletable": False}
     assert "<script" not in cell.source and "The bumps merge" in cell.source and "as t grows." in cell.source
     assert notes == ["Markdown cell 1 (written_02_1): HTML that could run in the grader's browser (scripts, event "
-                     "handlers, frames, SVG, forms, javascript: links) was removed; the text was kept."]
+                     "handlers, frames, SVG, forms, javascript: links) or change the grader's page (an id) was "
+                     "removed; the text was kept."]
+
+
+# nbgrader's formgrade.js binds each box with $("#" + grade_id) (and "-comment", "_extra_credit"): the first element
+# with that id wins, so a student's id above the answer would leave the instructor's score unsaved (hostile H1 #4)
+@pytest.mark.parametrize("source", [
+    '<h2 id="written_02_1">My notes</h2>\n\n<h3 id="written_02_1-comment">more</h3>',     # an id of their own
+    '<p><a name="written_02_1" id="written_02_1_extra_credit">x</a></p>',
+    "## written_02_1",                                   # nbconvert gives a heading its text as id
+    "written\\_02\\_1-comment\n===",                    # a setext heading, Markdown escapes
+    "### written&#95;02&#95;1",                          # an entity
+    "# statusmessage",                                   # the formgrader page's own ids
+])
+def test_no_element_of_a_students_markdown_gets_the_id_of_a_grading_box(source):
+    answer = new_markdown_cell("The bumps merge as t grows.", metadata={"nbgrader": {
+        "grade": True, "solution": True, "grade_id": "written_02_1", "points": 2, "schema_version": 3}})
+    nb = new_notebook(cells=[new_markdown_cell(source), answer])
+    notes = reduce_submission(nb)
+    ids = {el["id"] for el in _body(nb).find_all(id=True)}
+    assert not ids & {"written_02_1", "written_02_1-comment", "written_02_1_extra_credit", "statusmessage"}, ids
+    assert len(notes) == 1 and notes[0].startswith("Markdown cell 1: "), notes      # the student is told
+    assert nb.cells[1].source == answer.source
+
+
+def test_headings_keep_their_own_anchors():
+    nb = new_notebook(cells=[new_markdown_cell("## Written answer 1\n\nsee [above](#Written-answer-1)")])
+    assert reduce_submission(nb) == []
+    assert _body(nb).find("h2", id="Written-answer-1") is not None
 
 
 def test_reduce_outputs_of_a_run_notebook():
