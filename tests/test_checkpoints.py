@@ -486,7 +486,7 @@ def test_shipped_reflow_model_draws_the_digit_in_one_unguided_euler_step():
     labels = torch.arange(10).repeat(3)
     x = _one_thread(lambda: flow_sample_loop(model, (30, 1, 28, 28), labels, n_steps=1, seed=0))
     near_ends = ((x - 1).abs() < 0.25) | ((x + 1).abs() < 0.25)
-    assert near_ends.float().mean() > 0.85, near_ends.float().mean()
+    assert near_ends.float().mean() > 0.8, near_ends.float().mean()      # 0.88; unet_flow guided: 0.71
     mod, clf = _classifier()
     pred, _ = mod.classify(clf, x)
     assert (pred == labels).sum() >= 28, pred.tolist()
