@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,20 @@ def _write(path: Path, text: str) -> None:
     os.chmod(path, 0o644)
 
 
-def write_config_dirs(etc: Path, cfg: ExchangeConfig) -> dict[str, Path]:
-    """Write ``etc/student`` and ``etc/instructor``; returns {role: folder}."""
+def student_labextensions(prefix: str | os.PathLike = sys.prefix) -> Path | None:
+    """The student lab's own copy of nbgrader's lab extension, whose Validate dialog says what Validate checked
+    (tutorial_utils/validate_dialog.py, made by ``./course setup`` in the course venv), or None if there is none."""
+    from tutorial_utils import validate_dialog
+
+    path = validate_dialog.student_labextensions(prefix)
+    return path if (path / validate_dialog.EXTENSION / validate_dialog.SOURCE_STAMP).is_file() else None
+
+
+def write_config_dirs(etc: Path, cfg: ExchangeConfig, labextensions: Path | None = None) -> dict[str, Path]:
+    """Write ``etc/student`` and ``etc/instructor``; returns {role: folder}.  ``labextensions``: the students'
+    extra lab extensions folder (default: the course venv's, :func:`student_labextensions`), found before the
+    installed nbgrader, as in ``./course lab``; the instructors keep nbgrader's own."""
+    labextensions = labextensions or student_labextensions()
     dirs = {}
     for role, off, server in (("student", STUDENT_OFF_LABEXTENSIONS, STUDENT_SERVER_EXTENSIONS),
                               ("instructor", INSTRUCTOR_OFF_LABEXTENSIONS, INSTRUCTOR_SERVER_EXTENSIONS)):
@@ -73,6 +86,9 @@ def write_config_dirs(etc: Path, cfg: ExchangeConfig) -> dict[str, Path]:
                json.dumps({"disabledExtensions": {name: True for name in off}}, indent=2) + "\n")
         _write(d / "jupyter_server_config.d" / f"ddpm-hub-{role}.json",
                json.dumps({"ServerApp": {"jpserver_extensions": server}}, indent=2) + "\n")
+        if role == "student" and labextensions:      # LabApp reads jupyter_lab_config, not the server's .d folder
+            _write(d / "jupyter_lab_config.json",
+                   json.dumps({"LabApp": {"extra_labextensions_path": [str(labextensions)]}}, indent=2) + "\n")
         _write(d / "nbgrader_config.py", nbgrader_config_text(cfg))
         for p in (etc, d, d / "labconfig", d / "jupyter_server_config.d"):
             os.chmod(p, 0o755)

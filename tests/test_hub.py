@@ -35,6 +35,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_machine import Hub, server_process, usable  # noqa: E402
+from tutorial_utils import validate_dialog  # noqa: E402
 
 WHY_NOT = usable() or (None if shutil.which("node") else "needs Node.js (configurable-http-proxy)")
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
@@ -103,6 +104,17 @@ def instructor(hub):
     return s, open_lab(hub, s, hub.names["instructor"])
 
 
+def _nbgrader_entry(page: dict) -> str:
+    """The remoteEntry file of nbgrader's lab extension that this lab page loads."""
+    [ext] = [e for e in page["federated_extensions"] if e["name"] == validate_dialog.EXTENSION]
+    return Path(ext["load"]).name
+
+
+def _remote_entry(labextensions: Path) -> str:
+    [entry] = (labextensions / validate_dialog.EXTENSION / "static").glob("remoteEntry.*.js")
+    return entry.name
+
+
 def test_a_students_server_runs_as_their_own_os_user_with_the_student_lab(hub, student):
     session, page = student
     name = hub.names["student"]
@@ -116,6 +128,11 @@ def test_a_students_server_runs_as_their_own_os_user_with_the_student_lab(hub, s
     listed = session.get(f"{hub.url}/user/{name}/assignments", params={"course_id": "ddpm-course"}, timeout=60)
     assert listed.status_code == 200 and listed.json()["success"], listed.text[:500]
     assert oct(os.stat(pwd.getpwnam(name).pw_dir).st_mode & 0o777) == "0o700"
+    # Validate's dialog says what it checked, as in ./course lab: nbgrader's lab extension is the student lab's copy
+    assert _nbgrader_entry(page) == _remote_entry(validate_dialog.student_labextensions(sys.prefix)), page
+    entry = session.get(f"{hub.url}/user/{name}/lab/extensions/{validate_dialog.EXTENSION}/static/"
+                        f"{_nbgrader_entry(page)}", timeout=60)
+    assert entry.status_code == 200, entry.status_code
     # the hub's database (users, tokens, password hashes) is out of the students' reach
     db = hub.base / "state" / "hub" / "jupyterhub.sqlite"
     assert db.is_file() and oct(db.parent.stat().st_mode & 0o777) == "0o700" and db.parent.stat().st_uid == 0
@@ -128,6 +145,7 @@ def test_an_instructors_server_has_the_formgrader_and_the_instructors_group(hub,
     assert proc is not None and proc["uid"] == pwd.getpwnam(name).pw_uid
     assert f"{hub.os_groups}-instructors" in proc["groups"]
     assert "@jupyter/nbgrader:formgrader" not in page["disabledExtensions"]
+    assert _nbgrader_entry(page) == _remote_entry(validate_dialog.installed_extension(sys.prefix).parent.parent)
     assert session.get(f"{hub.url}/user/{name}/formgrader", timeout=60).status_code == 200
 
 
