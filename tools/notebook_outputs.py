@@ -218,7 +218,10 @@ def refresh_laptop(path: Path, timeout: int = 3600, source_root: Path = ROOT / "
     nb = nbformat.read(path, as_version=4)
     if not lo.laptop_cells(nb):
         raise lo.LaptopOutputError(f"{rel} has no cell tagged {lo.LAPTOP_TAG!r}: nothing to store")
-    leftovers = sorted((ROOT / "runs" / "mine").glob("*.resume.pt"))
+    import re
+
+    trains = set(re.findall(r"TrainingRun\(\s*[\"'](\w+)[\"']", "\n".join(c.source for c in nb.cells)))
+    leftovers = [p for p in sorted((ROOT / "runs" / "mine").glob("*.resume.pt")) if p.name.split(".")[0] in trains]
     if leftovers:
         raise lo.LaptopOutputError(f"{', '.join(str(p.relative_to(ROOT)) for p in leftovers)}: a stopped run's state, "
                                    f"which the training cell would resume; move it aside and run again")
