@@ -2,7 +2,7 @@
 
     release [ASSIGNMENT ...] [--public STAGE ...]   student versions + gradebook entries + student bundles
             [--exchange ROOT [--exchange-course ID]]  class hub: also into its exchange (remembered)
-    collect [PATH ...] [--no-exchange]             folders or LMS zip exports, and the hub's exchange if tied to one
+    collect [PATH ...] [--no-exchange] [--lms L]   folders or LMS zip exports, and the hub's exchange if tied to one
     autograde [ASSIGNMENT ...]                     sandboxed, smoke profile, tests judged outside the kernel
     feedback [ASSIGNMENT ...] [--zip]              HTML per student
     grades [--out FILE.csv] [--format canvas|moodle --roster R.csv]   CSV export, or an LMS import file
@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--student-regex", help="regex with a (?P<student>...) group, matched against each top-level "
                    "file or folder name of an export (never a path inside a student's zip)")
     s.add_argument("--roster", help="CSV with an id column (optional lms_id/name/email) to map LMS names to ids")
+    s.add_argument("--lms", choices=("canvas", "moodle", "nbgrader"), help="the layout of the exports given (default: "
+                   "decided per export from its names; an export that mixes them, or whose names read both ways, "
+                   "is not read without it)")
     s.add_argument("--timestamp", help="submission time to record (default: the file's time in the zip/folder)")
     s.add_argument("--dry-run", action="store_true")
 
@@ -149,7 +152,8 @@ def _collect(course: CourseDir, args) -> int:
     if args.timestamp and when is None:
         raise InstructorError("--timestamp: use 'YYYY-MM-DD HH:MM:SS' (UTC)")
     report = collect(course, args.paths, assignment=args.assignment, student_regex=args.student_regex,
-                     roster=args.roster, when=when, dry_run=args.dry_run, exchange=not args.no_exchange)
+                     roster=args.roster, when=when, dry_run=args.dry_run, exchange=not args.no_exchange,
+                     lms=args.lms)
     print(report.text())
     return 1 if report.unmatched else 0
 

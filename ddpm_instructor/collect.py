@@ -5,7 +5,11 @@ and report every file.
 *Whose* a file is comes from the export's own structure only, never from what a student handed in: each folder or
 zip given to ``collect`` is an export whose top-level entries are students (``owner_of``): a Canvas file name
 (``<name>_[LATE_]<userid>_<fileid>_<file>``), a Moodle folder or file name (``<Full Name>_<id>_assignsubmission_
-file_...``) or one folder per student (nbgrader's ``submitted/<student>/``).  The student id comes from the LMS's
+file...``) or one folder per student (nbgrader's ``submitted/<student>/``).  Which of the three an export is, is
+decided once for the whole export from all its entries (``export_layout``): every entry is then read by that
+layout's rule only, so a name a student chose that also reads as the other LMS's (a Canvas sortable name
+``mallory_48213_assignsubmission_file``) is still read as what it is; an export whose entries mix layouts, or whose
+every name reads both ways, is not read (each of its files says so) until ``--lms`` names its layout.  The student id comes from the LMS's
 own id (``student_id``): ``canvas-<user id>``, ``moodle-<participant id>``, the folder name as it is, or the roster's
 id for that LMS id; a name is only shown, never matched when an id is there, so two LMS users never become one
 (and ids that would still meet are refused as a collision, in the report).  Everything inside a student's entry,
@@ -62,10 +66,17 @@ MAX_MATCHED_CELLS = 500    # cells compared by content to restore stripped metad
 # under the same name gets "-1", "-2", ... before its extension.
 _CANVAS_ANON = re.compile(r"^(?:(?P<late>LATE)_)?(?P<anon>anon_[A-Za-z0-9]+)_(?P<fid>[1-9]\d*)_(?P<file>.+)$")
 _CANVAS_AFTER_NAME = re.compile(r"_(?:(?P<late>LATE)_)?(?P<uid>[1-9]\d*)_(?P<fid>[1-9]\d*)_(?P<file>.+)$")
-# Moodle "Download all submissions" (mod/assign): "<Full Name>_<participant id>_assignsubmission_<plugin>_" is a
-# folder per student (Moodle >= 3.1) or the prefix of each file; "_" in the name becomes a space.  The participant
-# id is Moodle's id of the student *in this assignment* (assign_user_mapping), the same under blind marking.
-MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assign(?:submission|feedback)_[a-z]+_(?P<file>.*)$")
+# Moodle "Download all submissions" (mod/assign, downloader.php): "<Full Name>_<participant id>_assignsubmission_
+# <plugin>" is a folder per student ("download submissions in folders", the default since Moodle 3.1; 3.x ends it
+# with "_", 4.x does not) or, with that setting off, "<...>_assignsubmission_<plugin>_<file>" is each file's name.
+# "_" in the name becomes a space ("Participant" under blind marking).  The participant id is Moodle's id of the
+# student *in this assignment* (assign_user_mapping).
+MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assign(?:submission|feedback)_[a-z]+(?:_(?P<file>.*))?$")
+# The layouts of an export, as --lms names them, and how the report describes each.
+LAYOUTS = {"canvas": "Canvas file names (<name>_<userid>_<fileid>_<file>)",
+           "moodle": "Moodle names (<Full Name>_<id>_assignsubmission_file folders or file names)",
+           "nbgrader": "one folder per student (<student>/<assignment>/<notebook>.ipynb)"}
+UNDECIDED = "not read: the export it came in could not be told Canvas, Moodle or nbgrader"
 AMBIGUOUS = "held back: it cannot be told whose file this is"
 NO_OWNER = ("could not tell which student handed this in: the top level of an export must be Canvas file names "
             "(<name>_<userid>_<fileid>_<file>), Moodle folders (<Full Name>_<id>_assignsubmission_file_/) or one "
@@ -84,10 +95,13 @@ def known_notebooks(course: CourseDir) -> dict[str, "KnownNotebook"]:
 
 
 def collect(course: CourseDir, paths, assignment=None, student_regex=None, roster=None, when=None,
-            dry_run=False, exchange=True) -> "CollectReport":
+            dry_run=False, exchange=True, lms=None) -> "CollectReport":
     """File submissions (folders in nbgrader's layout, LMS folders or zips) under ``submitted/``, and with
     ``exchange`` those handed in through the class hub's exchange (ddpm_instructor/exchange_io.py) when the course
-    has one; see docs/INSTRUCTORS.md."""
+    has one; see docs/INSTRUCTORS.md.  ``lms`` ("canvas", "moodle" or "nbgrader") names the layout of the exports
+    given, instead of deciding it from each export's names."""
+    if lms is not None and lms not in LAYOUTS:
+        raise InstructorError(f"--lms {lms!r}: use {', '.join(LAYOUTS)} (the layout of the exports given).")
     known = known_notebooks(course)
     if assignment and assignment not in {k.assignment for k in known.values()}:
         raise InstructorError(f"unknown assignment {assignment!r}; released: {', '.join(course.released_assignments())}")
@@ -96,8 +110,9 @@ def collect(course: CourseDir, paths, assignment=None, student_regex=None, roste
     report = CollectReport(batch=stamp())
     with tempfile.TemporaryDirectory(prefix="ddpm-collect-") as spool:
         ctx = _Context(known, roster_, assignment, report, Path(spool))
-        paths = [*paths, *(stage_submissions(course, Path(spool), report, MAX_NOTEBOOK_BYTES, assignment, dry_run)
-                           if exchange else [])]
+        paths = [*((p, lms) for p in paths),        # the hub's exchange is one folder per student, whatever --lms says
+                 *((p, "nbgrader") for p in (stage_submissions(course, Path(spool), report, MAX_NOTEBOOK_BYTES,
+                                                               assignment, dry_run) if exchange else []))]
         candidates = _refuse_collisions(course, _gather(course, paths, regex, ctx, dry_run), report)
         by_submission: dict[tuple[str, str], list[Candidate]] = {}
         for (a, student, _), c in _choose(course, candidates, report, dry_run).items():
@@ -140,11 +155,12 @@ class _Context:
 
 
 def _gather(course: CourseDir, paths, regex, ctx: _Context, dry_run) -> list["Candidate"]:
-    """Every notebook of every path given that can be filed, with its owner, read and repaired one at a time;
-    each path is first kept untouched in ``inbox/<batch>/``."""
+    """Every notebook of every (path, layout or None) given that can be filed, with its owner, read and repaired one
+    at a time; each path is first kept untouched in ``inbox/<batch>/``."""
     inbox = course.inbox / ctx.report.batch
     out = []
-    for p in map(Path, paths):
+    for p, lms in paths:
+        p = Path(p)
         if not p.exists():
             ctx.report.unmatched.append((shown(p), "no such file or folder"))
             continue
@@ -155,7 +171,7 @@ def _gather(course: CourseDir, paths, regex, ctx: _Context, dry_run) -> list["Ca
                 shutil.copytree(str(p), str(keep), symlinks=True, ignore=_special_files)
             else:
                 shutil.copy2(str(p), str(keep))
-        for c in iter_candidates(p, regex):
+        for c in iter_candidates(p, regex, lms):
             try:
                 ok = _prepare(c, ctx)
             except Exception as e:            # anything unforeseen in one file costs that file only
@@ -448,19 +464,59 @@ class Owner:
         return ""
 
 
-def owner_of(entry: str, is_dir: bool, regex=None) -> tuple[Owner | None, str]:
-    """The owner named by one top-level entry of an export, and the student's own file name for a file entry:
-    (Owner, file name), or (None, entry) when the entry names nobody."""
+def entry_layouts(entry: str, is_dir: bool) -> frozenset:
+    """The layouts (``LAYOUTS``) one top-level entry of an export fits: a folder is Moodle's when its name is
+    Moodle's, else a student's folder (nbgrader); a file may be a Canvas file name, a Moodle file name, or both."""
+    m = MOODLE.match(entry)
+    if is_dir:
+        return frozenset({"moodle" if m else "nbgrader"})
+    return frozenset({"canvas"} if canvas_readings(entry) else ()) | ({"moodle"} if m and m["file"] else set())
+
+
+def export_layout(entries: dict, lms: str | None = None) -> tuple[str | None, str]:
+    """(layout, "") of an export from its top-level entries ({name: is a folder}), decided once for all of them,
+    or (None, why not).  ``lms`` (--lms) decides it.  Otherwise the layout every entry that fits one fits: all
+    Canvas file names, all Moodle names (folders or files; a Moodle folder is also a folder), or all plain folders.
+    Entries that fit none (a zip holding another export, a stray file) do not count.  Mixed layouts (Moodle's folders
+    beside other folders too), or names that all read both as Canvas's and as Moodle's, are not guessed."""
+    if lms is not None:
+        return lms, ""
+    fits = {e: entry_layouts(e, d) for e, d in entries.items()}
+    voting = [f for f in fits.values() if f]
+    if not voting:
+        return None, ""
+    common = frozenset.intersection(*voting)
+    if len(common) == 1:
+        return next(iter(common)), ""
+    if common:
+        return None, (f"{UNDECIDED}: every name at its top level reads both as a Canvas file name and as a Moodle "
+                      "one; collect it again with --lms canvas or --lms moodle (the LMS it was downloaded from)")
+    seen = {}
+    for e, f in fits.items():
+        if len(f) == 1:
+            seen.setdefault(next(iter(f)), e)
+    mixed = "; ".join(f"{LAYOUTS[k]}, e.g. '{shown(e)}'" for k, e in sorted(seen.items()))
+    return None, (f"{UNDECIDED}: its top level mixes {mixed or 'names that fit different layouts'}. An export from an "
+                  "LMS is all one kind: collect each export on its own, or name its layout with --lms canvas, "
+                  "--lms moodle or --lms nbgrader")
+
+
+def owner_of(entry: str, is_dir: bool, regex=None, layout: str | None = None) -> tuple[Owner | None, str]:
+    """The owner named by one top-level entry of an export read as ``layout`` (``export_layout``; None: the one
+    layout this entry alone fits), and the student's own file name for a file entry: (Owner, file name), or
+    (None, entry) when the entry names nobody in that layout."""
     if regex is not None:
         m = regex.search(entry)
         return (Owner(m.group("student"), by="--student-regex"), entry) if m and m.group("student") else (None, entry)
+    if layout is None:
+        layout, _ = export_layout({entry: is_dir})
     m = MOODLE.match(entry)
-    if m:
+    if layout == "moodle" and m and (is_dir or m["file"]):
         return Owner(m["name"].strip(), "Moodle", m["id"], "Moodle folder" if is_dir else "Moodle file name"), \
             m["file"] or entry
-    if is_dir:
+    if layout == "nbgrader" and is_dir:
         return Owner(entry), entry
-    readings = canvas_readings(entry)
+    readings = canvas_readings(entry) if layout == "canvas" and not is_dir else []
     if readings:
         first = readings[0]
         return replace(first, readings=tuple(readings[1:])), first.file
@@ -503,13 +559,14 @@ def canvas_reading(owner: Owner, roster: Roster | None) -> tuple[Owner | None, s
         return None, (f"{AMBIGUOUS}: this Canvas file name reads as {users} (a name ending in _<digits>); collect "
                       "again with --roster (Canvas's gradebook CSV: Student, ID, SIS User ID, SIS Login ID, Section) "
                       "to take the reading whose user is in the course")
-    on = [o for o in every if roster.by_lms_id(o.lms_id) is not None]
+    on = [o for o in every if roster.by_lms_id(o.lms_id, o.lms) is not None]
     if len(on) == 1:
         return on[0], ""
     if not on:
         return owner, ""                   # student_id says that the id is not on the roster
     return None, (f"{AMBIGUOUS}: this Canvas file name reads as "
-                  f"{' or '.join(f'user {o.lms_id} ({roster.by_lms_id(o.lms_id).id})' for o in on)}, all on the roster "
+                  f"{' or '.join(f'user {o.lms_id} ({roster.by_lms_id(o.lms_id, o.lms).id})' for o in on)}, all on the "
+                  "roster "
                   "(a name ending in _<digits>); check in Canvas whose file this is and collect it by hand")
 
 
@@ -524,7 +581,7 @@ def student_id(owner: Owner, assignments, roster: Roster | None) -> tuple[str | 
     if owner.lms:
         if roster is None:
             return f"{owner.lms.lower()}-{owner.lms_id}", ""
-        e = roster.by_lms_id(owner.lms_id)
+        e = roster.by_lms_id(owner.lms_id, owner.lms)
         if e is None:
             others = "".join(f" (or {o.identity}: the file name reads both ways)" for o in owner.readings)
             return None, (f"{owner.identity} ('{shown(owner.name)}'){others} is not on the roster: add "
@@ -553,7 +610,7 @@ def _renamed(owner: Owner, roster: Roster | None, student: str) -> "Renamed | No
     roster row with the wrong id): reported, filed by the id."""
     if roster is None or not owner.lms:
         return None
-    e = roster.by_lms_id(owner.lms_id)
+    e = roster.by_lms_id(owner.lms_id, owner.lms)
     if e is None or not e.name:
         return None
     words, got = _words(e.name), _words(owner.name)
@@ -666,11 +723,12 @@ def _spooled(spool: Path, data: bytes) -> Path:
     return Path(name)
 
 
-def iter_candidates(path, regex=None):
-    """Every file handed in under a folder, an LMS zip or a lone file given to collect, each with its owner."""
+def iter_candidates(path, regex=None, lms=None):
+    """Every file handed in under a folder, an LMS zip or a lone file given to collect, each with its owner;
+    ``lms`` (--lms) names the export's layout instead of ``export_layout`` deciding it."""
     path = Path(path)
     if path.is_dir():
-        yield from _export(list(_folder_items(path, shown(path.name))), regex, 0)
+        yield from _export(list(_folder_items(path, shown(path.name))), regex, 0, lms)
     elif path.suffix.lower() == ".zip":
         try:
             zf = zipfile.ZipFile(path)
@@ -680,11 +738,11 @@ def iter_candidates(path, regex=None):
                             f"({type(e).__name__}){_utf8_hint(e)}")
             return
         with zf:
-            yield from _export(list(_zip_items(zf, shown(path.name))), regex, 1)
+            yield from _export(list(_zip_items(zf, shown(path.name))), regex, 1, lms)
     else:
         st = path.stat()
         yield from _export([Item((path.name,), shown(path.name), dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc),
-                                 st.st_size, open=lambda: open(path, "rb"))], regex, 0)
+                                 st.st_size, open=lambda: open(path, "rb"))], regex, 0, lms)
 
 
 def _utf8_hint(e: Exception) -> str:
@@ -692,26 +750,31 @@ def _utf8_hint(e: Exception) -> str:
             if isinstance(e, UnicodeDecodeError) else "")
 
 
-def _export(items: list, regex, depth: int):
-    """The files of one export: each top-level entry names its owner (``owner_of``); a top-level zip that names
-    nobody is an export itself.  The time of a file is its ``timestamp.txt`` (nbgrader) or its time in the export."""
+def _export(items: list, regex, depth: int, lms=None):
+    """The files of one export: its layout is decided once (``export_layout``), then each top-level entry names its
+    owner in that layout (``owner_of``); a top-level zip that fits no layout is an export itself.  The time of a file
+    is its ``timestamp.txt`` (nbgrader) or its time in the export."""
     if items and all(len(i.parts) > 1 and i.parts[0] == "submitted" for i in items):
         items = [replace(i, parts=i.parts[1:]) for i in items]          # nbgrader's course folder: submitted/<student>/
     stamps = _timestamps(items)
     entries: dict[str, list[Item]] = {}
     for it in items:
         entries.setdefault(it.parts[0], []).append(it)
+    dirs = {entry: any(len(i.parts) > 1 for i in members) for entry, members in entries.items()}
+    layout, undecided = (None, "") if regex else export_layout(dirs, lms)
     for entry, members in entries.items():
-        is_dir = any(len(i.parts) > 1 for i in members)
-        owner, own_name = owner_of(entry, is_dir, regex)
-        no_owner = "" if owner else (f"--student-regex did not match '{shown(entry)}'" if regex else NO_OWNER)
-        if owner is None and not is_dir and entry.lower().endswith(".zip") and not members[0].problem:
+        is_dir = dirs[entry]
+        owner, own_name = owner_of(entry, is_dir, regex, layout) if regex or layout else (None, entry)
+        fits = regex is None and entry_layouts(entry, is_dir)
+        no_owner = "" if owner else (f"--student-regex did not match '{shown(entry)}'" if regex else undecided or (
+            f"with --lms {lms}: '{shown(entry)}' is not one of {LAYOUTS[lms]}" if lms and fits else NO_OWNER))
+        if owner is None and not fits and not is_dir and entry.lower().endswith(".zip") and not members[0].problem:
             with _open_zip(members[0], depth, Budget(MAX_EXPORT_BYTES)) as (inner, problem):
                 if problem:
                     yield Candidate(members[0].display, entry, members[0].mtime, members[0].size, problem=problem,
                                     no_owner=f"{problem}")
                 else:
-                    yield from _export(inner, regex, depth + 1)
+                    yield from _export(inner, regex, depth + 1, lms)
             continue
         budget = Budget(MAX_STUDENT_BYTES)                  # one student's entry, however its zips nest
         for it in members:
@@ -1136,6 +1199,10 @@ class CollectReport:
         lines = [f"collect batch {self.batch}: {len(self.collected)} submission(s) collected, "
                  f"{len(self.replaced)} replaced an earlier one, {len(self.unchanged)} unchanged, "
                  f"{len(self.unmatched)} file(s) NOT matched"]
+        undecided = sum(why.startswith(UNDECIDED) for _, why in self.unmatched)
+        if undecided:
+            lines.append(f"  {undecided} file(s) not read: an export that mixes Canvas, Moodle and per-student "
+                         "folders, or whose names read both ways (listed below); --lms names its layout")
         if self.held_back:
             lines.append(f"  {len(self.held_back)} file(s) held back: a Canvas file name that reads as more than one "
                          "user (listed below); --roster tells them apart")

@@ -3,12 +3,15 @@
 
 Canvas's gradebook export (Grades > Export: ``Student, ID, SIS User ID, SIS Login ID, Section``, then one column per
 assignment) is read as it is: each student's id is ``canvas-<ID>`` (what collect files a Canvas user under without a
-roster), ``ID`` is the ``lms_id``, ``Student`` the name; its "Points Possible" row (no ID) is skipped.
+roster), ``ID`` is the ``lms_id`` (a Canvas user id: it never matches a Moodle participant id), ``Student`` the
+name; its "Points Possible" row (no ID) is skipped.
 
 Columns: ``id`` (or ``student_id``): the course's student id, used as is (letters, digits, ``.``, ``_``, ``-``); any
 of ``lms_id`` (the Canvas user id, or the Moodle participant id: Moodle numbers participants per assignment, so
-several ids may be given separated by ``;``), ``login``, ``email``, ``sis_id``, ``idnumber`` (ids), ``name`` (for
-display and for telling a rename), ``section``.  Ids are matched before names, a name only where an entry has no id
+several ids may be given separated by ``;``), ``lms`` (``canvas`` or ``moodle``: whose ids the row's ``lms_id``
+are; left out, they are the ids of whichever LMS an export is), ``login``, ``email``, ``sis_id``, ``idnumber``
+(ids), ``name`` (for display and for telling a rename), ``section``.  An LMS id is looked up with its LMS
+(``by_lms_id``): Canvas user 48213 is never Moodle participant 48213.  Ids are matched before names, a name only where an entry has no id
 at all (``--student-regex``), and a name that two rows share matches nobody.  Two rows never share an id: a
 roster that would merge two students is refused with the rows named.
 """
@@ -30,6 +33,7 @@ class RosterEntry:
     id: str                          # the course's student id (submitted/<id>/, the gradebook)
     name: str = ""
     lms_ids: tuple = ()              # Canvas user id / Moodle participant id(s)
+    lms: str = ""                    # "Canvas" or "Moodle": whose ids ``lms_ids`` are ("": not said)
     other_ids: tuple = ()            # login, email, sis_id, idnumber (as written)
     row: dict = field(default_factory=dict, compare=False, hash=False)   # the CSV row, ``id`` as used
 
@@ -50,8 +54,11 @@ class Roster:
             if e.name:
                 self._names.setdefault(name_key(e.name), []).append(e)
 
-    def by_lms_id(self, lms_id: str) -> RosterEntry | None:
-        return self._lms.get(lms_id)
+    def by_lms_id(self, lms_id: str, lms: str | None = None) -> RosterEntry | None:
+        """The entry with that id in ``lms`` ("Canvas", "Moodle"; None: in any): a row whose ``lms`` is another
+        LMS's is not it."""
+        e = self._lms.get(lms_id)
+        return e if e is not None and (lms is None or e.lms in ("", lms)) else None
 
     def by_id(self, key: str) -> RosterEntry | None:
         """The entry whose ``id``, ``login``, ``email``, ``sis_id`` or ``idnumber`` is ``key`` (case-insensitive)."""
@@ -70,6 +77,7 @@ def name_key(name: str) -> str:
     return " ".join(unicodedata.normalize("NFC", name).casefold().split())
 
 
+LMS_NAMES = {"": "", "canvas": "Canvas", "moodle": "Moodle"}      # the ``lms`` column, as collect's owners name it
 CANVAS_GRADEBOOK = {"ID": "lms_id", "Student": "name", "SIS User ID": "sis_id", "SIS Login ID": "login",
                     "Section": "section"}
 
@@ -77,7 +85,7 @@ CANVAS_GRADEBOOK = {"ID": "lms_id", "Student": "name", "SIS User ID": "sis_id", 
 def canvas_gradebook_row(row: dict) -> dict:
     """A row of Canvas's gradebook export as a roster row: id ``canvas-<ID>``, the ID as ``lms_id``."""
     out = {ours: row.get(theirs, "") for theirs, ours in CANVAS_GRADEBOOK.items()}
-    return dict(out, id=f"canvas-{row['ID']}")
+    return dict(out, id=f"canvas-{row['ID']}", lms="canvas")
 
 
 def load_roster(path) -> Roster:
@@ -94,7 +102,7 @@ def load_roster(path) -> Roster:
         raise InstructorError(f"--roster {path}: not a UTF-8 CSV file ({e}); save it as CSV UTF-8.")
     if {"Student", "ID"} <= set(header) and "id" not in header and "student_id" not in header:
         rows = [canvas_gradebook_row(r) for r in rows if r.get("ID")]
-        header = ["id", "lms_id", "name"]
+        header = ["id", "lms_id", "name", "lms"]
     if "id" not in header and "student_id" not in header:
         raise InstructorError(f"--roster {path}: no 'id' column (its columns: {', '.join(header) or 'none'}); the "
                               "first row must name the columns: id, lms_id, name, email, login, ...")
@@ -117,12 +125,16 @@ def load_roster(path) -> Roster:
             if seen_id.get(x, n) != n:
                 problems.append(f"row {n}: {x!r} is also an id of row {seen_id[x]} (two students would become one)")
             seen_id.setdefault(x, n)
+        which = LMS_NAMES.get(r.get("lms", "").casefold())
+        if which is None:
+            problems.append(f"row {n}: lms {r['lms']!r} is not canvas or moodle")
+            continue
         lms = tuple(x.strip() for x in r.get("lms_id", "").split(";") if x.strip())
         for x in lms:
             if x in seen_lms:
                 problems.append(f"row {n}: lms_id {x} is also on row {seen_lms[x]} (two students would become one)")
             seen_lms.setdefault(x, n)
-        entries.append(RosterEntry(sid, r.get("name", ""), lms, others, dict(r, id=sid)))
+        entries.append(RosterEntry(sid, r.get("name", ""), lms, which, others, dict(r, id=sid)))
     if problems:
         raise InstructorError(f"--roster {path}: " + "; ".join(problems[:20]) + (" ..." if len(problems) > 20 else "")
                               + ". Fix these rows (one row per student, every id on one row only) and run again.")

@@ -104,6 +104,7 @@ def students(course, a=A) -> set:
     ("Jane Doe_4711_assignsubmission_file_02_forward_closed_form.ipynb", False, "Jane Doe", "4711", "moodle-4711",
      "Moodle file name", "02_forward_closed_form.ipynb"),
     ("Participant_4711_assignsubmission_file_", True, "Participant", "4711", "moodle-4711", "Moodle folder", None),
+    ("Jane Doe_4711_assignsubmission_file", True, "Jane Doe", "4711", "moodle-4711", "Moodle folder", None),  # 4.x
     ("s01-alice", True, "s01-alice", "", "s01-alice", "folder", None),   # nbgrader: submitted/<student>/
 ])
 def test_owner_and_student_id_come_from_the_export_entry_and_the_lms_id(entry, is_dir, name, lms_id, sid, by, own):
@@ -172,6 +173,43 @@ def test_moodle_export_in_folders_and_flat(course, tmp_path):
     assert students(course) == {"moodle-4711", "moodle-4712", "moodle-4713"}, report.text()
     assert filed(course, "moodle-4712") == version("max")
     assert any("onlinetext.html" in f for f, _ in report.skipped)
+
+
+def test_moodle_4_folders_have_no_trailing_underscore(course, tmp_path):
+    """Moodle >= 4.1 (mod/assign/classes/downloader.php) names the folder <Full Name>_<id>_assignsubmission_file
+    and puts the student's files under it with their own paths."""
+    export = tmp_path / "moodle.zip"
+    export.write_bytes(zip_bytes({
+        f"Jane Doe_4711_assignsubmission_file/{A}.ipynb": (version("jane"), (2026, 11, 20, 12, 0)),
+        f"Participant_4712_assignsubmission_file/work/{A}.ipynb": (version("blind"), (2026, 11, 20, 12, 1)),
+        "Jane Doe_4711_assignsubmission_onlinetext/onlinetext.html": (b"<p>hi</p>", (2026, 11, 20, 12, 0)),
+    }))
+    report = col.collect(course, [export])
+    assert students(course) == {"moodle-4711", "moodle-4712"} and not report.unmatched, report.text()
+    assert filed(course, "moodle-4712") == version("blind")
+
+
+@pytest.mark.parametrize("entries, lms, filed_as", [
+    ({f"doejohn_12345_678_{A}.ipynb": "doe", f"Jane Doe_4711_assignsubmission_file_/{A}.ipynb": "jane"},
+     "canvas", {"canvas-12345": "doe"}),                                 # Canvas's files beside a Moodle folder
+    ({f"alice/{A}/{A}.ipynb": "alice", f"Participant_4711_assignsubmission_file/{A}.ipynb": "p"},
+     "nbgrader", {"alice": "alice", "Participant_4711_assignsubmission_file": "p"}),   # folders, one Moodle-named
+    ({f"bob/{A}/{A}.ipynb": "bob", f"doejohn_12345_678_{A}.ipynb": "doe"}, "nbgrader", {"bob": "bob"}),
+])
+def test_an_export_that_mixes_layouts_is_not_read_until_lms_names_one(course, tmp_path, entries, lms, filed_as):
+    export = tmp_path / "mixed.zip"
+    export.write_bytes(zip_bytes({k: (version(v), (2026, 11, 20, 12, 0)) for k, v in entries.items()}))
+    report = col.collect(course, [export])
+    assert students(course) == set(), report.text()
+    assert len(report.unmatched) == len(entries) and all(w.startswith(col.UNDECIDED) and "--lms" in w
+                                                         for _, w in report.unmatched), report.text()
+    report = col.collect(course, [export], lms=lms)
+    assert {s: filed(course, s) for s in students(course)} == {s: version(v) for s, v in filed_as.items()}, \
+        report.text()
+    others = [w for _, w in report.unmatched]
+    assert len(others) == len(entries) - len(filed_as) and all(f"with --lms {lms}:" in w for w in others), others
+    with pytest.raises(InstructorError, match="--lms 'blackboard': use canvas, moodle, nbgrader"):
+        col.collect(course, [export], lms="blackboard")
 
 
 def test_a_zip_inside_an_lms_zip_is_an_export_when_its_name_names_nobody(course, tmp_path):

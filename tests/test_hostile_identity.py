@@ -121,3 +121,74 @@ def test_a_legit_canvas_export_has_one_reading_per_file():
     (late,) = col.canvas_readings("doejohn_LATE_12345_678_02_forward_closed_form.ipynb")
     assert late.late and late.lms_id == "12345" and late.file == "02_forward_closed_form.ipynb"
     assert [o.lms_id for o in col.canvas_readings(SPOOF)] == ["48213", "50977"]
+
+
+# ---------------------------------------------------------------- a Canvas name that reads as a Moodle one (H1 #2)
+# Canvas user 50977 set their sortable name to "mallory_48213_assignsubmission_file" (all word characters: Canvas
+# keeps it as is), so Canvas writes the file below; read as a Moodle file name it is participant 48213's.  The
+# export is Canvas's (the victim's file reads only as Canvas), so every entry is read as Canvas only, and a Canvas
+# roster's user 48213 is never a Moodle participant 48213.
+MOODLE_SHAPED = f"mallory_48213_assignsubmission_file_50977_9921511_{A}.ipynb"
+VICTIM = f"doejohn_48213_9921034_{A}.ipynb"
+
+
+def test_a_canvas_name_shaped_as_moodles_is_read_as_canvas_in_a_canvas_export(course, tmp_path):
+    roster = tmp_path / "gradebook.csv"
+    roster.write_text(GRADEBOOK)
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({VICTIM: (version("victim"), (2026, 11, 20, 12, 0)),
+                                  MOODLE_SHAPED: (version("attacker"), (2026, 11, 20, 13, 0))}))
+    report = col.collect(course, [export], roster=roster)
+    assert filed(course, "canvas-48213") == version("victim"), report.text()          # the victim keeps theirs
+    assert filed(course, "canvas-50977") == version("attacker"), report.text()        # the attacker is themselves
+    assert not report.collisions and not report.unmatched, report.text()
+
+
+def test_a_lone_file_that_reads_as_canvas_and_as_moodle_is_not_guessed(course, tmp_path):
+    """Nothing in the export tells which LMS wrote it: its files are not read (not filed as Moodle participant 48213
+    nor, with a Canvas roster, as Canvas user 48213); the report says to name the LMS, and --lms canvas reads it."""
+    roster = tmp_path / "gradebook.csv"
+    roster.write_text(GRADEBOOK)
+    export = tmp_path / "submissions.zip"
+    export.write_bytes(zip_bytes({MOODLE_SHAPED: (version("attacker"), (2026, 11, 20, 13, 0))}))
+    for given in (None, roster):
+        report = col.collect(course, [export], roster=given)
+        assert students(course) == set(), report.text()
+        (why,) = [w for f, w in report.unmatched if MOODLE_SHAPED in f]
+        assert why.startswith(col.UNDECIDED) and "--lms canvas or --lms moodle" in why, why
+        assert "1 file(s) not read" in report.text(), report.text()
+    report = col.collect(course, [export], roster=roster, lms="canvas")
+    assert students(course) == {"canvas-50977"} and filed(course, "canvas-50977") == version("attacker"), \
+        report.text()
+
+
+def test_a_moodle_participant_id_never_matches_a_canvas_rosters_user_id(course, tmp_path):
+    """Canvas's gradebook CSV as --roster of a Moodle export (a mistake, or two LMSs in one course): Moodle's
+    participant 48213 is not Canvas user 48213 (John Doe)."""
+    from ddpm_instructor.roster import load_roster
+    roster = tmp_path / "gradebook.csv"
+    roster.write_text(GRADEBOOK)
+    r = load_roster(roster)
+    assert r.by_lms_id("48213", "Canvas").id == "canvas-48213" and r.by_lms_id("48213", "Moodle") is None
+    export = tmp_path / "moodle.zip"
+    export.write_bytes(zip_bytes({f"Mallory Roe_48213_assignsubmission_file/{A}.ipynb": (version("m"),
+                                                                                           (2026, 11, 20, 13, 0))}))
+    report = col.collect(course, [export], roster=roster)
+    assert students(course) == set(), report.text()
+    assert [why for _, why in report.unmatched] == ["Moodle participant 48213 ('Mallory Roe') is not on the roster: "
+                                                   "add 48213 as the lms_id of their row"], report.text()
+
+
+def test_a_roster_says_whose_ids_its_lms_ids_are(tmp_path):
+    from ddpm_instructor.errors import InstructorError
+    from ddpm_instructor.roster import load_roster
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,lms_id,lms,name\ns-doe,48213,canvas,John Doe\ns-zoe,1843207,Moodle,Zoë Müller\n"
+                      "s-any,777,,Al Any\n", encoding="utf-8")
+    r = load_roster(roster)
+    assert r.by_lms_id("48213", "Canvas").id == "s-doe" and r.by_lms_id("48213", "Moodle") is None
+    assert r.by_lms_id("1843207", "Moodle").id == "s-zoe" and r.by_lms_id("1843207", "Canvas") is None
+    assert r.by_lms_id("777", "Canvas").id == r.by_lms_id("777", "Moodle").id == "s-any"      # not said: either
+    roster.write_text("id,lms_id,lms\ns-doe,48213,blackboard\n")
+    with pytest.raises(InstructorError, match="row 2: lms 'blackboard' is not canvas or moodle"):
+        load_roster(roster)
