@@ -7,7 +7,8 @@ writes a file into grading/ through the Jupyter contents API, opens a terminal, 
 It is collected, autograded and given feedback with `./course instructor ...`, then opened in the formgrader of
 `./course instructor lab` (the formgrader still grades it: its own scripts run) and its feedback page is opened
 (from the server and from disk).  Then: no file written (grading/'s digest unchanged but for the gradebook), no
-terminal, no request from a page to /api/contents or /api/terminals, no marker, no dialog.
+terminal, no request from a page to /api/contents or /api/terminals, no marker, no dialog; and ids above the
+written answer (``_box_ids``) take none of its boxes: the instructor's score and comment are saved for it.
 
 The second test opens the formgrader page of the largest submission collect keeps (sanitize's caps) and times it.
 About 3 minutes on 2 busy cores.  Chromium and Playwright as in tests/test_browser.py.
@@ -73,12 +74,22 @@ def _fill(obj, name):
     return obj
 
 
+def _box_ids(written: str) -> list:
+    """Markdown above the written answer whose ids would be those of its score and comment boxes (nbgrader's
+    formgrade.js binds ``$("#" + grade_id)``, the first element with that id): an id of the student's own, and a
+    heading whose text nbconvert turns into that id.  Hijacked, the instructor's score is silently not saved."""
+    return [new_markdown_cell(f'<h2 id="{written}">My notes</h2>\n\n<h3 id="{written}-comment">more</h3>'),
+            new_markdown_cell(f"## {written}\n\n### {written}-comment")]
+
+
 def _attacked(released) -> nbformat.NotebookNode:
     nb = nbformat.from_dict(json.loads(json.dumps(released["nb"])))
-    for c in nb.cells:
+    for i, c in enumerate(nb.cells):
         if c.metadata.get("nbgrader", {}).get("grade_id") == released["written"]:
             c.source = ("The pixels sit at -1 and +1, so x_t is two bumps of noise around them. "
                         + _fill(VECTORS["markdown"]["img_onerror"], "written_answer"))
+            nb.cells[i:i] = _box_ids(released["written"])
+            break
     for name, md in VECTORS["markdown"].items():
         nb.cells.append(new_markdown_cell(_fill(md, name)))
     shown = new_code_cell("1 + 1", execution_count=1)
@@ -173,13 +184,19 @@ def test_nothing_a_student_wrote_runs_in_the_formgrader_or_the_feedback(browser,
         sid = _submission_id(graded, MALLORY)
         page.goto(f"{base}/formgrader/submissions/{sid}/")
         page.wait_for_load_state("networkidle")
-        written = page.locator(f"input.score#{released_written(graded)}")
+        written_id = released_written(graded)
+        written = page.locator(f"input.score#{written_id}")
         expect(written).to_have_count(1)
+        expect(page.locator(f"[id='{written_id}'], [id='{written_id}-comment']")).to_have_count(2)  # _box_ids: none
         # the formgrader's own scripts still run under the policy: points for the written answer are saved
         with page.expect_response(lambda r: "/api/grade/" in r.url and r.request.method == "PUT") as saved:
             written.fill("1")
             written.press("Tab")
         assert saved.value.ok, saved.value.status
+        with page.expect_response(lambda r: "/api/comment/" in r.url and r.request.method == "PUT") as commented:
+            page.locator(f"textarea.comment#{written_id}-comment").fill("Two bumps: right.")
+            page.locator(f"textarea.comment#{written_id}-comment").press("Tab")
+        assert commented.value.ok, commented.value.status
         text = page.locator("body").inner_text()
         assert "two bumps of noise" in text                                     # the answer itself is shown
         assert "Grader notes" in text and ".ipynb" in text and "onerror" in text   # the file name, as text
@@ -204,6 +221,11 @@ def test_nothing_a_student_wrote_runs_in_the_formgrader_or_the_feedback(browser,
     after = _digest(graded)
     assert not [k for k in after if "pwned" in k], after
     assert after == before, {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{graded / 'gradebook.db'}") as gb:         # saved for the written answer itself
+        grade = gb.find_grade(written_id, A, A, MALLORY)
+        comment = gb.find_comment(written_id, A, A, MALLORY)
+        assert (grade.manual_score, comment.manual_comment) == (1.0, "Two bumps: right."), (grade, comment)
 
 
 def released_written(root: Path) -> str:
