@@ -1,8 +1,14 @@
 """tutorial_utils.runtime: the run profiles (smoke, laptop, full), chosen by DDPM_PROFILE or set_profile."""
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
 from tutorial_utils import PROFILES, get_profile, set_profile
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_profile_switch(monkeypatch):
@@ -36,3 +42,27 @@ def test_the_laptop_profile_trains_for_real_and_the_smoke_profile_does_not():
         assert r.p_uncond == 0.1 and r.null_class == 10
     assert smoke.recipe_digit6.steps == smoke.recipe_cond.steps == 20 and smoke.train_limit == 1280
     assert laptop.train_limit is None
+
+
+def test_the_unet_width_is_the_shipped_one_unless_a_profile_says_otherwise():
+    # the shipped checkpoints, the smoke profile's stored outputs and the GPU runs keep the course's ch=32
+    assert PROFILES["smoke"].width == PROFILES["full"].width == 32
+    assert "ch=" not in PROFILES["smoke"].describe()
+    narrow = dataclasses.replace(PROFILES["laptop"], width=16)     # what notebooks 4 and 6 would then build
+    assert "ch=16" in narrow.describe()
+
+
+@pytest.mark.parametrize("file, amp", [("student.json", "bf16"), ("student_fp32.json", "none")])
+def test_the_laptop_profile_is_what_the_benchmark_measured(file, amp):
+    """benchmarks/student*.json, which RESULTS.md and notebooks 4 and 6 quote, measured the profile's own width and
+    recipe (in that file's precision): changing the profile without re-measuring it fails here."""
+    laptop = PROFILES["laptop"]
+    data = json.loads((ROOT / "benchmarks" / file).read_text())
+    for key, recipe, model in (("digit6", laptop.recipe_digit6, f"Unet(ch={laptop.width})"),
+                               ("cond", laptop.recipe_cond, f"UNet_cond(ch={laptop.width}, n_classes=11)")):
+        run = data[key]
+        assert run["model"] == model, (file, key)
+        # the recipe, whose amp the run may have set itself (fp32 forced on a CPU with bf16 units)
+        assert run["recipe"] in {recipe.replace(amp=a).describe() for a in ("bf16", "none")}, (file, key)
+        assert run["steps"] == recipe.steps and run["batch_size"] == recipe.batch_size
+        assert run["precision"].startswith("bf16" if amp == "bf16" else "fp32"), (file, key)
