@@ -79,7 +79,7 @@ LAYOUTS = {"canvas": "Canvas file names (<name>_<userid>_<fileid>_<file>)",
 UNDECIDED = "not read: the export it came in could not be told Canvas, Moodle or nbgrader"
 AMBIGUOUS = "held back: it cannot be told whose file this is"
 NO_OWNER = ("could not tell which student handed this in: the top level of an export must be Canvas file names "
-            "(<name>_<userid>_<fileid>_<file>), Moodle folders (<Full Name>_<id>_assignsubmission_file_/) or one "
+            "(<name>_<userid>_<fileid>_<file>), Moodle folders (<Full Name>_<id>_assignsubmission_file/) or one "
             "folder per student (<student>/<assignment>/<notebook>.ipynb); or use --student-regex")
 
 
