@@ -15,6 +15,12 @@ nowhere (``helpers``, ``model``) and those of the stages the instructor has decl
 ``<course>/public.json``), never the stage of the assignment itself.  A later notebook that needs an earlier stage
 imports it from ``solutions``, so releasing it needs that stage public: ``release`` refuses otherwise and says which
 stage to declare.  The grading kernel sees exactly the bundle's ``solutions`` (``SandboxKernelManager.bundle_dir``).
+
+**Refused functions are absent.**  Where the per-blank decision refuses a public function that computes a blank of
+this assignment in one call (``solutions.REFUSED``), the bundle ships its module with that function replaced by a
+stub that only raises ``DelegationRefused`` with the decision's reason (``refuse_functions``): no line of the
+original is in the file, so nothing the student's code does in the kernel brings it back.  Autograde and
+``grade-one`` (Gradescope) grade with this bundle.
 """
 from __future__ import annotations
 
@@ -202,6 +208,50 @@ def _copy_package(src: Path, dst: Path, only: list[str] | None = None) -> None:
             _copy_package(p, dst / p.name)
 
 
+def graded_kinds(notebooks: list[Path]) -> set[str]:
+    """The probes (``Graded.kind``) of the graded tests in these notebooks (their nbgrader grade ids)."""
+    from .graded import TESTS
+
+    gids = {c.metadata.get("nbgrader", {}).get("grade_id") for nb in notebooks
+            for c in nbformat.read(str(nb), as_version=4).cells
+            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.get("nbgrader", {}).get("solution")}
+    return {TESTS[g].kind for g in gids if g in TESTS}
+
+
+def stub_function(source: str, name: str, reason: str) -> str:
+    """``source`` (a module's text) with its top-level function ``name`` (decorators, docstring and body) replaced by
+    a function of the same signature that only raises ``solutions.DelegationRefused`` saying ``reason``."""
+    tree = ast.parse(source)
+    node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    if node is None:
+        raise InstructorError(f"solutions.REFUSED names {name}, which its module does not define at top level.")
+    message = (f"{name} is not part of this assignment's copy of the course: {reason}. Write the computation "
+               f"yourself (see the notebook's text).")
+    stub = ast.FunctionDef(
+        name=name, args=node.args, decorator_list=[], returns=node.returns, type_params=[],
+        body=[ast.Expr(ast.Constant(f"Not in this copy of the course (solutions.REFUSED): {reason}.")),
+              ast.ImportFrom(module="solutions", names=[ast.alias("DelegationRefused")], level=0),
+              ast.Raise(exc=ast.Call(ast.Name("DelegationRefused"), [ast.Constant(message)], []))])
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    lines = source.splitlines(keepends=True)
+    return "".join(lines[:first - 1]) + ast.unparse(ast.fix_missing_locations(stub)) + "\n" + "".join(lines[node.end_lineno:])
+
+
+def refuse_functions(solutions_dir: Path, kinds: set[str]) -> list[str]:
+    """Replace, in a bundle's ``solutions`` copy, each function that ``solutions.REFUSED`` refuses for one of these
+    probes with its stub (``stub_function``); returns the qualified names stubbed (a module the bundle does not
+    carry has nothing to stub)."""
+    done = []
+    for kind in sorted(kinds):
+        for qualname, reason in solutions.REFUSED.get(kind, {}).items():
+            module, _, name = qualname.partition(".")
+            path = solutions_dir / f"{module}.py"
+            if path.is_file():
+                path.write_text(stub_function(path.read_text(), name, reason))
+                done.append(qualname)
+    return done
+
+
 def bundle_solutions_dir(course: CourseDir, assignment: str) -> Path:
     return course.bundle_dir(assignment) / "solutions"
 
@@ -272,6 +322,7 @@ def build_bundle(course: CourseDir, assignment: str) -> tuple[Path, Path]:
         _copy_file(nb, dest / nb.name)
     _copy_package(REPO / "tutorial_utils", dest / "tutorial_utils")
     _copy_package(REPO / "solutions", dest / "solutions", only=bundle_modules(assignment, public))
+    refuse_functions(dest / "solutions", graded_kinds(notebooks))
     for w in weights:
         (dest / "checkpoints").mkdir(mode=DIR_MODE, exist_ok=True)
         _copy_file(w, dest / "checkpoints" / w.name)

@@ -8,9 +8,6 @@ stage that is not in the bundle raises an ``ImportError`` that says which assign
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 import importlib
 import os
 
@@ -51,50 +48,37 @@ MODULE_OF = {name: module for module, names in NAMES.items() for name in names}
 
 # The per-blank decision (docs/INSTRUCTORS.md, "No answer in the kernel"), keyed by the probe of the blank's
 # declaration (its record's ``kind``: ``tutorial_utils.checks`` ``Blank.kind``; tests/test_blank_declarations.py
-# checks that every key is a declared blank's and every function exists): a function of an earlier, public stage
-# that computes the blank in one call is either refused while the probe runs the student's code (REFUSED: calling
-# it raises DelegationRefused, which costs the blank its points), or allowed on purpose because reusing that stage
-# is the lesson (REUSE, with the reason).  tests/test_bundle_answers.py proves that nothing else a bundle ships
-# computes a graded blank.
+# checks that every key is a declared blank's and every function exists).  A function of an earlier, public stage
+# that computes the blank in one call is either REFUSED or allowed on purpose (REUSE, with the reason).
+#
+# REFUSED means *absent*: no guard inside the grading kernel can hold (the kernel runs the student's code, which can
+# unwrap, reload or patch anything there), so the bundle of the assignment that grades the blank ships the module
+# with that function replaced by a stub that only raises ``DelegationRefused`` with the reason below
+# (``ddpm_instructor.bundle.refuse_functions``); the grading kernel sees that bundle.  Other assignments' bundles
+# ship the function whole (notebook 4 samples with ``reverse_sde_step``).  tests/test_bundle_answers.py proves that
+# nothing else a bundle ships computes a graded blank.
 REFUSED = {
-    "reverse_step": ("score1d.reverse_sde_step",),       # notebook 5 writes Algorithm 2; notebook 1 handed this out
-    "guided_velocity": ("beyond._model_eps",),           # notebook 8's guidance: one 2B call and the mix, in one call
-    "ddim_invert_step": ("beyond.ddim_step",),          # notebook 9: called with t_prev > t it is the inverted step
+    "reverse_step": {"score1d.reverse_sde_step": "notebook 5 is where you write Algorithm 2 yourself; notebook 1's "
+                                                 "reverse_sde_step with the score -eps / sqrt(1 - alpha_bar_t) is "
+                                                 "that step, so it is not part of this assignment's copy"},
+    "guided_velocity": {"beyond._guided_model_eps": "notebook 8 asks you to write the guided prediction (one call of "
+                                                    "the model on a batch of 2B, then the mix); stage 07's helper "
+                                                    "that does both is not part of this assignment's copy"},
 }
 REUSE = {
     "train_step": {"diffusion.q_sample": "notebook 4's x_t blank is a call of notebook 2's q_sample: the loop is "
                                           "built on the forward process the student wrote"},
     "guided_velocity": {"beyond.guided_eps": "the mix v_u + w (v_c - v_u) is notebook 7's guidance, the student's own "
                                              "earlier blank; the one 2B call is notebook 8's"},
+    "ddim_invert_step": {"beyond.ddim_step": "DDIM inversion is notebook 7's deterministic DDIM step (the student's "
+                                             "own x0_pred and x_prev blanks there) run upwards in t: seeing that "
+                                             "the same deterministic update runs both ways is the lesson, so "
+                                             "calling it with t_next > t (eta = 0, no clipping) earns the blank"},
 }
 
 
 class DelegationRefused(RuntimeError):
-    """A public stage's function called, while a graded blank is judged, where the per-blank decision refuses it."""
-
-
-_PROBE = contextvars.ContextVar("solutions_probe", default=None)
-
-
-@contextlib.contextmanager
-def refusing(probe: str):
-    """While a graded blank's probe runs the student's code: the functions ``REFUSED[probe]`` raise."""
-    token = _PROBE.set(probe)
-    try:
-        yield
-    finally:
-        _PROBE.reset(token)
-
-
-def _refusable(fn, qualname: str):
-    @functools.wraps(fn)
-    def guarded(*args, **kwargs):
-        probe = _PROBE.get()
-        if probe is not None and qualname in REFUSED.get(probe, ()):
-            raise DelegationRefused(f"solutions.{qualname} computes this graded answer in one call, so it is not "
-                                    f"accepted here: write the computation yourself (see the notebook's text).")
-        return fn(*args, **kwargs)
-    return guarded
+    """Raised by the stub a bundle ships in place of a function the per-blank decision refuses (``REFUSED``)."""
 
 
 __all__ = []
@@ -102,8 +86,6 @@ for _module in STAGES:
     if not os.path.isfile(os.path.join(os.path.dirname(__file__), f"{_module}.py")):
         continue                                  # a student bundle without this (graded, not yet public) stage
     _m = importlib.import_module(f".{_module}", __name__)
-    for _q in sorted({q for qs in REFUSED.values() for q in qs if q.startswith(_module + ".")}):
-        setattr(_m, _q.split(".", 1)[1], _refusable(getattr(_m, _q.split(".", 1)[1]), _q))
     for _name in NAMES[_module]:
         globals()[_name] = getattr(_m, _name)
         __all__.append(_name)

@@ -80,6 +80,13 @@ def _model_eps(model: nn.Module, x: Tensor, t: Tensor, y: Tensor | None, w: floa
         return model(x, t)
     if w is None or w == 1:
         return model(x, t, y)
+    return _guided_model_eps(model, x, t, y, w, null_class)
+
+
+def _guided_model_eps(model: nn.Module, x: Tensor, t: Tensor, y: Tensor, w: float, null_class: int) -> Tensor:
+    """The guided ε̃: ε_θ(x_t, t, y) and ε_θ(x_t, t, null) from one call on a batch of 2B, mixed with ``guided_eps``.
+    (Notebook 8's guided_velocity does this for a velocity model, so its bundle ships a stub in its place:
+    ``solutions.REFUSED``.)"""
     null = torch.full_like(y, null_class)
     eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
     return guided_eps(eps_c, eps_u, w)

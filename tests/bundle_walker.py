@@ -6,9 +6,9 @@ CASES.pt (``torch.save``, plain data): a list of graded blanks, each ``{"grade_i
 "expected"}`` -- the quantities the blank's line combines (named as the notebooks and the reference name them) and
 the values the grader expects.  This imports every module the bundle ships, collects every function and class it
 defines (public and private, methods included), and calls each one whose parameters can be filled from a blank's
-operands (by name where a name matches, else with each operand in turn), while that blank's probe would be running
-(``solutions.refusing(probe)``, where the bundle has it).  Every result, and every tensor in every data file the
-bundle ships, is compared with the blank's expected values.  OUT.json lists the hits: ``[grade_id, what, key]``.
+operands (by name where a name matches, else with each operand in turn).  A function the per-blank decision refuses
+is not in the bundle of the assignment that grades it (a stub that raises is), so no guard runs here.  Every
+result, and every tensor in every data file the bundle ships, is compared with the blank's expected values.  OUT.json lists the hits: ``[grade_id, what, key]``.
 """
 from __future__ import annotations
 
@@ -183,10 +183,6 @@ def walk(bundle: Path, cases: list) -> list:
     torch.set_num_threads(1)
     mods = modules(bundle)
     found = callables(mods)
-    try:
-        refusing = importlib.import_module("solutions").refusing
-    except (ImportError, AttributeError):
-        refusing = None
     stored = []
     for f in sorted(bundle.rglob("*")):
         if f.is_file() and f.suffix not in (".py", ".pyc", ".ipynb", ".md", ".txt", ".json", ".zip"):
@@ -198,7 +194,6 @@ def walk(bundle: Path, cases: list) -> list:
     devnull = open(os.devnull, "w")
     for case in cases:
         gid = case["grade_id"]
-        guard = (lambda: refusing(case["probe"])) if refusing else contextlib.nullcontext
         for sub_case in case["subs"]:
             sub, expected = sub_case["operands"], sub_case["expected"]
             # an expected value that is one of the operands (guidance at w = 0 returns ε_u) is passed through by
@@ -210,7 +205,7 @@ def walk(bundle: Path, cases: list) -> list:
                 targets = [(name, obj)]
                 if inspect.isclass(obj):               # an instance built from the operands: call it, and its methods
                     for kw in bindings(obj, materialise(sub, {})) or []:
-                        inst = _try(obj, kw, guard, devnull)
+                        inst = _try(obj, kw, devnull)
                         if inst is None:
                             continue
                         if callable(inst):
@@ -223,7 +218,7 @@ def walk(bundle: Path, cases: list) -> list:
                 for what, fn in targets:
                     t0 = time.monotonic()
                     for kw in bindings(fn, materialise(sub, {})) or []:
-                        result = _try(fn, kw, guard, devnull)
+                        result = _try(fn, kw, devnull)
                         for key in matches(result, expected):
                             hits.append([gid, what, key])
                     if os.environ.get("WALKER_TIMES") and time.monotonic() - t0 > 0.5:
@@ -246,10 +241,10 @@ def _fresh(v):
     return v
 
 
-def _try(fn, kwargs, guard, devnull):
+def _try(fn, kwargs, devnull):
     kwargs = {k: _fresh(v) for k, v in kwargs.items()}
     try:
-        with guard(), contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull), \
+        with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return call(fn, kwargs)

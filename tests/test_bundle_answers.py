@@ -6,9 +6,9 @@ For each assignment the bundle is built as an instructor would at the latest (ev
 the grading kernel does.  For each graded blank of the assignment it receives the quantities the blank's line
 combines and the values the grader expects, both as the blank's declaration gives them from the grader's inputs
 (``ddpm_instructor.graded.TESTS[grade_id].operands``); it calls every function, class, instance and method the
-bundle defines whose parameters those quantities can fill (while the blank's probe would be running, so that a
-refused call is refused as it would be), and compares every result, and every tensor stored in a shipped data
-file, with the expected values.  The only hits allowed are the calls the per-blank decision allows on purpose
+bundle defines whose parameters those quantities can fill (a function the decision refuses is a stub in the bundle of
+the assignment that grades it: ``ddpm_instructor.bundle.refuse_functions``), and compares every result, and every
+tensor stored in a shipped data file, with the expected values.  The only hits allowed are the calls the per-blank decision allows on purpose
 (``solutions.REUSE``), and a stand-in model the probe hands the student's code, whose output *is* the blank
 (``STAND_INS``).
 """

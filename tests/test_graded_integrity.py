@@ -343,3 +343,78 @@ def test_no_blank_is_earned_with_what_the_kernel_can_reach(kernel_bundles, attac
     assert {g: (3.0 if r.passed else 0.0) for g, r in got.items()} == {g: float(bool(p)) * 3 for g, p in want.items()}, got
     failed = [r.message for r in got.values() if not r.passed]
     assert any(WHY_KERNEL[attack] in m for m in failed), failed
+
+
+# A refused function is absent from the bundle that grades its blank (solutions.REFUSED): what used to get past the
+# in-kernel guard (hostile review H1: its __wrapped__, its wrapper's closure cell, importlib.reload of its module, a
+# call from a new thread, clearing the REFUSED table) finds nothing to run.
+THREADED = """import threading
+def _in_thread(f, *args):
+    box = []
+    def run():
+        try:
+            box.append(f(*args))
+        except BaseException as e:
+            box.append(e)
+    th = threading.Thread(target=run); th.start(); th.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]"""
+NB5_BYPASSES = {                    # name -> (the function, got when the answer is called; what the 0's message names)
+    "__wrapped__": ("reverse_sde_step.__wrapped__", "__wrapped__"),
+    "closure cell": ("reverse_sde_step.__closure__[0].cell_contents", "NoneType"),
+    "REFUSED cleared": ("(solutions.REFUSED.clear(), reverse_sde_step)[1]", "DelegationRefused"),
+    "thread": ("lambda *a: _in_thread(reverse_sde_step, *a)", "DelegationRefused"),
+    "importlib.reload": ("importlib.reload(solutions.score1d).reverse_sde_step", "DelegationRefused"),
+}
+
+
+def test_a_refused_function_cannot_be_brought_back_in_the_kernel(kernel_bundles, tmp_path):
+    """Notebook 5 through notebook 1's reverse_sde_step, each way round the old guard, in one kernel (reload last)."""
+    control = [NB5_PRELUDE, _answer("05_sampling", "p_sample_DDPM", reference=True)]
+    attacks = [[NB5_PRELUDE, "import importlib, solutions, solutions.score1d\n" + THREADED + "\n" + VIA_REVERSE_SDE.replace(
+                "    return reverse_sde_step(", f"    return ({get})(")] for get, _ in NB5_BYPASSES.values()]
+    ok, *got = _run_in_kernel(kernel_bundles["05_sampling"], [control] + attacks, ["test_p_sample_DDPM"], tmp_path)
+    assert ok["test_p_sample_DDPM"].passed, ok
+    for (name, (_, why)), res in zip(NB5_BYPASSES.items(), got):
+        r = res["test_p_sample_DDPM"]
+        assert not r.passed and r.points == 0, (name, r)
+        assert why in r.message, (name, r.message)
+
+
+def test_a_refused_function_is_a_stub_in_the_bundle_that_grades_it(kernel_bundles):
+    """The grading bundle's module holds none of the refused function's code (only a stub that raises with the
+    decision's reason); a bundle of an assignment that does not grade that blank ships it whole (notebook 4 samples
+    with reverse_sde_step)."""
+    import ast
+    import inspect
+    import solutions
+    from ddpm_instructor import bundle as bd
+
+    def body(fn_node):
+        stmts = fn_node.body[1:] if isinstance(fn_node.body[0], ast.Expr) else fn_node.body
+        return [ast.unparse(s) for s in stmts]
+
+    def function(path, name):
+        return next(n for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+    checked = 0
+    for assignment, folder in kernel_bundles.items():
+        kinds = bd.graded_kinds(sorted(folder.glob("*.ipynb")))
+        for kind, refused in solutions.REFUSED.items():
+            for qualname, reason in refused.items():
+                module, _, name = qualname.partition(".")
+                shipped = folder / "solutions" / f"{module}.py"
+                if not shipped.is_file():
+                    continue
+                original = ast.parse(inspect.getsource(getattr(__import__(f"solutions.{module}", fromlist=[name]), name)))
+                text = ast.unparse(ast.parse(shipped.read_text()))
+                if kind in kinds:
+                    stub = function(shipped, name)
+                    assert [type(s) for s in stub.body] == [ast.Expr, ast.ImportFrom, ast.Raise], ast.unparse(stub)
+                    assert reason in ast.unparse(stub)
+                    assert not [line for line in body(original.body[0]) if line in text], (assignment, qualname)
+                    checked += 1
+                else:
+                    assert body(function(shipped, name)) == body(original.body[0]), (assignment, qualname)
+    assert checked == 2, "expected notebook 5's and notebook 8's bundles to stub their refused function"
