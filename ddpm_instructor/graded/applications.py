@@ -11,6 +11,13 @@ from tutorial_utils.checks import applications as checks
 from .case import CheckData, Graded, calls, images, schedule_tensors
 
 
+def alpha_bar_at(alpha_bars, t) -> torch.Tensor:
+    """ᾱ at timestep t (a tensor of per-image timesteps: shaped to broadcast over images); t = -1 is the clean image."""
+    t = torch.as_tensor(t).long()
+    padded = torch.cat([alpha_bars.new_ones(1), alpha_bars.double()])
+    return padded[t + 1].view(-1, 1, 1, 1) if t.dim() else padded[int(t) + 1]
+
+
 def inputs_merge(seed: int, batches) -> dict:
     """For each list of per-image timesteps in ``batches``: x, a known image, a random mask of known pixels, the
     timesteps and the noise (the grader's draw)."""
@@ -24,7 +31,18 @@ def inputs_merge(seed: int, batches) -> dict:
 
 
 def expected_merge(inputs) -> dict:
-    return {"results": [apps.merge_known(*a) for a in inputs["args"]]}
+    return {"results": [apps.merge_known(*a) for a in inputs["args"]], "hints": hints_merge(inputs)}
+
+
+def hints_merge(inputs) -> list:
+    """Per call, the values of the merge's common mistakes (``checks.MERGE_HINTS``): the judge only compares."""
+    out = []
+    for x, known, mask, t, noise in inputs["args"]:
+        a = alpha_bar_at(inputs["alpha_bars"], t)
+        noised = a.sqrt() * known.double() + (1 - a).sqrt() * noise.double()
+        out.append({"mask_flipped": (1 - mask) * noised + mask * x, "known_clean": mask * known + (1 - mask) * x,
+                    "noised_everywhere": noised, "rest_lost": mask * noised})
+    return out
 
 
 def inputs_invert(seed: int, steps, B: int = 3) -> dict:
@@ -36,7 +54,23 @@ def inputs_invert(seed: int, steps, B: int = 3) -> dict:
 
 def expected_invert(inputs) -> dict:
     s = Schedule(1 - torch.cat([inputs["alpha_bars"][:1], inputs["alpha_bars"][1:] / inputs["alpha_bars"][:-1]]))
-    return {"results": [apps.ddim_invert_step(x, e, t, tn, s) for x, e, t, tn in inputs["args"]]}
+    return {"results": [apps.ddim_invert_step(x, e, t, tn, s) for x, e, t, tn in inputs["args"]],
+            "hints": hints_invert(inputs)}
+
+
+def hints_invert(inputs) -> list:
+    """Per call, the values of the inverted step's common mistakes (``checks.INVERT_HINTS``)."""
+    ab, out = inputs["alpha_bars"], []
+    for x, eps, t, tn in inputs["args"]:
+        a_t, a_n = alpha_bar_at(ab, int(t)), alpha_bar_at(ab, int(tn))
+        x, eps = x.double(), eps.double()
+        h = {"x0_pred": (x - (1 - a_t).sqrt() * eps) / a_t.sqrt(), "x_t_as_x0": a_n.sqrt() * x + (1 - a_n).sqrt() * eps}
+        if int(t) >= 0:
+            h["off_by_one"] = (a_n.sqrt() * (x - (1 - a_t).sqrt() * eps) / alpha_bar_at(ab, int(t) - 1).sqrt()
+                               + (1 - a_n).sqrt() * eps)
+        h["eps_missing"] = (a_n / a_t).sqrt() * x
+        out.append(h)
+    return out
 
 
 def inputs_slerp(seed: int, alphas, B: int = 3) -> dict:
@@ -46,7 +80,20 @@ def inputs_slerp(seed: int, alphas, B: int = 3) -> dict:
 
 
 def expected_slerp(inputs) -> dict:
-    return {"results": [apps.slerp(z0.double(), z1.double(), a).float() for z0, z1, a in inputs["args"]]}
+    return {"results": [apps.slerp(z0.double(), z1.double(), a).float() for z0, z1, a in inputs["args"]],
+            "hints": hints_slerp(inputs)}
+
+
+def hints_slerp(inputs) -> list:
+    """Per call, the values of slerp's common mistakes (``checks.SLERP_HINTS``)."""
+    out = []
+    for z0, z1, alpha in inputs["args"]:
+        alpha = float(alpha)
+        h = {"straight_line": (1 - alpha) * z0 + alpha * z1}
+        if alpha in (0.0, 1.0):
+            h["ends_swapped"] = z1 if alpha == 0 else z0
+        out.append(h)
+    return out
 
 
 def operands_merge(inputs, exp):

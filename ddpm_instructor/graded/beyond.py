@@ -47,7 +47,9 @@ def inputs_guided(seed: int, ws) -> dict:
 
 
 def expected_guided(inputs) -> dict:
-    return {"results": [guided_eps(*a) for a in inputs["args"]]}
+    return {"results": [guided_eps(*a) for a in inputs["args"]],
+            "hints": [{"other_convention": ec + float(w) * (ec - eu), "reversed": eu + float(w) * (eu - ec)}   # checks.GUIDED_HINTS
+                      for ec, eu, w in inputs["args"]]}
 
 
 def operands_cosine(key: str):

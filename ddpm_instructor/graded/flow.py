@@ -17,7 +17,11 @@ def inputs_interpolant(seed: int, sizes=(5, 3)) -> dict:
 
 
 def expected_interpolant(inputs) -> dict:
-    return {"results": [flow.flow_interpolant(*a) for a in inputs["args"]]}
+    out = []
+    for x0, noise, t in inputs["args"]:
+        tb = t.view(-1, 1, 1, 1)
+        out.append({"reversed": tb * x0 + (1 - tb) * noise, "square_roots": (1 - tb).sqrt() * x0 + tb.sqrt() * noise})
+    return {"results": [flow.flow_interpolant(*a) for a in inputs["args"]], "hints": out}   # checks.INTERPOLANT_HINTS
 
 
 def inputs_target(seed: int, sizes=(3, 2)) -> dict:
@@ -26,7 +30,8 @@ def inputs_target(seed: int, sizes=(3, 2)) -> dict:
 
 
 def expected_target(inputs) -> dict:
-    return {"results": [flow.velocity_target(*a) for a in inputs["args"]]}
+    return {"results": [flow.velocity_target(*a) for a in inputs["args"]],
+            "hints": [{"flipped": x0 - noise} for x0, noise in inputs["args"]]}
 
 
 def inputs_euler(seed: int, steps, B: int = 3) -> dict:
@@ -35,7 +40,9 @@ def inputs_euler(seed: int, steps, B: int = 3) -> dict:
 
 
 def expected_euler(inputs) -> dict:
-    return {"results": [flow.euler_step(*a) for a in inputs["args"]]}
+    return {"results": [flow.euler_step(*a) for a in inputs["args"]],
+            "hints": [{"wrong_way": x + (t - tn) * v, "plus_v": x + v, "minus_v": x - v}        # checks.EULER_HINTS
+                      for x, v, t, tn in inputs["args"]]}
 
 
 def inputs_heun(seed: int, a: float, b: float, steps, B: int = 3) -> dict:
@@ -46,7 +53,17 @@ def inputs_heun(seed: int, a: float, b: float, steps, B: int = 3) -> dict:
 def expected_heun(inputs) -> dict:
     a, b = float(inputs["a"]), float(inputs["b"])
     field = lambda x, t: a * x + b * float(t)                              # the probe's LinearField(a, b)
-    return {"results": [flow.heun_step(field, inputs["x"], t, tn) for t, tn in inputs["steps"]]}
+    return {"results": [flow.heun_step(field, inputs["x"], t, tn) for t, tn in inputs["steps"]],
+            "hints": [hints_heun(inputs, float(t), float(tn)) for t, tn in inputs["steps"]]}
+
+
+def hints_heun(inputs, t: float, tn: float) -> dict:
+    """The values of the Heun step's common mistakes (``checks.HEUN_HINTS``) with ``LinearField(a, b)``."""
+    a, b, x = float(inputs["a"]), float(inputs["b"]), inputs["x"]
+    h, v = tn - t, a * x + b * t
+    x_pred = x + h * v
+    return {"x_pred": x_pred, "not_halved": x + h * (v + a * x_pred + b * tn),
+            "second_at_t": x + h / 2 * (v + a * x_pred + b * t), "from_x_pred": x_pred + h / 2 * (v + a * x_pred + b * tn)}
 
 
 def inputs_guided_velocity(seed: int, ws, B: int = 4, null_class: int = 10) -> dict:
@@ -66,7 +83,9 @@ def expected_guided_velocity(inputs) -> dict:
     tt = torch.full((x.shape[0],), t)
     v_c, v_u = flow.velocity(_spy(inputs), x, tt, y), flow.velocity(_spy(inputs), x, tt, torch.full_like(y, null))
     return {"v_cond": v_c, "v_uncond": v_u,
-            "results": [flow.flow_velocity(_spy(inputs), x, t, y, w=w, null_class=null) for w in inputs["ws"]]}
+            "results": [flow.flow_velocity(_spy(inputs), x, t, y, w=w, null_class=null) for w in inputs["ws"]],
+            "hints": [{"other_convention": v_c + w * (v_c - v_u), "reversed": v_u + w * (v_u - v_c)}   # checks.GUIDED_VELOCITY_HINTS
+                      for w in inputs["ws"]]}
 
 
 FLOW = "tutorial_utils.checks.flow"

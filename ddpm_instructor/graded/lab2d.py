@@ -30,7 +30,14 @@ def inputs_conversion(seed: int, steps, shape=(3, 2)) -> dict:
 
 
 def expected_conversion(inputs) -> dict:
-    return {"results": [flow.eps_to_velocity(*a) for a in inputs["args"]]}
+    return {"results": [flow.eps_to_velocity(*a) for a in inputs["args"]], "hints": [hints_conversion(*a) for a in inputs["args"]]}
+
+
+def hints_conversion(x, eps, a, s, da, ds) -> dict:
+    """The values of the conversion's common mistakes (``checks.CONVERSION_HINTS``)."""
+    x0_hat = (x - s * eps) / a
+    return {"x0_hat": x0_hat, "flow_only": eps - x0_hat, "x_t_as_x0": da * x + ds * eps,
+            "noise_added": da * (x + s * eps) / a + ds * eps, "not_divided": da * (x - s * eps) + ds * eps}
 
 
 def inputs_mixture(seed: int, ts, n: int = 6, k: int = 4) -> dict:
@@ -46,7 +53,19 @@ def inputs_mixture(seed: int, ts, n: int = 6, k: int = 4) -> dict:
 
 
 def expected_mixture(inputs) -> dict:
-    return {"results": [flow.mixture_velocity(*a) for a in inputs["args"]]}
+    return {"results": [flow.mixture_velocity(*a) for a in inputs["args"]], "hints": [hints_mixture(*a) for a in inputs["args"]]}
+
+
+def hints_mixture(x, t, means, std, weights) -> dict:
+    """The values of the mixture velocity's common mistakes (``checks.MIXTURE_HINTS``)."""
+    a = 1 - t
+    var = a ** 2 * std ** 2 + t ** 2
+    diff = x[:, None, :].double() - a * means[None].double()
+    resp = torch.softmax(torch.log(weights.double()) - (diff ** 2).sum(-1) / (2 * var), dim=1)
+    x0_k = means[None].double() + a * std ** 2 / var * diff
+    eps_k = t / var * diff
+    return {"unweighted": (eps_k - x0_k).mean(1), "denoiser": (resp[..., None] * x0_k).sum(1),
+            "x0_is_mean": (resp[..., None] * (eps_k - means[None].double())).sum(1)}
 
 
 def inputs_straightness(seed: int, sizes=((5, 4), (3, 6))) -> dict:
@@ -55,7 +74,16 @@ def inputs_straightness(seed: int, sizes=((5, 4), (3, 6))) -> dict:
 
 
 def expected_straightness(inputs) -> dict:
-    return {"results": [flow.straightness(*a) for a in inputs["args"]]}
+    return {"results": [flow.straightness(*a) for a in inputs["args"]], "hints": [hints_straightness(*a) for a in inputs["args"]]}
+
+
+def hints_straightness(path) -> dict:
+    """The values of the straightness ratio's common mistakes (``checks.STRAIGHTNESS_HINTS``)."""
+    p = path.double()
+    chord = (p[-1] - p[0]).norm(dim=-1)
+    length = (p[1:] - p[:-1]).norm(dim=-1).sum(0)
+    return {"upside_down": length / chord, "longest_segment": chord / (p[1:] - p[:-1]).norm(dim=-1).max(0).values,
+            "squared": ((p[-1] - p[0]) ** 2).sum(-1) / ((p[1:] - p[:-1]) ** 2).sum(-1).sum(0)}
 
 
 TESTS = (

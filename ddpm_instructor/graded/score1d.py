@@ -24,7 +24,10 @@ def expected_score(inputs) -> dict:
     """The score, and the blanks m_k = sqrt(ᾱ)·μ_k and v_k = ᾱ·σ_k² + 1 - ᾱ (the self-checks store these too)."""
     return {"results": [mixture_score(*a) for a in inputs["args"]],
             "m": [float(ab) ** 0.5 * means for _, ab, means, _, _ in inputs["args"]],
-            "v": [float(ab) * stds ** 2 + (1 - float(ab)) for _, ab, _, stds, _ in inputs["args"]]}
+            "v": [float(ab) * stds ** 2 + (1 - float(ab)) for _, ab, _, stds, _ in inputs["args"]],
+            # the common mistakes the judge names: m without the square root, v without scaling the data's spread
+            "hints": [{"m_unscaled": float(ab) * means.double(), "v_unscaled": stds.double() ** 2 + 1 - float(ab)}
+                      for _, ab, means, stds, _ in inputs["args"]]}
 
 
 def inputs_pf_ode(seed: int, betas, shapes) -> dict:
@@ -35,7 +38,9 @@ def inputs_pf_ode(seed: int, betas, shapes) -> dict:
 
 
 def expected_pf_ode(inputs) -> dict:
-    return {"results": [pf_ode_step(*a) for a in inputs["args"]]}
+    return {"results": [pf_ode_step(*a) for a in inputs["args"]],
+            "hints": [{"no_half": x + b * (x + score), "wrong_way": x - 0.5 * b * (x + score),   # checks.PF_ODE_HINTS
+                       "sde_mean": (x + b * score) / (1 - b) ** 0.5} for x, score, b in inputs["args"]]}
 
 
 TWO_BUMPS = ([-2.0, 1.5], [0.15, 0.15], [0.5, 0.5])          # notebook 1's data

@@ -7,7 +7,10 @@ A self-check runs the student's code through the stage's probe on fixed inputs, 
 its declared fields and shapes (``Record.from_plain``), and judges it against **expected values stored as data**
 (``check_data.pt``, written by the instructor tooling from the reference solutions:
 ``python -m ddpm_instructor.graded --write-check-data``).  It never calls the reference, which a student's copy of
-the course does not have.
+the course does not have.  The values of the common mistakes a judge names in its hints (the mask flipped, a sign,
+x0_pred instead of the step) come with the expected values too (``exp["hints"]``): a judge only compares, so one
+called on inputs of someone's choosing computes nothing that could be a blank's answer
+(tests/test_judge_oracle.py).
 
 Each graded blank is declared once, in its stage module, as a ``Blank`` (``blank.py``): its record (the probe and
 the declared fields), its judge (which compares one record with one set of expected values and raises

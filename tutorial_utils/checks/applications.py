@@ -3,9 +3,7 @@
 for the clean image (ᾱ = 1)."""
 from __future__ import annotations
 
-import torch
-
-from .core import FILL_IN, CallsRecord, call_each, close, expect, fail, patched_globals
+from .core import FILL_IN, CallsRecord, call_each, close, expect, fail, first_hint, patched_globals
 
 from .blank import Blank, SelfCheck
 __all__ = ["MergeRecord", "InvertRecord", "SlerpRecord", "judge_merge", "judge_invert", "judge_slerp",
@@ -23,39 +21,31 @@ def _each(rec, inputs, exp, call_text, label, none, shape_hint):
             want, text
 
 
-def _alpha_bar(alpha_bars, t) -> torch.Tensor:
-    t = torch.as_tensor(t).long()
-    padded = torch.cat([alpha_bars.new_ones(1), alpha_bars.double()])
-    return padded[t + 1].view(-1, 1, 1, 1) if t.dim() else padded[int(t) + 1]
-
-
 # =========================================================================== the inpainting merge
 class MergeRecord(CallsRecord):
     """``merge_known(x, x_known, mask, t, noise)`` for each of the grader's argument lists (its noise included)."""
     kind = "merge_known"
 
 
+# the common mistakes, in the order they are tried; their values: ddpm_instructor.graded.applications.hints_merge
+MERGE_HINTS = (
+    ("mask_flipped", " The mask is the other way round: mask = 1 marks a known pixel, which takes the noised known image."),
+    ("known_clean", " The known pixels went in clean; at timestep t the model expects them noised to t: "
+                    "q_sample(x_known, t, noise)."),
+    ("noised_everywhere", " That is the noised known image everywhere; keep x where mask = 0."),
+    ("rest_lost", " The pixels where mask = 0 are lost: add (1 - mask)\u00b7x."),
+)
+
+
 def judge_merge(rec: MergeRecord, inputs: dict, exp: dict) -> str:
     """m ⊙ q_sample(x_known, t, noise) + (1 - m) ⊙ x."""
-    ab = inputs["alpha_bars"]
-    for (x, known, mask, t, noise), got, want, text in _each(
+    for i, ((x, known, mask, t, noise), got, want, text) in enumerate(_each(
             rec, inputs, exp, lambda a: f"merge_known(x, x_known, mask, t={a[3].tolist()}, noise)", "x_merged",
             "x_merged is still None \u2014 " + FILL_IN + " (`x_merged = None`): the known pixels noised to t "
-            "(q_sample with the noise given), the others from x.", " (the shape of x)"):
+            "(q_sample with the noise given), the others from x.", " (the shape of x)")):
         if close(got, want, atol=1e-5):
             continue
-        a = _alpha_bar(ab, t)
-        noised = a.sqrt() * known.double() + (1 - a).sqrt() * noise.double()
-        hint = ""
-        if close(got, (1 - mask) * noised + mask * x, atol=1e-5):
-            hint = " The mask is the other way round: mask = 1 marks a known pixel, which takes the noised known image."
-        elif close(got, mask * known + (1 - mask) * x, atol=1e-5):
-            hint = (" The known pixels went in clean; at timestep t the model expects them noised to t: "
-                    "q_sample(x_known, t, noise).")
-        elif close(got, noised, atol=1e-5):
-            hint = " That is the noised known image everywhere; keep x where mask = 0."
-        elif close(got, mask * noised, atol=1e-5):
-            hint = " The pixels where mask = 0 are lost: add (1 - mask)\u00b7x."
+        hint = first_hint(got, exp["hints"][i], MERGE_HINTS, atol=1e-5)
         fail(f"{text}: x_merged differs from mask\u00b7q_sample(x_known, t, noise) + (1 - mask)\u00b7x by up to "
              f"{_worst(got, want):.4f}.{hint}")
     return "merge_known: the known pixels noised to t with the noise given, the rest of x untouched."
@@ -75,28 +65,24 @@ class InvertRecord(CallsRecord):
         return cls(results, errors)
 
 
+# the common mistakes, in the order they are tried; their values: ddpm_instructor.graded.applications.hints_invert
+INVERT_HINTS = (
+    ("x0_pred", " That is x0_pred; the step goes on to x_{t_next} = sqrt(\u1fb1_{t_next})\u00b7x0_pred + sqrt(1 - \u1fb1_{t_next})\u00b7eps."),
+    ("x_t_as_x0", " x_t was used as if it were the clean image: first solve x_t = sqrt(\u1fb1_t)\u00b7x_0 + sqrt(1 - \u1fb1_t)\u00b7eps for x_0."),
+    ("off_by_one", " \u1fb1 is off by one index: alpha_bars[t] belongs to timestep t."),
+    ("eps_missing", " The eps term is missing from x_next: the step keeps the same noise, sqrt(1 - \u1fb1_{t_next})\u00b7eps."),
+)
+
+
 def judge_invert(rec: InvertRecord, inputs: dict, exp: dict) -> str:
     """sqrt(ᾱ_{t_next}) x̂_0 + sqrt(1 - ᾱ_{t_next}) ε with x̂_0 = (x_t - sqrt(1 - ᾱ_t) ε) / sqrt(ᾱ_t)."""
-    ab = inputs["alpha_bars"]
-    for (x, eps, t, tn), got, want, text in _each(
+    for i, ((x, eps, t, tn), got, want, text) in enumerate(_each(
             rec, inputs, exp, lambda a: f"ddim_invert_step(x_t, eps, t={int(a[2])}, t_next={int(a[3])})", "x_next",
             "x_next is still None \u2014 " + FILL_IN + " (`x_next = None`): x0_pred from x_t and eps, then the "
-            "deterministic DDIM step to t_next.", " (the shape of x_t)"):
+            "deterministic DDIM step to t_next.", " (the shape of x_t)")):
         if close(got, want, atol=1e-4):
             continue
-        a_t, a_n = _alpha_bar(ab, int(t)), _alpha_bar(ab, int(tn))
-        x, eps = x.double(), eps.double()
-        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-        hint = ""
-        if close(got, x0, atol=1e-4):
-            hint = " That is x0_pred; the step goes on to x_{t_next} = sqrt(\u1fb1_{t_next})\u00b7x0_pred + sqrt(1 - \u1fb1_{t_next})\u00b7eps."
-        elif close(got, a_n.sqrt() * x + (1 - a_n).sqrt() * eps, atol=1e-4):
-            hint = " x_t was used as if it were the clean image: first solve x_t = sqrt(\u1fb1_t)\u00b7x_0 + sqrt(1 - \u1fb1_t)\u00b7eps for x_0."
-        elif int(t) >= 0 and close(got, a_n.sqrt() * (x - (1 - a_t).sqrt() * eps) / _alpha_bar(ab, int(t) - 1).sqrt()
-                                   + (1 - a_n).sqrt() * eps, atol=1e-4):
-            hint = " \u1fb1 is off by one index: alpha_bars[t] belongs to timestep t."
-        elif close(got, (a_n / a_t).sqrt() * x, atol=1e-4):
-            hint = " The eps term is missing from x_next: the step keeps the same noise, sqrt(1 - \u1fb1_{t_next})\u00b7eps."
+        hint = first_hint(got, exp["hints"][i], INVERT_HINTS, atol=1e-4)
         fail(f"{text}: x_next differs from the inverted DDIM step by up to {_worst(got, want):.4f}.{hint}")
     return "ddim_invert_step: x0_pred from x_t, then the same deterministic step, upwards to t_next."
 
@@ -112,20 +98,22 @@ class SlerpRecord(CallsRecord):
         return cls(results, errors)
 
 
+# the common mistakes, in the order they are tried; their values: ddpm_instructor.graded.applications.hints_slerp
+SLERP_HINTS = (
+    ("straight_line", " That is the straight line between them; slerp walks along the arc (question 2 asks why)."),
+    ("ends_swapped", " The ends are swapped: alpha = 0 must give z0 and alpha = 1 give z1."),
+)
+
+
 def judge_slerp(rec: SlerpRecord, inputs: dict, exp: dict) -> str:
     """sin((1 - α) θ) / sin θ · z0 + sin(α θ) / sin θ · z1, θ the angle between z0 and z1, per image."""
-    for (z0, z1, alpha), got, want, text in _each(
+    for i, ((z0, z1, alpha), got, want, text) in enumerate(_each(
             rec, inputs, exp, lambda a: f"slerp(z0, z1, alpha={float(a[2]):g})", "z",
             "z is still None \u2014 " + FILL_IN + " (`z = None`): the two weights sin((1 - alpha)\u00b7theta) / sin(theta) "
-            "and sin(alpha\u00b7theta) / sin(theta).", " (the shape of z0)"):
+            "and sin(alpha\u00b7theta) / sin(theta).", " (the shape of z0)")):
         if close(got, want, atol=1e-5):
             continue
-        alpha = float(alpha)
-        hint = ""
-        if close(got, (1 - alpha) * z0 + alpha * z1, atol=1e-5):
-            hint = " That is the straight line between them; slerp walks along the arc (question 2 asks why)."
-        elif (alpha == 0 and close(got, z1, atol=1e-5)) or (alpha == 1 and close(got, z0, atol=1e-5)):
-            hint = " The ends are swapped: alpha = 0 must give z0 and alpha = 1 give z1."
+        hint = first_hint(got, exp["hints"][i], SLERP_HINTS, atol=1e-5)
         fail(f"{text}: z differs from the spherical interpolation by up to {_worst(got, want):.4f}.{hint}")
     return "slerp: z0 at alpha = 0, z1 at alpha = 1, along the arc between them."
 

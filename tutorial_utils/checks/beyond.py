@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 
 from .core import ABSENT, FILL_IN, CallsRecord, Obs, Record, Text, call_each, capture_locals, close, err_text, \
-    expect, fail, fresh, grader_draws, local, patched_globals
+    expect, fail, first_hint, fresh, grader_draws, local, patched_globals
 
 
 from .blank import Blank, SelfCheck
@@ -134,21 +134,23 @@ class GuidedRecord(CallsRecord):
     kind = "guided"
 
 
+# the common mistakes, in the order they are tried; their values: ddpm_instructor.graded.beyond (the judge only compares)
+GUIDED_HINTS = (
+    ("other_convention", " That is the other convention, \u03b5_c + w\u00b7(\u03b5_c - \u03b5_u) (Ho & Salimans' w is ours "
+                         "minus 1); this notebook uses \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u), so w = 1 means no guidance."),
+    ("reversed", " The difference points the wrong way: \u03b5_c - \u03b5_u, from unconditional to conditional."),
+)
+
+
 def judge_guided(rec: GuidedRecord, inputs: dict, exp: dict) -> str:
     """``guided_eps(eps_cond, eps_uncond, w)`` = ε_u + w (ε_c - ε_u) for each w."""
-    for args, got, err, want in zip(inputs["args"], rec.results, rec.errors, exp["results"]):
+    for args, got, err, want, hints in zip(inputs["args"], rec.results, rec.errors, exp["results"], exp["hints"]):
         w = float(args[2])
         got = expect(got, "guided_eps's result", raised=err and f"guided_eps(eps_cond, eps_uncond, w={w:g}) raised {err}.",
                      shape_hint=" (the shape of eps_cond)", none="guided_eps returned None \u2014 " + FILL_IN +
                      " (`eps = None`): \u03b5\u0303 = \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u).")
         if not close(got, want, atol=1e-5):
-            ec, eu = args[0], args[1]
-            hint = ""
-            if close(got, ec + w * (ec - eu), atol=1e-5):
-                hint = (" That is the other convention, \u03b5_c + w\u00b7(\u03b5_c - \u03b5_u) (Ho & Salimans' w is ours "
-                        "minus 1); this notebook uses \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u), so w = 1 means no guidance.")
-            elif close(got, eu + w * (eu - ec), atol=1e-5):
-                hint = " The difference points the wrong way: \u03b5_c - \u03b5_u, from unconditional to conditional."
+            hint = first_hint(got, hints, GUIDED_HINTS, atol=1e-5)
             fail(f"guided_eps(\u2026, w={w:g}) is not \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u).{hint}")
     return "guided_eps = \u03b5_u + w\u00b7(\u03b5_c - \u03b5_u): w = 0 gives \u03b5_u, w = 1 gives \u03b5_c, larger w pushes further."
 

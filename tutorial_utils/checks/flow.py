@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .core import (FILL_IN, CallsRecord, Num, Obs, Record, Text, call, close, err_text, expect, fail, fresh,
+from .core import (FILL_IN, CallsRecord, Num, Obs, Record, Text, call, close, err_text, expect, fail, first_hint, fresh,
                    patched_globals)
 
 from .blank import Blank, SelfCheck
@@ -26,20 +26,21 @@ class InterpolantRecord(CallsRecord):
     kind = "flow_interpolant"
 
 
+# the common mistakes, in the order they are tried; their values: ddpm_instructor.graded.flow (the judges only compare)
+INTERPOLANT_HINTS = (
+    ("reversed", " That path runs the other way (noise at t = 0): in this notebook t = 0 is the data and t = 1 the noise."),
+    ("square_roots", " Those are square roots of the weights (a variance-preserving arc); the straight path uses 1 - t and t."),
+)
+
+
 def judge_interpolant(rec: InterpolantRecord, inputs: dict, exp: dict) -> str:
     """``flow_interpolant(x_0, noise, t)`` = (1 - t) x_0 + t ε."""
-    for (x0, noise, t), got, want, text in _each(
+    for i, ((x0, noise, t), got, want, text) in enumerate(_each(
             rec, inputs, exp, lambda a: f"flow_interpolant(x_0, noise, t={[round(v, 3) for v in a[2].tolist()]})",
-            "x_t", "x_t is still None \u2014 " + FILL_IN + " (`x_t = None`): (1 - t)\u00b7x_0 + t\u00b7noise."):
+            "x_t", "x_t is still None \u2014 " + FILL_IN + " (`x_t = None`): (1 - t)\u00b7x_0 + t\u00b7noise.")):
         if close(got, want, atol=1e-5):
             continue
-        tb = t.view(-1, 1, 1, 1)
-        hint = ""
-        if close(got, tb * x0 + (1 - tb) * noise, atol=1e-5):
-            hint = (" That path runs the other way (noise at t = 0): in this notebook t = 0 is the data and t = 1 "
-                    "the noise.")
-        elif close(got, (1 - tb).sqrt() * x0 + tb.sqrt() * noise, atol=1e-5):
-            hint = " Those are square roots of the weights (a variance-preserving arc); the straight path uses 1 - t and t."
+        hint = first_hint(got, exp["hints"][i], INTERPOLANT_HINTS, atol=1e-5)
         fail(f"{text}: x_t differs from (1 - t)\u00b7x_0 + t\u00b7noise by up to "
              f"{(got.double() - want).abs().max().item():.4f}.{hint}")
     return "flow_interpolant: x_t right; x_0 at t = 0, the noise at t = 1, a straight line in between."
@@ -52,13 +53,13 @@ class TargetRecord(CallsRecord):
 
 def judge_target(rec: TargetRecord, inputs: dict, exp: dict) -> str:
     """``velocity_target(x_0, noise)`` = ε - x_0."""
-    for (x0, noise), got, want, text in _each(
+    for i, ((x0, noise), got, want, text) in enumerate(_each(
             rec, inputs, exp, lambda a: "velocity_target(x_0, noise)", "target",
-            "target is still None \u2014 " + FILL_IN + " (`target = None`): d x_t / dt of (1 - t)\u00b7x_0 + t\u00b7noise."):
+            "target is still None \u2014 " + FILL_IN + " (`target = None`): d x_t / dt of (1 - t)\u00b7x_0 + t\u00b7noise.")):
         if close(got, want, atol=1e-5):
             continue
         hint = ""
-        if close(got, x0 - noise, atol=1e-5):
+        if close(got, exp["hints"][i]["flipped"], atol=1e-5):
             hint = (" The sign is flipped: x_t moves from x_0 (t = 0) towards the noise (t = 1), so its velocity "
                     "is noise - x_0.")
         elif close(got, noise, atol=1e-5):
@@ -72,18 +73,21 @@ class EulerRecord(CallsRecord):
     kind = "euler_step"
 
 
+EULER_HINTS = (
+    ("wrong_way", " The step goes the wrong way: h = t_next - t (negative when sampling from t = 1 to t = 0)."),
+    ("plus_v", " Multiply the velocity by the step h = t_next - t."),
+    ("minus_v", " Multiply the velocity by the step h = t_next - t."),
+)
+
+
 def judge_euler(rec: EulerRecord, inputs: dict, exp: dict) -> str:
     """``euler_step(x_t, v, t, t_next)`` = x_t + (t_next - t) v."""
-    for (x, v, t, tn), got, want, text in _each(
+    for i, ((x, v, t, tn), got, want, text) in enumerate(_each(
             rec, inputs, exp, lambda a: f"euler_step(x_t, v, t={a[2]:g}, t_next={a[3]:g})", "x_next",
-            "x_next is still None \u2014 " + FILL_IN + " (`x_next = None`): x_t + (t_next - t)\u00b7v."):
+            "x_next is still None \u2014 " + FILL_IN + " (`x_next = None`): x_t + (t_next - t)\u00b7v.")):
         if close(got, want, atol=1e-5):
             continue
-        hint = ""
-        if close(got, x + (t - tn) * v, atol=1e-5):
-            hint = " The step goes the wrong way: h = t_next - t (negative when sampling from t = 1 to t = 0)."
-        elif close(got, x + v, atol=1e-5) or close(got, x - v, atol=1e-5):
-            hint = " Multiply the velocity by the step h = t_next - t."
+        hint = first_hint(got, exp["hints"][i], EULER_HINTS, atol=1e-5)
         fail(f"{text}: x_next differs from x_t + (t_next - t)\u00b7v by up to "
              f"{(got.double() - want).abs().max().item():.4f}.{hint}")
     return "euler_step: x_next = x_t + (t_next - t)\u00b7v, backwards and forwards in time."
@@ -127,9 +131,16 @@ class HeunRecord(Record):
         return rec
 
 
+HEUN_HINTS = (
+    ("x_pred", " That is Euler's guess x_pred; Heun averages the velocities at both ends of the step."),
+    ("not_halved", " Average the two velocities: h/2, not h."),
+    ("second_at_t", " Evaluate the second velocity at the end of the step, (x_pred, t_next), not at t."),
+    ("from_x_pred", " Start the corrected step from x_t, not from x_pred."),
+)
+
+
 def judge_heun(rec: HeunRecord, inputs: dict, exp: dict) -> str:
     """``heun_step``: x_t + h/2 (v(x_t, t) + v(x̃, t_next)) with the Euler guess x̃ = x_t + h v(x_t, t)."""
-    a, b, x = float(inputs["a"]), float(inputs["b"]), inputs["x"]
     for i, (t, tn) in enumerate(inputs["steps"]):
         t, tn = float(t), float(tn)
         text = f"heun_step(field, x_t, t={t:g}, t_next={tn:g})"
@@ -138,17 +149,7 @@ def judge_heun(rec: HeunRecord, inputs: dict, exp: dict) -> str:
                      " (`x_next = None`): x_t + h/2\u00b7(v + velocity_fn(x_pred, t_next)).")
         if close(got, exp["results"][i], atol=1e-5):
             continue
-        h, v = tn - t, a * x + b * t
-        x_pred = x + h * v
-        hint = ""
-        if close(got, x_pred, atol=1e-5):
-            hint = " That is Euler's guess x_pred; Heun averages the velocities at both ends of the step."
-        elif close(got, x + h * (v + a * x_pred + b * tn), atol=1e-5):
-            hint = " Average the two velocities: h/2, not h."
-        elif close(got, x + h / 2 * (v + a * x_pred + b * t), atol=1e-5):
-            hint = " Evaluate the second velocity at the end of the step, (x_pred, t_next), not at t."
-        elif close(got, x_pred + h / 2 * (v + a * x_pred + b * tn), atol=1e-5):
-            hint = " Start the corrected step from x_t, not from x_pred."
+        hint = first_hint(got, exp["hints"][i], HEUN_HINTS, atol=1e-5)
         fail(f"{text}: x_next differs from x_t + h/2\u00b7(v(x_t, t) + v(x_pred, t_next)) by up to "
              f"{(got.double() - exp['results'][i]).abs().max().item():.4f}.{hint}")
     return "heun_step: x_next right, two velocities per step, averaged."
@@ -204,6 +205,13 @@ class GuidedVelocityRecord(Record):
         return rec
 
 
+GUIDED_VELOCITY_HINTS = (
+    ("other_convention", " That is the other convention, v_c + w\u00b7(v_c - v_u); this notebook uses v_u + w\u00b7(v_c - v_u), "
+                         "so w = 1 means no guidance."),
+    ("reversed", " The difference points the wrong way: v_c - v_u, from unconditional to conditional."),
+)
+
+
 def judge_guided_velocity(rec: GuidedVelocityRecord, inputs: dict, exp: dict) -> str:
     """ṽ = v_u + w (v_c - v_u), from one call of the model on a batch of 2B."""
     B = int(inputs["x"].shape[0])
@@ -212,14 +220,8 @@ def judge_guided_velocity(rec: GuidedVelocityRecord, inputs: dict, exp: dict) ->
         got = expect(rec.results[i], "v", raised=rec.errors[i] and f"{text} raised {rec.errors[i]}.",
                      shape_hint=" (the shape of x_t)", none="v is still None \u2014 " + FILL_IN + " (`v = None`): "
                      "v_cond and v_uncond from one call of velocity(...) on 2B images, then v_u + w\u00b7(v_c - v_u).")
-        vc, vu = exp["v_cond"], exp["v_uncond"]
         if not close(got, exp["results"][i], atol=1e-5):
-            hint = ""
-            if close(got, vc + w * (vc - vu), atol=1e-5):
-                hint = (" That is the other convention, v_c + w\u00b7(v_c - v_u); this notebook uses v_u + w\u00b7(v_c - v_u), "
-                        "so w = 1 means no guidance.")
-            elif close(got, vu + w * (vu - vc), atol=1e-5):
-                hint = " The difference points the wrong way: v_c - v_u, from unconditional to conditional."
+            hint = first_hint(got, exp["hints"][i], GUIDED_VELOCITY_HINTS, atol=1e-5)
             fail(f"{text} is not v_u + w\u00b7(v_c - v_u).{hint}")
         if rec.calls[i] != 1 or rec.largest_batch[i] != 2 * B:
             fail(f"{text}: the value is right, but the model was called {rec.calls[i]} time(s) with at most "

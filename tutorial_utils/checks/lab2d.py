@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 
-from .core import FILL_IN, CallsRecord, Obs, Text, close, expect, fail
+from .core import FILL_IN, CallsRecord, Obs, Text, close, expect, fail, first_hint
 
 
 from .blank import Blank, SelfCheck
@@ -28,30 +27,29 @@ class ConversionRecord(CallsRecord):
     kind = "eps_to_velocity"
 
 
+# the common mistakes, in the order they are tried; their values: ddpm_instructor.graded.lab2d (the judges only compare)
+CONVERSION_HINTS = (
+    ("x0_hat", " That is x0_hat itself; the velocity is d_alpha\u00b7x0_hat + d_sigma\u00b7eps."),
+    ("flow_only", " eps - x0_hat is the velocity of the flow's path (alpha = 1 - t, sigma = t) only; on a general "
+                  "path weight them by the derivatives: d_alpha\u00b7x0_hat + d_sigma\u00b7eps."),
+    ("x_t_as_x0", " The velocity d_alpha\u00b7x_0 + d_sigma\u00b7eps needs the clean image, not x_t: first recover "
+                  "x0_hat = (x_t - sigma\u00b7eps)/alpha."),
+    ("noise_added", " x0_hat = (x_t - sigma\u00b7eps)/alpha: the noise is subtracted, not added."),
+    ("not_divided", " Divide by alpha: x0_hat = (x_t - sigma\u00b7eps)/alpha."),
+)
+
+
 def judge_eps_to_velocity(rec: ConversionRecord, inputs: dict, exp: dict) -> str:
     """``eps_to_velocity(x_t, eps, alpha, sigma, d_alpha, d_sigma)`` = α'·(x_t - σ ε̂)/α + σ'·ε̂."""
-    for (x, eps, a, s, da, ds), got, want, text in _each(
+    for i, ((x, eps, a, s, da, ds), got, want, text) in enumerate(_each(
             rec, inputs, exp,
             lambda g: f"eps_to_velocity(x_t, eps, alpha={g[2]:.3g}, sigma={g[3]:.3g}, d_alpha={g[4]:.3g}, "
                       f"d_sigma={g[5]:.3g})", "v",
             "v is still None \u2014 " + FILL_IN + " (`v = None`): x0_hat from x_t and eps, then "
-            "d_alpha\u00b7x0_hat + d_sigma\u00b7eps.", " (the shape of x_t)"):
+            "d_alpha\u00b7x0_hat + d_sigma\u00b7eps.", " (the shape of x_t)")):
         if close(got, want, atol=1e-4):
             continue
-        x0_hat = (x - s * eps) / a
-        hint = ""
-        if close(got, x0_hat, atol=1e-4):
-            hint = " That is x0_hat itself; the velocity is d_alpha\u00b7x0_hat + d_sigma\u00b7eps."
-        elif close(got, eps - x0_hat, atol=1e-4):
-            hint = (" eps - x0_hat is the velocity of the flow's path (alpha = 1 - t, sigma = t) only; on a general "
-                    "path weight them by the derivatives: d_alpha\u00b7x0_hat + d_sigma\u00b7eps.")
-        elif close(got, da * x + ds * eps, atol=1e-4):
-            hint = (" The velocity d_alpha\u00b7x_0 + d_sigma\u00b7eps needs the clean image, not x_t: first recover "
-                    "x0_hat = (x_t - sigma\u00b7eps)/alpha.")
-        elif close(got, da * (x + s * eps) / a + ds * eps, atol=1e-4):
-            hint = " x0_hat = (x_t - sigma\u00b7eps)/alpha: the noise is subtracted, not added."
-        elif close(got, da * (x - s * eps) + ds * eps, atol=1e-4):
-            hint = " Divide by alpha: x0_hat = (x_t - sigma\u00b7eps)/alpha."
+        hint = first_hint(got, exp["hints"][i], CONVERSION_HINTS, atol=1e-4)
         fail(f"{text}: v differs from d_alpha\u00b7x0_hat + d_sigma\u00b7eps by up to {_gap(got, want)}.{hint}")
     return "eps_to_velocity: v = d_alpha\u00b7(x_t - sigma\u00b7eps)/alpha + d_sigma\u00b7eps, on the flow's path and on others."
 
@@ -61,32 +59,29 @@ class MixtureVelocityRecord(CallsRecord):
     kind = "mixture_velocity"
 
 
+MIXTURE_HINTS = (
+    ("unweighted", " Weight the components by resp = P(k | x_t), not equally."),
+    ("denoiser", " That is E[x_0 | x_t] (the denoiser); the velocity is E[eps | x_t] - E[x_0 | x_t]."),
+    ("x0_is_mean", " Given its component, x_0 is not the component's mean: E[x_0 | x_t, k] = mu_k + "
+                   "(1 - t)\u00b7std\u00b2/var\u00b7diff (x_t still says something about where in the component x_0 was)."),
+)
+
+
 def judge_mixture_velocity(rec: MixtureVelocityRecord, inputs: dict, exp: dict) -> str:
     """``mixture_velocity(x, t, means, std, weights)`` = Σ_k P(k | x_t) (E[ε | x_t, k] - E[x_0 | x_t, k])."""
-    for (x, t, means, std, weights), got, want, text in _each(
+    for i, ((x, t, means, std, weights), got, want, text) in enumerate(_each(
             rec, inputs, exp,
             lambda g: f"mixture_velocity(x, t={g[1]:g}, means of {g[2].shape[0]} components, std={g[3]:g}, weights)",
             "v", "v is still None \u2014 " + FILL_IN + " (`v = None`): E[eps | x_t, k] - E[x_0 | x_t, k] for each "
-            "component, weighted by resp.", " (one velocity per point: the shape of x)"):
+            "component, weighted by resp.", " (one velocity per point: the shape of x)")):
         if close(got, want, atol=1e-4):
             continue
-        a = 1 - t
-        var = a ** 2 * std ** 2 + t ** 2
-        diff = x[:, None, :].double() - a * means[None].double()
-        resp = torch.softmax(torch.log(weights.double()) - (diff ** 2).sum(-1) / (2 * var), dim=1)
-        x0_k = means[None].double() + a * std ** 2 / var * diff
-        eps_k = t / var * diff
         hint = ""
         if close(got, -want, atol=1e-4):
             hint = (" The sign is flipped: in this notebook x_t moves from the data (t = 0) to the noise (t = 1), so "
                     "v = E[eps - x_0 | x_t].")
-        elif close(got, (eps_k - x0_k).mean(1), atol=1e-4):
-            hint = " Weight the components by resp = P(k | x_t), not equally."
-        elif close(got, (resp[..., None] * x0_k).sum(1), atol=1e-4):
-            hint = " That is E[x_0 | x_t] (the denoiser); the velocity is E[eps | x_t] - E[x_0 | x_t]."
-        elif close(got, (resp[..., None] * (eps_k - means[None].double())).sum(1), atol=1e-4):
-            hint = (" Given its component, x_0 is not the component's mean: E[x_0 | x_t, k] = mu_k + "
-                    "(1 - t)\u00b7std\u00b2/var\u00b7diff (x_t still says something about where in the component x_0 was).")
+        else:
+            hint = first_hint(got, exp["hints"][i], MIXTURE_HINTS, atol=1e-4)
         fail(f"{text}: v differs from E[eps - x_0 | x_t = x] by up to {_gap(got, want)}.{hint}")
     return "mixture_velocity: the exact E[eps - x_0 | x_t = x], near the data (small t) and near the noise."
 
@@ -103,24 +98,22 @@ class StraightnessRecord(CallsRecord):
                 "errors": [Text()] * len(inputs["args"])}
 
 
+STRAIGHTNESS_HINTS = (
+    ("upside_down", " Upside down: the chord over the length, so that a straight path scores 1 and a bent one less."),
+    ("longest_segment", " The length is the sum of all the segments' lengths, not the longest one."),
+    ("squared", " Use lengths (norms), not squared lengths."),
+)
+
+
 def judge_straightness(rec: StraightnessRecord, inputs: dict, exp: dict) -> str:
     """``straightness(path)`` = |end - start| / the length of the polygon, per trajectory."""
-    for (path,), got, want, text in _each(
+    for i, ((path,), got, want, text) in enumerate(_each(
             rec, inputs, exp, lambda g: f"straightness(path of shape {tuple(g[0].shape)})", "ratio",
             "ratio is still None \u2014 " + FILL_IN + " (`ratio = None`): chord / length, one number per trajectory.",
-            " (one number per trajectory: path.shape[1])"):
+            " (one number per trajectory: path.shape[1])")):
         if close(got, want, atol=1e-5):
             continue
-        p = path.double()
-        chord = (p[-1] - p[0]).norm(dim=-1)
-        length = (p[1:] - p[:-1]).norm(dim=-1).sum(0)
-        hint = ""
-        if close(got, length / chord, atol=1e-5):
-            hint = " Upside down: the chord over the length, so that a straight path scores 1 and a bent one less."
-        elif close(got, chord / (p[1:] - p[:-1]).norm(dim=-1).max(0).values, atol=1e-5):
-            hint = " The length is the sum of all the segments' lengths, not the longest one."
-        elif close(got, ((p[-1] - p[0]) ** 2).sum(-1) / ((p[1:] - p[:-1]) ** 2).sum(-1).sum(0), atol=1e-5):
-            hint = " Use lengths (norms), not squared lengths."
+        hint = first_hint(got, exp["hints"][i], STRAIGHTNESS_HINTS, atol=1e-5)
         fail(f"{text}: the ratio differs from |end - start| / (sum of the segments' lengths) by up to "
              f"{_gap(got, want)}.{hint}")
     return "straightness: |end - start| / length, 1 for a straight path, less for a bent one."
