@@ -448,6 +448,17 @@ def grader_draws(*draws: Tensor):
             setattr(torch, name, f)
 
 
+def refusals(kind: str):
+    """While the probe ``kind`` runs the student's code, the public stages' functions that the per-blank decision
+    refuses for it raise (the ``REFUSED`` table of the ``solutions`` package; a copy of the course without
+    ``solutions`` refuses nothing)."""
+    try:
+        from solutions import refusing
+    except ImportError:
+        return contextlib.nullcontext()
+    return refusing(kind)
+
+
 def fresh(v):
     """A copy of one input for the student's code to use (so nothing it changes in place reaches the inputs)."""
     if isinstance(v, Tensor):
