@@ -26,7 +26,6 @@ import sys
 import pytest
 import torch
 
-import tutorial_utils.checks as checks_pkg
 from ddpm_instructor.graded import TESTS
 from tutorial_utils.checks import SelfCheckError, core
 from tutorial_utils.checks.core import Num, Obs, Text
