@@ -142,11 +142,12 @@ def recipe_section(rs) -> list[str]:
         return []
     out = ["## The laptop recipe search (fp32 and bf16 on one machine)", "",
            f"`bench_recipe.py`, {rs['machine']}. Each candidate is the laptop profile's recipe with the changes "
-           "named, trained once per precision in one run (the recipe's `amp` set per run: `none` = fp32, `bf16` = "
-           "bf16 autocast on this CPU's AVX512-BF16 units), then judged like `bench_student.py` (100 DDIM-50 "
-           "samples of the EMA weights). \"2-core time\" is the process's CPU seconds over its 2 threads: the "
-           "training time on 2 otherwise idle cores (the wall time and load average are in `recipe_search.json`; "
-           "the machine was shared). Targets: notebook 4 ≥ 95 % read as 6 in ≤ 3 min fp32 / ≤ 90 s bf16; "
+           "named; each row is one training run in one precision (the recipe's `amp` set for that run: `none` = "
+           "fp32, `bf16` = bf16 autocast on this CPU's AVX512-BF16 units; `bench_recipe.py quality NAME` trains "
+           "both by default), judged like `bench_student.py` (100 DDIM-50 samples of the EMA weights). \"2-core "
+           "time\" is the process's CPU seconds over 2: the training time on 2 otherwise idle cores sharing the "
+           "work evenly (the wall time, threads and load average of each run are in `recipe_search.json`; the "
+           "machine was shared, see the notes at the end). Targets: notebook 4 ≥ 95 % read as 6 in ≤ 3 min fp32 / ≤ 90 s bf16; "
            "notebook 6 ≥ 97 % guided (w = 2) read as their label in ≤ 6 min fp32 / ≤ 3 min bf16. " + INTERVAL_NOTE,
            ""]
     runs = rs.get("runs") or []
@@ -168,10 +169,15 @@ def recipe_section(rs) -> list[str]:
                        f"{share(r['share'], r['n_samples'], '.0%')} {r['judged']} | {r['frechet_distance']} "
                        f"({r['frechet_floor']}) | {verdict} |")
         out.append("")
+        from bench_recipe import CANDIDATES
+        done = {r["candidate"] for r in runs}
+        left = [f"`{n}` ({why})" for n, (_, _, _, why) in CANDIDATES.items() if n not in done]
+        if left:
+            out += ["Candidates defined in `bench_recipe.py` but not run in this search: " + "; ".join(left) + ".", ""]
     sp = rs.get("speed")
     if sp:
-        out += [f"One training step of `Unet(ch=width)` on random data ({sp['threads']} threads, {sp['date']}; 10 steps "
-                "timed after 2): what width, batch, precision, channels-last and the AdamW implementation cost.", "",
+        out += [f"One training step of `Unet(ch=width)` on random data ({sp['threads']} thread(s), {sp['date']}; 6 steps "
+                "timed after 2; the 2-core column is CPU seconds over 2): what width, batch, precision, channels-last and the AdamW implementation cost.", "",
                 "| width | batch | precision | variant | s / step (wall) | s / step (2-core) | load |",
                 "|---|---|---|---|---|---|---|"]
         for r in sp["rows"]:
