@@ -316,6 +316,17 @@ def close(a, b, atol=1e-5, rtol=1e-4) -> bool:
             and bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol)))
 
 
+def first_hint(got, hints: dict, ladder, atol=1e-5) -> str:
+    """The message of the first common mistake in ``ladder`` ((name, message) pairs) whose value ``got`` equals.
+    The mistakes' values come with the expected values (``hints``: name -> tensor, computed by the grader from the
+    reference on the same inputs), never from a formula here: a judge handed inputs of someone's choosing computes
+    nothing that could be another blank's answer."""
+    for name, message in ladder:
+        if name in hints and close(got, hints[name], atol=atol):
+            return message
+    return ""
+
+
 # --------------------------------------------------------------------------- running the student's code
 # The first exception the student's code raised while a self-check ran it (records keep only its text): a failed
 # self-check is raised ``from`` it, so the notebook shows that traceback, cut to the student's code
