@@ -188,6 +188,8 @@ def test_the_laptop_run_is_recorded_and_still_matches_the_cells_code(rel):
     assert run.precision in ("bf16", "fp32") and run.precision_line.startswith(f"precision: {run.precision}")
     assert run.seconds > sum(run.cell_seconds.values()) * 0.9 and run.kernel_cpu_seconds > 0
     assert not lo.stale_cells(nb, run), f"cells {lo.stale_cells(nb, run)} changed since the laptop run: re-make it"
+    assert run.profile == PROFILES["laptop"].describe(), \
+        f"the laptop profile changed since the run of {run.date} ({run.profile!r}): re-make it"
 
 
 @pytest.mark.parametrize("rel", sorted(TRAINING_FILLED))

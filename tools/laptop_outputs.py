@@ -61,6 +61,7 @@ class LaptopRun:
     cell_seconds: dict[str, float]     # every code cell's wall time, by cell id
     cell_sources: dict[str, str]       # source_hash of each laptop-output cell as it ran
     code: str                          # the commit it ran on, and the course files that differed from it
+    profile: str = ""                  # PROFILES["laptop"].describe() when it ran: steps, batches, width, samples
 
     @property
     def minutes(self) -> float:
@@ -69,7 +70,7 @@ class LaptopRun:
     @classmethod
     def from_json(cls, d: dict) -> "LaptopRun":
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = fields - set(d)
+        missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING} - set(d)
         if missing:
             raise LaptopOutputError(f"{LAPTOP_JSON.name}: the record of {d.get('notebook', '?')} lacks {sorted(missing)}")
         return cls(**{k: (tuple(v) if k == "load_average_start_end" else v) for k, v in d.items() if k in fields})

@@ -208,6 +208,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _laptop_profile() -> str:
+    """The laptop profile as tutorial_utils/runtime.py defines it now (re-read: it may change while a notebook runs)."""
+    import importlib
+
+    import tutorial_utils.runtime as runtime
+
+    return importlib.reload(runtime).PROFILES["laptop"].describe()
+
+
 def refresh_laptop(path: Path, timeout: int = 3600, source_root: Path = ROOT / "notebooks" / "source",
                    json_path: Path = lo.LAPTOP_JSON) -> lo.LaptopRun:
     """Run the notebook in the laptop profile (as ``./course lab``'s kernels: PyTorch's own thread count) and store
@@ -230,14 +239,18 @@ def refresh_laptop(path: Path, timeout: int = 3600, source_root: Path = ROOT / "
     sources = {c.get("id"): lo.source_hash(c.source) for c in lo.laptop_cells(nb)}
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["DDPM_PROFILE"] = "laptop"
+    profile = _laptop_profile()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     elapsed, cpu, loads = execute(nb, path, env, timeout)
     precision, line = lo.precision_of(nb)
+    if _laptop_profile() != profile:
+        raise lo.LaptopOutputError(f"{rel}: the laptop profile changed while the notebook ran; run it again")
     run = lo.LaptopRun(
         notebook=rel, date=date, cpu=_cpu_name(), cores=os.cpu_count() or 1, precision=precision,
         precision_line=line, amp_env=os.environ.get("DDPM_AMP"), seconds=round(elapsed, 1),
         kernel_cpu_seconds=round(cpu, 1), load_average_start_end=loads, nice=os.nice(0),
-        cell_seconds={cid: round(t, 1) for t, cid, _ in cell_seconds(nb)}, cell_sources=sources, code=_code_state())
+        cell_seconds={cid: round(t, 1) for t, cid, _ in cell_seconds(nb)}, cell_sources=sources, code=_code_state(),
+        profile=profile)
     went = "; ".join(f"[{cid}] {t:.0f} s" for t, cid, _ in sorted(cell_seconds(nb), reverse=True) if t >= 1)
     shrink(nb)
     target = nbformat.read(path, as_version=4)          # as it is now: others may have edited other cells meanwhile
