@@ -107,6 +107,8 @@ def test_storing_a_laptop_run_changes_only_the_tagged_cells_outputs_each_after_i
     executed.cells[0].outputs = [new_output("stream", name="stdout", text="900 steps in 170 s\n")]
     executed.cells[1].outputs = [new_output("display_data", data={"image/png": "iVBO", "text/plain": "<Figure>"})]
     executed.cells[2].outputs = [new_output("stream", name="stdout", text="laptop other\n")]
+    for k, c in enumerate(executed.cells):
+        c.execution_count = k + 3
     assert lo.store_laptop_outputs(target, executed, _run()) == ["train", "plot"]
     train, plot, other = target.cells
     assert [lo.is_label(o) for o in train.outputs] == [True, False] and train.outputs[1].text == "900 steps in 170 s\n"
@@ -114,6 +116,7 @@ def test_storing_a_laptop_run_changes_only_the_tagged_cells_outputs_each_after_i
     assert lo.is_label(plot.outputs[0]) and plot.outputs[1].data["text/plain"] == "<Figure>"
     assert other.outputs[0].text == "old\n"                          # an untagged cell keeps its smoke output
     assert all("nbval-ignore-output" in c.metadata["tags"] for c in (train, plot))
+    assert (train.execution_count, plot.execution_count) == (3, 4)  # nbval fails a cell with outputs and no count
 
 
 def test_storing_refuses_a_cell_edited_during_the_run_or_one_that_raised():
@@ -167,6 +170,7 @@ def test_the_training_filled_cells_show_a_labelled_laptop_run_not_the_smoke_run(
     run = RUNS[rel]
     for cid, cell in cells.items():
         assert "nbval-ignore-output" in cell.metadata["tags"], cid
+        assert folder == "release" or cell.execution_count, f"{cid}: nbval fails a stored output with no count"
         assert lo.has_laptop_run(cell), f"{folder}/{rel}, cell {cid}: no laptop run stored"
         assert cell.outputs[0].data["text/plain"] == lo.label(run, cid), f"{cid}: the label is not the JSON's"
         text = "".join(_text(o) for o in cell.outputs[1:])

@@ -162,7 +162,7 @@ def store_laptop_outputs(target, executed, run: LaptopRun) -> list[str]:
     for cell in cells:
         cid = cell.get("id")
         cell.outputs = [label_output(run, cid)] + [nbformat.from_dict(o) for o in ran[cid].outputs]
-        cell.execution_count = None
+        cell.execution_count = ran[cid].get("execution_count")   # nbval refuses a cell with outputs and no count
         ensure_ignored(cell)
     return [c.get("id") for c in cells]
 
