@@ -22,6 +22,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import re
 import tempfile
 import time
 import zipfile
@@ -248,7 +249,8 @@ def graded(tmp_path_factory):
             text = nbformat.writes(nb)
             name = spec[1].get("rename", f"{A}.ipynb")
             if student in LMS_STUDENTS:
-                info = zipfile.ZipInfo(f"{student}_{1000 + k}_{5000 + k}_{name}",
+                # Canvas's own name: the sortable name lowercased, only letters, digits and _ kept
+                info = zipfile.ZipInfo(f"{re.sub(r'[^0-9a-z_]', '', student.lower())}_{1000 + k}_{5000 + k}_{name}",
                                        date_time=(2026, 11, 20, 12, k, 0))
                 zf.writestr(info, text)
             else:
