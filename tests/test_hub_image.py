@@ -58,7 +58,8 @@ def built_tags() -> dict[str, str]:
 
 
 def test_the_image_installs_the_course_with_the_courses_own_commands_only():
-    base, runs = dockerfile()
+    st = stages()
+    runs = [line[4:] for target in ("instructor", "student") for line in st[target] if line.startswith("RUN ")]
     commands = [c.strip() for run in runs for c in run.split("&&")]
     assert "./course setup" in commands and "./course hub --setup-only" in commands
     # the system packages (apt-get: bubblewrap, Node.js) are not Python or Node packages
@@ -100,7 +101,7 @@ def test_the_chart_values_use_the_image_and_the_hubs_exchange_path():
 
 def test_both_images_share_one_python_and_the_students_image_copies_no_checkout():
     st = stages()
-    assert set(st) == {"instructor", "student"} and set(built_tags()) == {"instructor", "student"}
+    assert set(st) == {"instructor", "student", "hub"} and set(built_tags()) == {"instructor", "student", "hub"}
     assert st["instructor"][0].split()[1] == st["student"][0].split()[1]     # the students' venv links that Python
     student = st["student"]
     copies = [line for line in student if line.startswith(("COPY", "ADD"))]
@@ -113,8 +114,8 @@ def test_both_images_share_one_python_and_the_students_image_copies_no_checkout(
 
 
 def test_the_exchanges_group_is_the_one_the_hub_and_the_uids_name():
-    for lines in stages().values():
-        run = next(line for line in lines if "groupadd" in line)
+    for target in ("instructor", "student"):
+        run = next(line for line in stages()[target] if "groupadd" in line)
         m = re.search(r"groupadd --gid (\d+) (\S+)", run)
         assert (int(m.group(1)), m.group(2)) == (uids.INSTRUCTORS_GID, settings.load({}).os_instructors_group)
 
@@ -175,7 +176,7 @@ def test_the_course_hub_config_gives_each_user_their_uid_and_instructors_their_i
     assert scope["INSTRUCTOR_IMAGE"] == built_tags()["instructor"]
     hook = k.pre_spawn_hook
     for groups, image in ((["instructors"], built_tags()["instructor"]), ([], "from-the-chart")):
-        spawner = SimpleNamespace(image="from-the-chart",
+        spawner = SimpleNamespace(image="from-the-chart", volumes=[], volume_mounts=[],
                                   user=SimpleNamespace(name="x", groups=[SimpleNamespace(name=g) for g in groups]))
         hook(spawner)
         assert spawner.image == image
@@ -224,3 +225,158 @@ def test_a_stage_declared_public_reaches_the_students_environment_in_one_rename(
     assert place_solutions(env, set()) == ["helpers", "model"]
     assert os.readlink(link) == before and not (link / "diffusion.py").exists()
     assert sorted(p.name for p in env.course.glob(".solutions-*")) == [before]      # no stale copy left
+
+
+# ---- the hub's image and login (LMS role -> instructors group, launches for `grades --lti`), the instructors' volume
+
+CHART_CONFIG_DIR = "/usr/local/etc/jupyterhub"          # the chart's hub config folder, on the hub's import path
+
+
+def local_imports(module: str) -> set[str]:
+    """The checkout's files that importing ``module`` loads at module level (imports inside functions left out)."""
+    import ast
+
+    todo, seen = [module], set()
+    while todo:
+        name = todo.pop()
+        path = REPO / (name.replace(".", "/") + ".py")
+        if not path.is_file():
+            path = REPO / name.replace(".", "/") / "__init__.py"
+        rel = path.relative_to(REPO).as_posix()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]          # the packages above
+        package = name if path.name == "__init__.py" else ".".join(parts[:-1])
+        for node in ast.parse(path.read_text()).body:                          # module level only
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                if base.split(".")[0] in ("hub", "ddpm_instructor"):
+                    todo.append(base)
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.split(".")[0] in ("hub", "ddpm_instructor")]
+    return seen
+
+
+def hub_extra() -> dict[str, str]:
+    """{distribution: its requirement string} of pyproject's hub extra."""
+    import tomllib
+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["hub"]
+    return {re.match(r"[A-Za-z0-9_.\-]+", r).group(0).lower(): r for r in extra}
+
+
+def test_the_hub_image_is_the_charts_with_the_course_login_only_and_the_hub_extras_pins():
+    hub = stages()["hub"]
+    chart = re.search(r"--version (\d+\.\d+\.\d+)", (K8S / "values.yaml").read_text()).group(1)
+    assert hub[0] == f"FROM quay.io/jupyterhub/k8s-hub:{chart} AS hub", hub[0]
+    copies = [line.split()[1:] for line in hub if line.startswith(("COPY", "ADD"))]
+    assert copies and all(not c[0].startswith("--") for c in copies), copies      # from the checkout, no --from
+    copied = {}
+    for *sources, dest in copies:
+        for src in sources:
+            copied[src] = dest + Path(src).name
+    # exactly what hub/auth.py loads, beside the chart's config, at the path its module name says
+    assert set(copied) == local_imports("hub.auth"), sorted(copied)
+    assert copied == {src: f"{CHART_CONFIG_DIR}/{src}" for src in copied}
+    # pip: only the hub extra's own requirement strings, for what hub/auth.py imports from outside the course
+    installs = [shlex_split(line[4:]) for line in hub if line.startswith("RUN ") and INSTALLERS.search(line)]
+    assert len(installs) == 1 and installs[0][:3] == ["pip", "install", "--no-cache-dir"], installs
+    specs = installs[0][3:]
+    extra = hub_extra()
+    assert all(re.match(r"[A-Za-z0-9_.\-]+", s).group(0).lower() in extra for s in specs), specs
+    assert {s: extra[re.match(r"[A-Za-z0-9_.\-]+", s).group(0).lower()] for s in specs} == {s: s for s in specs}
+    assert {"jupyterhub", "jupyterhub-ltiauthenticator"} <= {re.match(r"[A-Za-z0-9_.\-]+", s).group(0).lower()
+                                                            for s in specs}
+
+
+def shlex_split(command: str) -> list[str]:
+    import shlex
+
+    return shlex.split(command)
+
+
+def test_the_hub_image_files_alone_import_the_course_login(tmp_path):
+    """The copied files, in a folder of their own (no checkout), are enough for ``import hub.auth``."""
+    import shutil
+
+    for rel in local_imports("hub.auth"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, tmp_path / rel)
+    probe = ("import json, sys, hub.auth\nprint(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() if "
+             "n.split('.')[0] in ('hub', 'ddpm_instructor'))))")
+    r = subprocess.run([sys.executable, "-P", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    loaded = json.loads(r.stdout)
+    assert loaded and all(f.startswith(str(tmp_path)) for f in loaded), loaded
+
+
+def test_the_chart_values_log_in_with_the_course_authenticator_and_keep_launches_for_the_instructors():
+    from hub.auth import CourseLTI13Authenticator
+
+    values = yaml.safe_load((K8S / "values.yaml").read_text())
+    hub = values["hub"]
+    assert f"{hub['image']['name']}:{hub['image']['tag']}" == built_tags()["hub"]
+    config = hub["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "hub.auth.CourseLTI13Authenticator"
+    assert config["Authenticator"]["manage_groups"] is True         # the LMS role fills the instructors group
+    course = config["CourseLTI13Authenticator"]
+    traits = CourseLTI13Authenticator.class_traits(config=True)
+    assert set(course) <= set(traits), set(course) - set(traits)  # no misspelt setting the hub would ignore
+    assert "LTI13Authenticator" not in config                       # one section: the course's class reads its own
+    s = settings.load({})
+    assert course["launches_file"] == str(s.lti_dir / "launches.json")   # where `grades --lti` looks by default
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in hub["extraVolumes"]}
+    [mount] = [m for m in hub["extraVolumeMounts"] if m["mountPath"] == str(s.lti_dir)]
+    pvc = yaml.safe_load((K8S / "pvc-course.yaml").read_text())
+    assert claims[mount["name"]] == pvc["metadata"]["name"] and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert mount["subPath"] == "lti" and not mount.get("readOnly")
+
+
+def test_instructors_pods_mount_the_course_folder_and_the_launches_and_students_pods_do_not():
+    c, scope = run_hub_config()
+    hook = c.KubeSpawner.pre_spawn_hook
+    s = settings.load({})
+    chart_volumes, chart_mounts = [{"name": "exchange"}], [{"name": "exchange", "mountPath": str(s.exchange)}]
+    pods = {}
+    for role, groups in (("instructor", ["instructors"]), ("student", [])):
+        spawner = SimpleNamespace(image="from-the-chart", volumes=chart_volumes, volume_mounts=chart_mounts,
+                                  user=SimpleNamespace(name="x", groups=[SimpleNamespace(name=g) for g in groups]))
+        hook(spawner)
+        pods[role] = spawner
+    assert chart_volumes == [{"name": "exchange"}] and len(chart_mounts) == 1      # the chart's lists untouched
+    student, instructor = pods["student"], pods["instructor"]
+    assert student.volumes == chart_volumes and student.volume_mounts == chart_mounts
+    pvc = yaml.safe_load((K8S / "pvc-course.yaml").read_text())
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in instructor.volumes}
+    mounts = {m["mountPath"]: m for m in instructor.volume_mounts}
+    course, lti = mounts[str(s.course_root)], mounts[str(s.lti_dir)]
+    assert claims[course["name"]] == claims[lti["name"]] == pvc["metadata"]["name"]
+    assert (course["subPath"], lti["subPath"], lti.get("readOnly")) == ("course", "lti", True)
+    assert not course.get("readOnly")
+    assert str(s.exchange) in mounts                                              # the chart's mounts kept
+
+
+def test_the_course_volume_layout_job_gives_the_instructors_group_the_folders_the_pods_mount():
+    job = yaml.safe_load((K8S / "job-course.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    pvc = yaml.safe_load((K8S / "pvc-course.yaml").read_text())
+    [volume] = pod["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    s = settings.load({})
+    made = {}
+    for container in pod["containers"]:
+        [mount] = container["volumeMounts"]
+        assert mount["name"] == volume["name"] and mount["mountPath"] == str(s.state)
+        assert container["securityContext"]["runAsUser"] == 0
+        cmd = container["command"]
+        assert cmd[:2] == ["install", "-d"]
+        opts = dict(zip(cmd[2:-1:2], cmd[3:-1:2]))
+        made[cmd[-1]] = (int(opts["-o"]), int(opts["-g"]), opts["-m"])
+    hub_uid = 1000                                       # the chart's hub user (hub.containerSecurityContext)
+    assert made == {str(s.course_root): (0, uids.INSTRUCTORS_GID, "2770"),
+                    str(s.lti_dir): (hub_uid, uids.INSTRUCTORS_GID, "2750")}
