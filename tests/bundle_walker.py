@@ -8,7 +8,7 @@ the values the grader expects.  This imports every module the bundle ships, coll
 defines (public and private, methods included), and calls each one whose parameters can be filled from a blank's
 operands (by name where a name matches, else with each operand in turn).  A function the per-blank decision refuses
 is not in the bundle of the assignment that grades it (a stub that raises is), so no guard runs here.  Every
-result, and every tensor in every data file the bundle ships, is compared with the blank's expected values.  OUT.json lists the hits: ``[grade_id, what, key]``.
+result, and every tensor in every data file the bundle ships, is compared with the blank's expected values.  OUT.json lists the hits: ``[grade_id, what, key, index of the sub-case]``.
 """
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def walk(bundle: Path, cases: list) -> list:
     devnull = open(os.devnull, "w")
     for case in cases:
         gid = case["grade_id"]
-        for sub_case in case["subs"]:
+        for si, sub_case in enumerate(case["subs"]):
             sub, expected = sub_case["operands"], sub_case["expected"]
             # an expected value that is one of the operands (guidance at w = 0 returns ε_u) is passed through by
             # anything that returns its argument: it says nothing about who computed it
@@ -220,12 +220,12 @@ def walk(bundle: Path, cases: list) -> list:
                     for kw in bindings(fn, materialise(sub, {})) or []:
                         result = _try(fn, kw, devnull)
                         for key in matches(result, expected):
-                            hits.append([gid, what, key])
+                            hits.append([gid, what, key, si])
                     if os.environ.get("WALKER_TIMES") and time.monotonic() - t0 > 0.5:
                         print(f"walker: {gid} {what} {time.monotonic() - t0:.1f} s", file=sys.stderr)
             for f, data in stored:                     # every data file: a stored value that is an answer
                 for key in matches(data, expected):
-                    hits.append([gid, f, key])
+                    hits.append([gid, f, key, si])
     return sorted({tuple(h) for h in hits})
 
 
