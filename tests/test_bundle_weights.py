@@ -32,6 +32,8 @@ def test_each_released_notebook_gets_the_weights_its_code_loads():
     # notebooks 4 and 5 fall back to the shipped unet_digit6 when your weights fail the sanity check, 6 to unet_cond
     assert {"unet_digit6.pt", "unet_digit6.json"} <= set(seen["04"]) and {"unet_digit6.pt"} <= set(seen["05"])
     assert {"unet_cond.pt", "unet_cond.json"} <= set(seen["06"])
+    # notebook 8 draws with unet_flow (its few-step table, beside unet_cond) and one step of unet_flow_reflow
+    assert {"unet_flow.pt", "unet_flow_reflow.pt", "unet_flow_reflow.json"} <= set(seen["08"]), seen["08"]
     assert seen["07"] == ["mnist_classifier.json", "mnist_classifier.pt", "unet_cond.json", "unet_cond.pt",
                           "unet_digit6.json", "unet_digit6.pt"], seen["07"]
 
