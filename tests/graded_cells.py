@@ -12,7 +12,6 @@ import torch
 
 from ddpm_instructor import graded
 from ddpm_instructor.blanks import blank_stub
-from tutorial_utils.checks.core import refusals
 
 REGION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[^\n]*\n(?P<body>.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.M | re.S)
 
@@ -40,12 +39,11 @@ def cell_object(notebook: Path, cell_id: str, answer: str | None):
 
 
 def verdict(gid: str, obj) -> tuple[bool, str]:
-    """The grader's verdict on the record the blank's probe writes in the kernel (refusals on, as there), read back
-    once as the grader reads it."""
+    """The grader's verdict on the record the blank's probe writes in the kernel, read back once as the grader reads
+    it."""
     case = graded.TESTS[gid]
     inputs = case.make_inputs()
-    with refusals(case.kind):
-        rec = case.blank.record.probe(obj, inputs)
+    rec = case.blank.record.probe(obj, inputs)
     return graded.judge_record(gid, rec.to_plain(inputs))
 
 

@@ -258,6 +258,10 @@ def graded(tmp_path_factory):
                 d.mkdir(parents=True)
                 (d / name).write_text(text)
                 _write_ts(d, base_time + dt.timedelta(minutes=k))
+                # a copy of nbgrader's submitted/ keeps its files' dates: a minute before the timestamp, as submit
+                # writes them (collect never takes a time earlier than the file's own)
+                t_file = (base_time + dt.timedelta(minutes=k - 1)).timestamp()
+                os.utime(d / name, (t_file, t_file))
         zf.writestr("README.txt", "exported by canvas")
         zf.writestr("nobody_1_2_unrelated.ipynb", nbformat.writes(nbformat.v4.new_notebook(
             cells=[nbformat.v4.new_code_cell("print('a notebook from another course')")])))

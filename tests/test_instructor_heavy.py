@@ -68,9 +68,11 @@ ENDS = {
         "blank": ("all", None, "still None"),
         "wrong": ({"test_slerp"}, {"z = (torch.sin((1 - alpha) * theta) * z0 + torch.sin(alpha * theta) * z1) / torch.sin(theta)":
                                    "z = (1 - alpha) * z0 + alpha * z1"}, "the straight line"),
+        # (calling notebook 7's ddim_step upwards is allowed on purpose: solutions.REUSE, docs/INSTRUCTORS.md)
         "delegates": ({"test_ddim_invert_step"},
-                      {"x_next = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * eps": "x_next = ddim_step(x_t, eps, t, t_next)"},
-                      "computes this graded answer in one call"),
+                      {"x_next = a_next.sqrt() * x0_pred + (1 - a_next).sqrt() * eps":
+                       "from solutions import ddim_invert_step as reference\n    x_next = reference(x_t, eps, t, t_next)"},
+                      "is the answer of assignment 09_applications, which is not public"),
     }),
 }
 END_CASES = [(a, kind) for a, (_, _, kinds) in ENDS.items() for kind in kinds]
