@@ -11,7 +11,8 @@ and 6 quote: one measurement, not two.  Their time is the 2-core time (the wall 
 beside it as ``wall_seconds``).
 
 ``speed`` times a few training steps of each (width, batch, precision, variant): what one step costs, for
-widths 32/24/16, batches 128/64, channels-last, ``AdamW(fused=True)``/``foreach=False``.  Cheap (a minute).
+widths 32/24/16, batches 128/64, channels-last, ``AdamW(fused=True)``/``foreach=False``, the input skip.  Cheap (a
+minute).
 
 ``quality`` trains each named candidate (``CANDIDATES`` below: a width and the changes to the laptop profile's
 recipe) once per precision, with the recipe's ``amp`` set for that run (``bf16`` autocast, ``none`` = fp32; the
@@ -43,19 +44,32 @@ from common import BENCH_DIR, machine, set_data_env
 
 OUT = BENCH_DIR / "recipe_search.json"
 
-# name -> (notebook kind, width, changes to the laptop profile's recipe for that notebook, why it is a candidate)
-CANDIDATES: dict[str, tuple[str, int, dict, str]] = {
-    "w32-s900": ("digit6", 32, dict(steps=900), "today's laptop recipe"),
-    "w16-s900": ("digit6", 16, dict(steps=900), "half the width: ~2.5x cheaper steps, same recipe"),
-    "w16-s700-ema99": ("digit6", 16, dict(steps=700, ema=0.99), "half the width, 22 % fewer steps, faster EMA"),
-    "w16-s500-ema99": ("digit6", 16, dict(steps=500, ema=0.99), "half the width, 44 % fewer steps, faster EMA"),
-    "w32-b64-s700-ema99": ("digit6", 32, dict(steps=700, batch_size=64, ema=0.99),
-                           "full width, half the batch, 22 % fewer steps"),
-    "w32-s400-ema99": ("digit6", 32, dict(steps=400, ema=0.99), "full width, 56 % fewer steps, faster EMA"),
-    "cond-w32-s1500": ("cond", 32, dict(steps=1500), "today's laptop recipe"),
-    "cond-w16-s1500": ("cond", 16, dict(steps=1500), "half the width, same recipe"),
-    "cond-w16-s1200-ema99": ("cond", 16, dict(steps=1200, ema=0.99), "half the width, 20 % fewer steps"),
+# name -> (notebook kind, the UNet's constructor arguments, changes to the laptop profile's recipe for that notebook,
+# why it is a candidate).  "skip": the input skip ε̂ = UNet(x_t, t) + s(t)·x_t (solutions/model.py).
+W32, W16 = {"ch": 32}, {"ch": 16}
+W32S, W16S = {"ch": 32, "input_skip": True}, {"ch": 16, "input_skip": True}
+CANDIDATES: dict[str, tuple[str, dict, dict, str]] = {
+    "w32-s900": ("digit6", W32, dict(steps=900, warmup=50, ema=0.995), "the laptop recipe until this search"),
+    "w16-s900": ("digit6", W16, dict(steps=900, warmup=50, ema=0.995), "half the width: ~2.5x cheaper steps"),
+    "w32-s400-ema99": ("digit6", W32, dict(steps=400, warmup=30, ema=0.99), "full width, 56 % fewer steps"),
+    "w32skip-s400-ema99": ("digit6", W32S, dict(steps=400, warmup=30, ema=0.99),
+                           "full width with the input skip, 56 % fewer steps"),
+    "w16skip-s900": ("digit6", W16S, dict(steps=900, warmup=50, ema=0.995), "half the width with the input skip"),
+    "w16skip-s800": ("digit6", W16S, dict(steps=800, warmup=50, ema=0.995),
+                     "half the width with the input skip, 11 % fewer steps"),
+    "cond-w32-s1500": ("cond", W32, dict(steps=1500, warmup=100, ema=0.995), "the laptop recipe until this search"),
+    "cond-w16-s1500": ("cond", W16, dict(steps=1500, warmup=100, ema=0.995), "half the width"),
+    "cond-w16skip-s1500": ("cond", W16S, dict(steps=1500, warmup=100, ema=0.995),
+                           "half the width with the input skip"),
+    "cond-w16skip-s1700": ("cond", W16S, dict(steps=1700, warmup=100, ema=0.995),
+                           "half the width with the input skip, 13 % more steps"),
+    "cond-w16skip-s1800": ("cond", W16S, dict(steps=1800, warmup=100, ema=0.995),
+                           "half the width with the input skip, 20 % more steps"),
 }
+
+
+def unet_label(unet: dict) -> str:
+    return f"ch={unet['ch']}" + (" + skip" if unet.get("input_skip") else "")
 
 
 def _cpu_seconds() -> float:
@@ -71,9 +85,10 @@ def speed(threads: int, steps: int = 6) -> list[dict]:
     grid = [(w, 128, amp, "") for w in (32, 24, 16) for amp in ("none", "bf16")]
     grid += [(32, 64, amp, "") for amp in ("none", "bf16")]
     grid += [(32, 128, amp, v) for amp in ("none", "bf16") for v in ("channels_last", "AdamW fused", "AdamW foreach=False")]
+    grid += [(16, 128, amp, "input skip") for amp in ("none", "bf16")]
     for width, batch, amp, variant in grid:
         torch.manual_seed(0)
-        model = solutions.Unet(ch=width)
+        model = solutions.Unet(ch=width, input_skip=variant == "input skip")
         x = torch.randn(batch, 1, 28, 28)
         if variant == "channels_last":
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -105,13 +120,14 @@ def speed(threads: int, steps: int = 6) -> list[dict]:
 def quality(name: str, amp: str) -> dict:
     import bench_student
     from tutorial_utils.runtime import PROFILES
-    kind, width, changes, why = CANDIDATES[name]
+    kind, unet, changes, why = CANDIDATES[name]
     base = PROFILES["laptop"].recipe_cond if kind == "cond" else PROFILES["laptop"].recipe_digit6
     recipe = base.replace(**changes)
-    r = bench_student.run(kind, None, 100, recipe=recipe, width=width, amp=amp)
+    r = bench_student.run(kind, None, 100, recipe=recipe, unet=unet, amp=amp)
     threads = torch.get_num_threads()
     row = {"candidate": name, "why": why, "notebook": r["notebook"], "amp": amp, "precision": r["precision"],
-           "width": width, "steps": r["steps"], "batch_size": r["batch_size"], "lr": recipe.lr, "ema": recipe.ema,
+           "width": unet["ch"], "input_skip": bool(unet.get("input_skip")), "unet": unet_label(unet),
+           "model": r["model"], "steps": r["steps"], "batch_size": r["batch_size"], "lr": recipe.lr, "ema": recipe.ema,
            "recipe": r["recipe"], "train_seconds": r["train_seconds"],
            "threads": threads, "train_cpu_seconds": r["train_cpu_seconds"],
            "two_core_seconds": round(r["train_cpu_seconds"] / 2, 1),
@@ -152,10 +168,10 @@ def adopt(names: list[str]) -> list[str]:
     data = json.load(open(OUT)) if OUT.is_file() else {}
     profile, written = PROFILES["laptop"], []
     for name in names:
-        kind, width, changes, _ = CANDIDATES[name]
+        kind, unet, changes, _ = CANDIDATES[name]
         base = profile.recipe_cond if kind == "cond" else profile.recipe_digit6
-        if width != profile.width or base.replace(**changes) != base:
-            raise ValueError(f"{name} is not the laptop profile (ch={profile.width}, {base.describe()}): "
+        if unet != profile.unet_kwargs or base.replace(**changes) != base:
+            raise ValueError(f"{name} is not the laptop profile ({profile.unet_kwargs}, {base.describe()}): "
                              f"only the profile's own runs go into student*.json")
         for amp, file in (("bf16", "student.json"), ("none", "student_fp32.json")):
             row = next((r for r in data.get("runs", []) if (r["candidate"], r["amp"]) == (name, amp)), None)
@@ -166,8 +182,8 @@ def adopt(names: list[str]) -> list[str]:
             if st.get("machine") != data["machine"]:
                 st = {"machine": data["machine"]}                   # one machine per file: drop another's runs
             cond = kind == "cond"
-            run = {"notebook": row["notebook"],
-                   "model": f"UNet_cond(ch={width}, n_classes=11)" if cond else f"Unet(ch={width})", "width": width,
+            run = {"notebook": row["notebook"], "model": row["model"], "width": row["width"],
+                   "input_skip": row["input_skip"],
                    "recipe": row["recipe"], "steps": row["steps"], "batch_size": row["batch_size"],
                    "precision": row["precision"], "train_seconds": row["two_core_seconds"],
                    "train_cpu_seconds": row["train_cpu_seconds"],
@@ -176,9 +192,9 @@ def adopt(names: list[str]) -> list[str]:
                    "load_average_start_end": row["load_average_start_end"], "final_loss": row["final_loss"],
                    "wall_seconds": row["train_seconds"], "threads": row["threads"], "date": row["date"],
                    "n_samples": row["n_samples"], "sampler": "DDIM-50, η = 1",
-                   "note": f"`bench_recipe.py` candidate `{name}` ({row['threads']} thread on a shared machine): the "
-                           f"time is its 2-core time, CPU seconds over 2 (wall {row['train_seconds'] / 60:.1f} min "
-                           f"at load {row['load_average_start_end']})"}
+                   "note": f"`bench_recipe.py` candidate `{name}` ({row['threads']} thread"
+                           f"{'s' if row['threads'] > 1 else ''}): the time is its 2-core time, CPU seconds over 2 "
+                           f"(wall {row['train_seconds'] / 60:.1f} min at load {row['load_average_start_end']})"}
             if cond:
                 run["w2"] = {"accuracy": row["share"], "frechet_distance": row["frechet_distance"],
                              "frechet_floor": row["frechet_floor"]}
@@ -203,8 +219,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     if args.phase == "list":
-        for name, (kind, width, changes, why) in CANDIDATES.items():
-            print(f"{name:24s} notebook {4 if kind == 'digit6' else 6}, ch={width}, {changes}: {why}")
+        for name, (kind, unet, changes, why) in CANDIDATES.items():
+            print(f"{name:24s} notebook {4 if kind == 'digit6' else 6}, {unet_label(unet)}, {changes}: {why}")
         return
     unknown = [c for c in args.candidates if c not in CANDIDATES]
     if args.phase == "adopt" and not unknown:
@@ -232,7 +248,7 @@ def main():
         for amp in args.amp:
             row = quality(name, amp)
             _add_run(row)
-            print(f"{name} [{row['precision']}]: {row['steps']} steps of {row['batch_size']}, ch={row['width']}: "
+            print(f"{name} [{row['precision']}]: {row['steps']} steps of {row['batch_size']}, {row['unet']}: "
                   f"{row['two_core_seconds']:.0f} s on 2 cores ({row['train_seconds']:.0f} s wall, load "
                   f"{row['load_average_start_end']}), {row['two_core_seconds_per_step']:.3f} s/step; "
                   f"{row['share']:.0%} of {row['n_samples']} {row['judged']}, FD {row['frechet_distance']} "

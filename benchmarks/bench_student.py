@@ -46,11 +46,17 @@ def _precision(recipe, device) -> str:
     return "fp32" + ("" if recipe.amp_in_force() == "none" or bf16_supported(device) else " (no bf16 units on this CPU)")
 
 
-def run(kind: str, steps: int | None, n: int, seed: int = 0, *, recipe=None, width: int | None = None,
+def model_name(kind: str, unet: dict) -> str:
+    """How a run's json names its model, e.g. ``Unet(ch=16, input_skip=True)``."""
+    args = ", ".join(f"{k}={v}" for k, v in {**unet, **({"n_classes": 11} if kind == "cond" else {})}.items())
+    return f"{'UNet_cond' if kind == 'cond' else 'Unet'}({args})"
+
+
+def run(kind: str, steps: int | None, n: int, seed: int = 0, *, recipe=None, unet: dict | None = None,
         amp: str | None = None) -> dict:
     """One training run of notebook 4 (``kind="digit6"``) or 6 (``"cond"``), timed and judged.
 
-    By default the laptop profile's recipe and width; ``recipe``/``width`` replace them (``bench_recipe.py``'s
+    By default the laptop profile's recipe and UNet (``profile.unet_kwargs``); ``recipe``/``unet`` replace them (``bench_recipe.py``'s
     candidates) and ``amp`` (``"bf16"`` or ``"none"``) sets the recipe's precision for this run."""
     import solutions
     from tutorial_utils import TensorBatches, load_mnist_tensors, seed_everything
@@ -59,7 +65,7 @@ def run(kind: str, steps: int | None, n: int, seed: int = 0, *, recipe=None, wid
     profile = PROFILES["laptop"]
     cond = kind == "cond"
     recipe = recipe or (profile.recipe_cond if cond else profile.recipe_digit6)
-    width = width or profile.width
+    unet = dict(unet or profile.unet_kwargs)
     if amp is not None:
         recipe = recipe.replace(amp=amp)
     if steps:
@@ -68,7 +74,7 @@ def run(kind: str, steps: int | None, n: int, seed: int = 0, *, recipe=None, wid
     x, y = load_mnist_tensors(train=True, digits=None if cond else [6], device=device)
     loader = TensorBatches(x, y, batch_size=recipe.batch_size, seed=0)
     seed_everything(seed)                                   # as the notebook's training cell
-    model = solutions.UNet_cond(ch=width, n_classes=11) if cond else solutions.Unet(ch=width)
+    model = solutions.UNet_cond(n_classes=11, **unet) if cond else solutions.Unet(**unet)
     opt, ema = recipe.optimizer(model), recipe.ema_model(model)
     load0, cpu0, t0 = os.getloadavg()[0], _cpu_seconds(), time.time()
     losses = solutions.train(model, opt, loader, epochs=math.ceil(recipe.steps / len(loader)), max_steps=recipe.steps,
@@ -78,8 +84,8 @@ def run(kind: str, steps: int | None, n: int, seed: int = 0, *, recipe=None, wid
     wall, cpu = time.time() - t0, _cpu_seconds() - cpu0
     load1 = os.getloadavg()[0]
     mine = ema.module if ema is not None else model
-    out = {"notebook": 6 if cond else 4, "model": f"UNet_cond(ch={width}, n_classes=11)" if cond else f"Unet(ch={width})",
-           "width": width,
+    out = {"notebook": 6 if cond else 4, "model": model_name(kind, unet), "width": unet["ch"],
+           "input_skip": bool(unet.get("input_skip")),
            "recipe": recipe.describe(), "steps": len(losses), "batch_size": recipe.batch_size,
            "precision": _precision(recipe, device),
            "train_seconds": round(wall, 1), "train_cpu_seconds": round(cpu, 1),

@@ -147,12 +147,13 @@ def recipe_section(rs) -> list[str]:
            "both by default), judged like `bench_student.py` (100 DDIM-50 samples of the EMA weights). \"2-core "
            "time\" is the process's CPU seconds over 2: the training time on 2 otherwise idle cores sharing the "
            "work evenly (the wall time, threads and load average of each run are in `recipe_search.json`; the "
-           "machine was shared, see the notes at the end). Targets: notebook 4 ≥ 95 % read as 6 in ≤ 3 min fp32 / ≤ 90 s bf16; "
+           "machine was shared, see the notes at the end). UNet: its width `ch`; \"+ skip\": the input skip "
+           "ε̂ = UNet(x_t, t) + s(t)·x_t (`solutions/model.py`). Targets: notebook 4 ≥ 95 % read as 6 in ≤ 3 min fp32 / ≤ 90 s bf16; "
            "notebook 6 ≥ 97 % guided (w = 2) read as their label in ≤ 6 min fp32 / ≤ 3 min bf16. " + INTERVAL_NOTE,
            ""]
     runs = rs.get("runs") or []
     if runs:
-        out += ["| candidate | notebook | precision | width | steps × batch | EMA | 2-core time | s / step (2-core) "
+        out += ["| candidate | notebook | precision | UNet | steps × batch | EMA | 2-core time | s / step (2-core) "
                 "| judged | FD (floor) | target |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in runs:
             need, limits = RECIPE_TARGETS[r["notebook"]]
@@ -163,7 +164,8 @@ def recipe_section(rs) -> list[str]:
             if r["share"] < need:
                 met.append(f"{100 * (need - r['share']):.0f} points below {need:.0%}")
             verdict = "met" if not met else "missed: " + ", ".join(met)
-            out.append(f"| `{r['candidate']}` ({r['why']}) | {r['notebook']} | {r['precision']} | {r['width']} | "
+            unet = r.get("unet") or f"ch={r['width']}"          # rows from before the input skip: width only
+            out.append(f"| `{r['candidate']}` ({r['why']}) | {r['notebook']} | {r['precision']} | {unet} | "
                        f"{r['steps']} × {r['batch_size']} | {r['ema']:g} | {r['two_core_seconds'] / 60:.1f} min "
                        f"({r['two_core_seconds']:.0f} s) | {r['two_core_seconds_per_step']:.3f} | "
                        f"{share(r['share'], r['n_samples'], '.0%')} {r['judged']} | {r['frechet_distance']} "

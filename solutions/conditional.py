@@ -12,8 +12,9 @@ __all__ = ["UNet_cond"]
 class UNet_cond(Unet):
     """ε_θ(x_t, t, y): the same UNet, with the class label's embedding added to the time embedding."""
 
-    def __init__(self, ch: int = 32, n_classes: int = 10, in_ch: int = 1, emb_dim: int | None = None):
-        super().__init__(ch=ch, in_ch=in_ch, emb_dim=emb_dim)
+    def __init__(self, ch: int = 32, n_classes: int = 10, in_ch: int = 1, emb_dim: int | None = None,
+                 input_skip: bool = False):
+        super().__init__(ch=ch, in_ch=in_ch, emb_dim=emb_dim, input_skip=input_skip)
         self.n_classes = n_classes
         self.class_emb = nn.Embedding(n_classes, self.time_mlp[-1].out_features)
 

@@ -5,6 +5,15 @@
                                                  └──────────── skip ──────────────┘
     t ─ sinusoidal embedding ─ MLP ─ emb, added inside every ConvBlock.
 
+With ``input_skip=True`` (the ``laptop`` profile's UNet; the shipped checkpoints have none) the network also passes
+its input straight to its output, scaled by a number it learns for each t:  ε̂ = UNet(x_t, t) + s(t)·x_t.
+Why: every ConvBlock's GroupNorm removes its groups' means, so the UNet cannot simply copy the mean of x_t (over
+one image's pixels) to its output; near t = T, where ε ≈ x_t, it must rebuild ε's mean (std 1/28 over 28×28
+pixels) through the nonlinearities, and an error δ there becomes δ·sqrt(1-ᾱ_t)/sqrt(ᾱ_t) ≈ 157δ in x̂_0 at
+t = 999.  A narrow (ch=16) or briefly trained UNet does not learn it and its samples drift to a grey blur
+(benchmarks/RESULTS_NOTES.md, "The laptop UNet's input skip"); s(t), zero at the start, learns it at once.  It
+is the c_skip of Karras et al. 2022's preconditioning, here for ε-prediction and learned.
+
 Notebook 3 (a walk-through, graded nowhere: always public).  ``UNet_cond`` (notebook 6) is in ``conditional.py``.
 """
 from __future__ import annotations
@@ -50,9 +59,10 @@ class ConvBlock(nn.Module):
 
 
 class Unet(nn.Module):
-    """ε_θ(x_t, t) for 1×28×28 images.  ``ch`` sets the width (ch=32 is the course's model)."""
+    """ε_θ(x_t, t) for 1×28×28 images.  ``ch`` sets the width (ch=32 is the course's model); ``input_skip`` adds
+    s(t)·x_t to the output (see the module's docstring)."""
 
-    def __init__(self, ch: int = 32, in_ch: int = 1, emb_dim: int | None = None):
+    def __init__(self, ch: int = 32, in_ch: int = 1, emb_dim: int | None = None, input_skip: bool = False):
         super().__init__()
         emb_dim = emb_dim or 4 * ch
         self.time_mlp = nn.Sequential(
@@ -70,6 +80,10 @@ class Unet(nn.Module):
         self.upsample1 = nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)  # -> 28×28
         self.up1 = ConvBlock(2 * ch, ch, emb_dim)                # concat skip from down1
         self.out_conv = nn.Conv2d(ch, in_ch, 1)
+        self.input_skip = nn.Linear(emb_dim, 1) if input_skip else None  # emb -> s(t), one number per image
+        if self.input_skip is not None:
+            nn.init.zeros_(self.input_skip.weight)                    # s = 0 at the start: the plain UNet
+            nn.init.zeros_(self.input_skip.bias)
 
     def backbone(self, x: Tensor, emb: Tensor) -> Tensor:
         """The UNet proper: every ConvBlock receives the conditioning vector ``emb``."""
@@ -79,7 +93,10 @@ class Unet(nn.Module):
         h = self.mid(self.pool2(h2), emb)
         h = self.up2(torch.cat([self.upsample2(h), h2], dim=1), emb)
         h = self.up1(torch.cat([self.upsample1(h), h1], dim=1), emb)
-        return self.out_conv(h)
+        out = self.out_conv(h)
+        if self.input_skip is not None:
+            out = out + self.input_skip(emb)[:, :, None, None] * x      # + s(t)·x_t
+        return out
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         _check_input(x, t)

@@ -221,6 +221,18 @@ def test_metadata_for_another_architecture(tmp_path):
         load_pretrained("unet_digit6", directory=tmp_path)
 
 
+def test_the_laptop_profiles_model_with_the_input_skip_loads(tmp_path):
+    # notebook 4 saves Unet(**profile.unet_kwargs) (ch=16 and the input skip); notebooks 5 and 7 load it back
+    for name, model, kwargs in (("unet_digit6", solutions.Unet(ch=16, input_skip=True), {"ch": 16, "input_skip": True}),
+                                ("unet_cond", solutions.UNet_cond(ch=16, n_classes=11, input_skip=True),
+                                 {"ch": 16, "n_classes": 11, "input_skip": True})):
+        with torch.no_grad():
+            model.input_skip.bias.fill_(0.5)                      # a trained skip, not the zero it starts at
+        _fresh(tmp_path, name=name, model=model, kwargs=kwargs)
+        loaded = load_pretrained(name, directory=tmp_path)
+        assert loaded.input_skip is not None and loaded.input_skip.bias.item() == 0.5
+
+
 def test_a_narrower_model_of_the_same_class_loads(tmp_path):
     # the laptop profile trains your own Unet with ch=profile.width (16); the later notebooks load it from runs/mine
     model, _, _ = _fresh(tmp_path, model=solutions.Unet(ch=16))     # json honestly says Unet with ch=16

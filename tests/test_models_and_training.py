@@ -42,6 +42,31 @@ def test_unet_cond_shape_and_label_dependence():
     torch.testing.assert_close(same[0], same[1])
 
 
+@pytest.mark.parametrize("cls, extra", [(Unet, {}), (UNet_cond, {"n_classes": 11})])
+def test_input_skip_adds_a_learned_multiple_of_the_input(cls, extra):
+    """ε̂ = UNet(x_t, t) + s(t)·x_t: off by default (the shipped checkpoints' state dicts are unchanged), zero at the
+    start when on (the plain UNet's output), and s comes from the (time or time + class) embedding."""
+    assert not any("input_skip" in k for k in cls(ch=16, **extra).state_dict())
+    torch.manual_seed(0)
+    plain = cls(ch=16, **extra)
+    skip = cls(ch=16, input_skip=True, **extra)
+    missing, unexpected = skip.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["input_skip.bias", "input_skip.weight"] and not unexpected
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([0, 500, 999])
+    args = (x, t) + ((torch.tensor([1, 2, 10]),) if extra else ())
+    with torch.no_grad():
+        torch.testing.assert_close(skip(*args), plain(*args))              # s = 0 at the start
+        skip.input_skip.bias.fill_(0.25)
+        skip.input_skip.weight.normal_()
+        emb = skip.time_mlp(t) + (skip.class_emb(args[2]) if extra else 0)
+        s = skip.input_skip(emb)[:, :, None, None]
+        torch.testing.assert_close(skip(*args), plain(*args) + s * x)
+        assert s.flatten().unique().numel() == 3                          # one s per image, from its embedding
+        skip.out_conv.weight.zero_(); skip.out_conv.bias.zero_()
+        skip.input_skip.weight.zero_(); skip.input_skip.bias.fill_(1.0)
+        torch.testing.assert_close(skip(*args), x)                         # it can be the identity, mean included
+
+
 def test_models_reject_wrong_input_shapes_with_a_clear_message():
     model = UNet_cond(ch=16)
     with pytest.raises(ValueError, match="unsqueeze"):

@@ -48,8 +48,12 @@ def test_the_unet_width_is_the_shipped_one_unless_a_profile_says_otherwise():
     # the shipped checkpoints, the smoke profile's stored outputs and the GPU runs keep the course's ch=32
     assert PROFILES["smoke"].width == PROFILES["full"].width == 32
     assert "ch=" not in PROFILES["smoke"].describe()
-    narrow = dataclasses.replace(PROFILES["laptop"], width=16)     # what notebooks 4 and 6 would then build
-    assert "ch=16" in narrow.describe()
+    assert PROFILES["smoke"].unet_kwargs == PROFILES["full"].unet_kwargs == {"ch": 32}     # no input skip either
+    narrow = dataclasses.replace(PROFILES["laptop"], width=16, input_skip=False)   # what notebooks 4 and 6 would build
+    assert "ch=16" in narrow.describe() and "skip" not in narrow.describe()
+    assert narrow.unet_kwargs == {"ch": 16}
+    skip = dataclasses.replace(narrow, input_skip=True)
+    assert skip.unet_kwargs == {"ch": 16, "input_skip": True} and "input skip" in skip.describe()
 
 
 @pytest.mark.parametrize("file, amp", [("student.json", "bf16"), ("student_fp32.json", "none")])
@@ -58,8 +62,9 @@ def test_the_laptop_profile_is_what_the_benchmark_measured(file, amp):
     recipe (in that file's precision): changing the profile without re-measuring it fails here."""
     laptop = PROFILES["laptop"]
     data = json.loads((ROOT / "benchmarks" / file).read_text())
-    for key, recipe, model in (("digit6", laptop.recipe_digit6, f"Unet(ch={laptop.width})"),
-                               ("cond", laptop.recipe_cond, f"UNet_cond(ch={laptop.width}, n_classes=11)")):
+    args = ", ".join(f"{k}={v}" for k, v in laptop.unet_kwargs.items())
+    for key, recipe, model in (("digit6", laptop.recipe_digit6, f"Unet({args})"),
+                               ("cond", laptop.recipe_cond, f"UNet_cond({args}, n_classes=11)")):
         run = data[key]
         assert run["model"] == model, (file, key)
         # the recipe, whose amp the run may have set itself (fp32 forced on a CPU with bf16 units)

@@ -232,9 +232,12 @@ def load_pretrained(name: str, device=None, directory: str | os.PathLike | None 
                               f"Retrain: {train_command(name)}")
     arch = meta["architecture"]
     shipped = PRETRAINED[name]
-    # the width ch may differ: the laptop profile trains your own model narrower (runtime.RunProfile.width)
-    other_width = {k: v for k, v in (arch.get("kwargs") or {}).items() if k != "ch"}
-    if arch.get("class") != shipped["class"] or other_width != {k: v for k, v in shipped["kwargs"].items() if k != "ch"}:
+    # the width ch and the input skip may differ: the laptop profile trains your own model narrower and with the
+    # input skip (runtime.RunProfile.unet_kwargs)
+    own_choice = ("ch", "input_skip")
+    other = {k: v for k, v in (arch.get("kwargs") or {}).items() if k not in own_choice}
+    if arch.get("class") != shipped["class"] or other != {k: v for k, v in shipped["kwargs"].items()
+                                                          if k not in own_choice}:
         raise CheckpointError(
             f"pretrained checkpoint {name!r} was saved for {arch.get('class')}(**{arch.get('kwargs')}) but the "
             f"course expects {shipped['class']}(**{shipped['kwargs']}): a checkpoint from another architecture.\n"

@@ -31,15 +31,15 @@ __all__ = ["TrainingRun", "MEASURED", "RESUME_SUFFIX", "estimate_after", "slow_w
 
 RESUME_SUFFIX = ".resume.pt"
 SLOW_FACTOR = 2.0            # warn when the run would take more than this many times the measured duration
-# Seconds per training step of the `laptop` recipe (batch 128) on a quiet 2-core CPU, `benchmarks/bench_student.py`:
-# with bf16 units (benchmarks/student.json, an Intel Xeon with AMX) and without them (student_fp32.json, an AMD EPYC,
-# fp32); benchmarks/RESULTS.md, "Your own model", quotes them (2.8 and 8.1 min for notebook 4, 4.3 and 14.5 for 6).
+# Seconds per training step of the `laptop` recipe (batch 128) on a quiet 2-core CPU with bf16 units (an AMD EPYC,
+# Zen 4), measured by `benchmarks/bench_recipe.py` in both precisions: bf16 autocast (benchmarks/student.json) and
+# fp32 forced with DDPM_AMP=none (student_fp32.json); benchmarks/RESULTS.md, "Your own model", quotes them.
 # tests/test_progress.py checks these against the json files.
 MEASURED = {
-    "unet_digit6": {"batch_size": 128, "bf16": 0.187, "fp32": 0.537},
-    "unet_cond": {"batch_size": 128, "bf16": 0.171, "fp32": 0.579},
+    "unet_digit6": {"batch_size": 128, "bf16": 0.102, "fp32": 0.153},
+    "unet_cond": {"batch_size": 128, "bf16": 0.091, "fp32": 0.124},
 }
-MEASURED_ON = {"bf16": "a quiet 2-core CPU with bf16 units", "fp32": "a quiet 2-core CPU without bf16 units, in fp32"}
+MEASURED_ON = {"bf16": "a quiet 2-core CPU with bf16 units", "fp32": "a quiet 2-core CPU in fp32"}
 
 
 def _minutes(seconds: float) -> str:
