@@ -198,12 +198,14 @@ def student_section(runs) -> list[str]:
     if not runs:
         return []
     out = ["## Your own model (the `laptop` profile)", "",
-           "`bench_student.py`: what notebooks 4 and 6 do in the `laptop` profile (the profile's "
-           "recipe, the course's loop `solutions.train`, the same seeds), then 100 samples from the EMA weights with "
-           "DDIM-50 (η = 1) judged by the course's classifier. Wall-clock seconds are the machine's (the load "
-           "average at the start and end of the training is given: other jobs may have shared the 2 cores); "
-           "process CPU seconds divided by the threads used are less sensitive to them. bf16 autocast is used only "
-           "where the CPU has bf16 units (AVX512-BF16 or AMX); without them the same recipe runs in fp32. " + INTERVAL_NOTE, ""]
+           "What notebooks 4 and 6 do in the `laptop` profile (the profile's UNet and recipe, the course's loop "
+           "`solutions.train`, the same seeds), then 100 samples from the EMA weights with DDIM-50 (η = 1) judged by "
+           "the course's classifier: `bench_student.py`, or `bench_recipe.py quality` for the profile's own "
+           "candidate, whose runs `bench_recipe.py adopt` copies here (`student.json` the bf16 run, "
+           "`student_fp32.json` the fp32 run, both from one machine). The training column is 2 cores' time (CPU "
+           "seconds over 2; the wall time and the load average at the start and end of the training are in the "
+           "json). bf16 autocast is used only where the CPU has bf16 units (AVX512-BF16 or AMX); without them the "
+           "same recipe runs in fp32, and `DDPM_AMP=none` forces fp32 on a CPU that has them. " + INTERVAL_NOTE, ""]
     for name, st in runs:
         out += student_table(name, st)
     return out

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["TrainingRun", "MEASURED", "RESUME_SUFFIX", "estimate_after", "slow_warning"]
+__all__ = ["TrainingRun", "MEASURED", "RESUME_SUFFIX", "estimate_after", "estimate_from", "slow_warning"]
 
 RESUME_SUFFIX = ".resume.pt"
 SLOW_FACTOR = 2.0            # warn when the run would take more than this many times the measured duration
@@ -49,9 +49,15 @@ def _minutes(seconds: float) -> str:
 
 
 def estimate_after(total_steps: int) -> int:
-    """The step after which the duration is estimated: 10, or fewer for a short run (at least 2: the first step
-    includes one-off start-up costs, so the rate is measured from the end of step 1)."""
-    return max(2, min(10, total_steps // 4))
+    """The step after which the duration is estimated: 30, or fewer for a short run (at least 2)."""
+    return max(2, min(30, total_steps // 4))
+
+
+def estimate_from(total_steps: int) -> int:
+    """The step from whose end the rate is measured: 10, or fewer for a short run (at least 1).  The first steps
+    carry one-off costs (in a notebook kernel the first ten steps of notebook 4's laptop run took 0.34 s each against
+    0.16 s for the whole run), so the rate comes from the steps after them."""
+    return max(1, min(10, estimate_after(total_steps) // 3))
 
 
 def slow_warning(name: str, precision: str, batch_size: int, device_type: str, seconds_per_step: float,
@@ -136,12 +142,13 @@ class TrainingRun:
             self._start = now
         self.losses.append(float(loss))
         self._session_steps = step
-        if step == 1:
-            self._first_step_end = now
         total = self.total_steps - self.steps_before
+        first = estimate_from(total)
+        if step == first:
+            self._first_step_end = now
         if step == estimate_after(total) and self._first_step_end is not None and not self._quiet:
-            rate = (now - self._first_step_end) / (step - 1)
-            expected = (self._first_step_end - self._start) + rate * (total - 1)
+            rate = (now - self._first_step_end) / (step - first)
+            expected = (self._first_step_end - self._start) + rate * (total - first)
             resumed = f" (the {total} left of {self.total_steps})" if self.steps_before else ""
             print(f"after {step} steps: {rate:.2f} s per step, so this run{resumed} should take about "
                   f"{_minutes(expected)} ({_minutes(max(0.0, expected - (now - self._start)))} left)", flush=True)
