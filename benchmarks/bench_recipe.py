@@ -45,7 +45,7 @@ from common import BENCH_DIR, machine, set_data_env
 OUT = BENCH_DIR / "recipe_search.json"
 
 # name -> (notebook kind, the UNet's constructor arguments, changes to the laptop profile's recipe for that notebook,
-# why it is a candidate).  "skip": the input skip ε̂ = UNet(x_t, t) + s(t)·x_t (solutions/model.py).
+# why it is a candidate).  "skip": the input skip ε_θ(x_t, t) = UNet(x_t, t) + s(t)·x_t (solutions/model.py).
 W32, W16 = {"ch": 32}, {"ch": 16}
 W32S, W16S = {"ch": 32, "input_skip": True}, {"ch": 16, "input_skip": True}
 CANDIDATES: dict[str, tuple[str, dict, dict, str]] = {

@@ -6,13 +6,16 @@
     t ─ sinusoidal embedding ─ MLP ─ emb, added inside every ConvBlock.
 
 With ``input_skip=True`` (the ``laptop`` profile's UNet; the shipped checkpoints have none) the network also passes
-its input straight to its output, scaled by a number it learns for each t:  ε̂ = UNet(x_t, t) + s(t)·x_t.
-Why: every ConvBlock's GroupNorm removes its groups' means, so the UNet cannot simply copy the mean of x_t (over
-one image's pixels) to its output; near t = T, where ε ≈ x_t, it must rebuild ε's mean (std 1/28 over 28×28
-pixels) through the nonlinearities, and an error δ there becomes δ·sqrt(1-ᾱ_t)/sqrt(ᾱ_t) ≈ 157δ in x̂_0 at
-t = 999.  A narrow (ch=16) or briefly trained UNet does not learn it and its samples drift to a grey blur
-(benchmarks/RESULTS_NOTES.md, "The laptop UNet's input skip"); s(t), zero at the start, learns it at once.  It
-is the c_skip of Karras et al. 2022's preconditioning, here for ε-prediction and learned.
+its input straight to its output, scaled by a number it learns for each t (in ``UNet_cond``, each t and label):
+ε_θ(x_t, t) = UNet(x_t, t) + s(t)·x_t.
+Why: every path from x_t to the output passes a GroupNorm, which subtracts its groups' means, so the UNet has no
+linear path for the mean of x_t over an image (it survives only as differences between a group's channels,
+divided by a data-dependent std).  Near t = T, where ε ≈ x_t, that mean (of 784 independent N(0, 1) values: std
+1/28) is part of the answer; a network that misses it at every step lets the sampler multiply the mean of x_T by
+about ∏ 1/sqrt(α_t) = 1/sqrt(ᾱ_T) ≈ 157 on the way to x_0.  A narrow (ch=16) or briefly trained UNet misses it and
+its samples drift to a grey blur (benchmarks/RESULTS_NOTES.md, "The laptop recipe search (issue 24): what it
+found"); with s(t), zero at the start, it learns it.  s plays the role of c_skip in Karras et al. 2022's
+preconditioning (D = c_skip·x + c_out·F), here on the ε output, learned instead of fixed, without c_in/c_out.
 
 Notebook 3 (a walk-through, graded nowhere: always public).  ``UNet_cond`` (notebook 6) is in ``conditional.py``.
 """

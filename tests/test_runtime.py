@@ -50,10 +50,10 @@ def test_the_unet_width_is_the_shipped_one_unless_a_profile_says_otherwise():
     assert "ch=" not in PROFILES["smoke"].describe()
     assert PROFILES["smoke"].unet_kwargs == PROFILES["full"].unet_kwargs == {"ch": 32}     # no input skip either
     narrow = dataclasses.replace(PROFILES["laptop"], width=16, input_skip=False)   # what notebooks 4 and 6 would build
-    assert "ch=16" in narrow.describe() and "skip" not in narrow.describe()
+    assert "ch=16" in narrow.describe() and "ch=16 and the input skip" not in narrow.describe()
     assert narrow.unet_kwargs == {"ch": 16}
     skip = dataclasses.replace(narrow, input_skip=True)
-    assert skip.unet_kwargs == {"ch": 16, "input_skip": True} and "input skip" in skip.describe()
+    assert skip.unet_kwargs == {"ch": 16, "input_skip": True} and "ch=16 and the input skip" in skip.describe()
 
 
 @pytest.mark.parametrize("file, amp", [("student.json", "bf16"), ("student_fp32.json", "none")])

@@ -71,7 +71,7 @@ class RunProfile:
     max_steps: int | None       #   its number of steps (None: the shipped unet_flow's length)
     prefer_pretrained: bool     # notebook 8 samples the shipped unet_flow rather than its short run
     width: int = 32             # notebooks 4 and 6 build your UNet with ch=width (the shipped checkpoints keep 32)
-    input_skip: bool = False    #   and with the input skip ε̂ = UNet(x_t, t) + s(t)·x_t (solutions/model.py) if True
+    input_skip: bool = False    #   and with the input skip ε_θ(x_t, t) = UNet(x_t, t) + s(t)·x_t (solutions/model.py) if True
 
     @property
     def unet_kwargs(self) -> dict:
