@@ -37,11 +37,7 @@ def test_slow_first_steps_do_not_make_a_slow_estimate(monkeypatch, capsys, tmp_p
     """A notebook kernel's first steps are slower (one-off costs): notebook 4's laptop run took 0.34 s per step over
     its first ten steps and 0.16 s over all 800.  The estimate must come from the steps after them, and must not warn
     a student whose machine is as fast as the measured one."""
-    clock = _Clock()
-    monkeypatch.setattr(progress.time, "time", clock)
-    recipe, model, opt, sch, ema = _parts(steps=800)
-    monkeypatch.setitem(MEASURED, "tiny", {"batch_size": 128, "bf16": 0.16, "fp32": 0.16})
-    run = TrainingRun("tiny", recipe, model, opt, sch, ema, directory=tmp_path, every=0)
+    clock, run, (model, opt, sch, ema) = _timed_run(monkeypatch, tmp_path, steps=800, measured=0.16)
     with run:
         _loop(run, model, opt, sch, ema, 10, seconds_per_step=0.34, clock=clock)
         _loop(run, model, opt, sch, ema, 25, seconds_per_step=0.16, clock=clock, first=11)
@@ -82,6 +78,15 @@ def _parts(steps=10, seed=0):
     return recipe, model, opt, recipe.scheduler(opt), recipe.ema_model(model)
 
 
+def _timed_run(monkeypatch, tmp_path, steps, measured):
+    """A TrainingRun of a tiny model on a fake clock, with `measured` s per step as the course's measurement."""
+    clock = _Clock()
+    monkeypatch.setattr(progress.time, "time", clock)
+    recipe, model, opt, sch, ema = _parts(steps=steps)
+    monkeypatch.setitem(MEASURED, "tiny", {"batch_size": 128, "bf16": measured, "fp32": measured})
+    return clock, TrainingRun("tiny", recipe, model, opt, sch, ema, directory=tmp_path, every=0), (model, opt, sch, ema)
+
+
 def _loop(run, model, opt, scheduler, ema, steps, stop_at=None, seconds_per_step=0.0, clock=None, first=1):
     """A stand-in for the notebook's loop: one optimiser step per call of on_step; the stop button at `stop_at`."""
     for step in range(first, first + steps):
@@ -99,11 +104,8 @@ def _loop(run, model, opt, scheduler, ema, steps, stop_at=None, seconds_per_step
 
 
 def test_prints_the_estimate_and_the_warning(monkeypatch, capsys, tmp_path):
-    clock = _Clock()
-    monkeypatch.setattr(progress.time, "time", clock)
-    recipe, model, opt, sch, ema = _parts(steps=900)
-    monkeypatch.setitem(MEASURED, "tiny", {"batch_size": 128, "bf16": 0.1, "fp32": 0.1})
-    run = TrainingRun("tiny", recipe, model, opt, sch, ema, directory=tmp_path, every=0)
+    clock, run, (model, opt, sch, ema) = _timed_run(monkeypatch, tmp_path, steps=900, measured=0.1)
+    recipe = run.recipe
     with run:
         _loop(run, model, opt, sch, ema, 32, seconds_per_step=0.5, clock=clock)
     out = capsys.readouterr().out
